@@ -1,0 +1,41 @@
+# resnet-train: set-up, tests and the main jobs. `make help` lists the targets.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+ARGS   ?=
+ITERS  ?= 16000
+# torch and torchvision are installed first, on their own, so pip can take a build already on the machine.
+TORCH  ?= torch>=2.4 torchvision>=0.19
+
+.PHONY: help install test test-fast lint train demo bench fig6 clean
+
+help:
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the project with its dev tools
+
+test: install ## run the whole test suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-fast: install ## the suite without the slow tests
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install ## ruff
+	$(BIN)/ruff check resnet_train tests scripts
+
+train: install ## ResNet-20 on CIFAR-10 with the paper's recipe (ARGS="data.root=DIR ..." to change)
+	$(BIN)/resnet-train model=resnet20 data=cifar10 data.download=true $(ARGS)
+
+demo: install ## a 1-2 minute end-to-end run on synthetic data (nothing to download)
+	$(BIN)/resnet-train model=resnet20 model.depth=8 data=synthetic trainer.max_iters=300 \
+		trainer.batch_size=64 trainer.eval_every=100 trainer.log_every=20 sched.milestones=[200] $(ARGS)
+	@echo "TensorBoard: $(BIN)/tensorboard --logdir outputs"
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,131 @@
+"""`resnet-train`: compose the config with Hydra, validate it, and start one or more training workers.
+
+This is the only place that reads a Hydra config: it becomes plain dataclasses (`resnet_train.config.Config`)
+before anything else sees it. Workers come from one of three places:
+- one process (the default);
+- `trainer.devices=N`: N workers spawned here, sharing this run's directory (see engine/distributed.py);
+- torchrun or SLURM: every process runs this CLI; ranks come from the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from ..config import Config, config_dir, register_configs
+from ..engine import distributed
+from ..engine.loop import PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, Preempted
+from ..errors import UserError
+
+log = logging.getLogger("resnet_train")
+
+
+class WorkerFailed(UserError):
+    exit_code = 1
+
+
+def run_worker(config: Config, run_dir: Path, world: distributed.World, join_group: bool) -> dict:
+    """Train on one rank; `join_group` starts the process group (DDP), even for a world of one."""
+    from ..engine.run import resolve_device, train
+
+    if join_group:
+        distributed.init_process_group(world, resolve_device(config.trainer.device, world.local_rank))
+    if not world.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        with logging_redirect_tqdm():
+            return train(config, run_dir, world)
+    finally:
+        distributed.destroy()
+
+
+def _spawned_worker(local_rank: int, config: Config, run_dir: str, port: int, world_size: int) -> None:
+    """Entry point of a worker started by `spawn_workers` (a fresh interpreter without Hydra's logging)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(RANK=str(local_rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank))
+    handlers = [logging.StreamHandler()]
+    if local_rank == 0:
+        handlers.append(logging.FileHandler(Path(run_dir) / "train.log"))
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s", handlers=handlers)
+    try:
+        run_worker(config, Path(run_dir), distributed.World(local_rank, world_size, local_rank), True)
+    except Preempted as stop:
+        log.warning("%s", stop)
+        sys.exit(PREEMPTED_EXIT_CODE)
+    except UserError as error:
+        log.error("%s", error)
+        sys.exit(error.exit_code)
+
+
+def spawn_workers(config: Config, run_dir: Path, count: int) -> None:
+    """Start `count` local workers and wait for them. Pre-emption signals are passed on to every worker; if
+    one worker dies, the others are terminated and this raises (no hang)."""
+    import torch.multiprocessing as mp
+
+    context = mp.start_processes(
+        _spawned_worker, args=(config, str(run_dir), distributed.free_port(), count), nprocs=count,
+        join=False, start_method="spawn",
+    )  # fmt: skip
+
+    def forward(signum, frame):
+        for process in context.processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in PREEMPTION_SIGNALS}
+    try:
+        while not context.join():
+            pass
+    except mp.ProcessExitedException as error:
+        if error.exit_code == PREEMPTED_EXIT_CODE:
+            raise Preempted(signal.SIGTERM, -1) from None
+        raise WorkerFailed(f"worker {error.error_index} failed ({error}); all workers stopped") from None
+    except mp.ProcessRaisedException as error:
+        raise WorkerFailed(f"worker {error.error_index} crashed:\n{error}") from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def launch(config: Config, run_dir: Path) -> None:
+    world = distributed.world_from_env()
+    if world is not None:
+        distributed.export_slurm_rendezvous()
+        run_worker(config, run_dir, world, join_group=True)
+    elif config.trainer.devices > 1:
+        spawn_workers(config, run_dir, config.trainer.devices)
+    else:
+        run_worker(config, run_dir, distributed.World(), join_group=False)
+
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def hydra_main(cfg: DictConfig) -> None:
+    config: Config = OmegaConf.to_object(cfg)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    multirun = HydraConfig.get().mode is RunMode.MULTIRUN
+    try:
+        launch(config, run_dir)
+    except Preempted as stop:
+        log.warning("%s; re-run the same command to resume (exit code %d)", stop, PREEMPTED_EXIT_CODE)
+        sys.exit(PREEMPTED_EXIT_CODE)
+    except UserError as error:
+        log.error("%s", error)
+        if multirun:
+            raise  # Hydra records the failed job, runs the others and exits non-zero at the end
+        sys.exit(error.exit_code)
+
+
+def main() -> None:
+    hydra_main()

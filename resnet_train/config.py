@@ -1,0 +1,182 @@
+"""Structured config schemas and the option enums they use.
+
+The dataclasses here are the schema Hydra validates every composed config against: an unknown key, a value
+of the wrong type or a value outside an enum is refused before anything runs. The enums are plain Python
+types, so the model, data and engine code import them without ever seeing a Hydra config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import List, Optional
+
+
+class Family(Enum):
+    """Which of the paper's two network families: CIFAR (Sec. 4.2, 6n+2 layers) or ImageNet (Table 1)."""
+
+    cifar = "cifar"
+    imagenet = "imagenet"
+
+
+class Shortcut(Enum):
+    """The paper's shortcut options (Sec. 3.3 and 4.1)."""
+
+    A = "A"  # identity, zero-padded extra channels, parameter-free
+    B = "B"  # 1x1 projection only where dimensions change
+    C = "C"  # 1x1 projection on every shortcut
+
+
+class BottleneckStride(Enum):
+    """Where a down-sampling bottleneck puts its stride: the paper's first 1x1 conv, or the 3x3 ("v1.5")."""
+
+    v1 = "v1"
+    v1_5 = "v1.5"
+
+
+class Stem(Enum):
+    """The first layers: chosen from the input size (auto), the CIFAR 3x3/1 conv, or the ImageNet 7x7/2 + pool."""
+
+    auto = "auto"
+    cifar = "cifar"
+    imagenet = "imagenet"
+
+
+class DatasetName(Enum):
+    cifar10 = "cifar10"
+    cifar100 = "cifar100"
+    synthetic = "synthetic"
+    imagefolder = "imagefolder"
+    imagenet = "imagenet"
+
+
+class OptimizerName(Enum):
+    sgd = "sgd"
+    adamw = "adamw"
+
+
+class ScheduleName(Enum):
+    paper_cifar = "paper_cifar"  # step decay at fixed iterations (the paper's CIFAR recipe)
+    cosine = "cosine"
+    step = "step"  # step decay every `step_every` iterations
+
+
+class Warmup(Enum):
+    """The paper's lr 0.01 warm-up for very deep CIFAR nets (Sec. 4.2): auto = on for depth >= 110."""
+
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
+class DeviceKind(Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(Enum):
+    auto = "auto"  # bf16 on CUDA, fp32 on CPU
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class NanPolicy(Enum):
+    stop = "stop"  # stop the run, keep the last good checkpoint
+    skip = "skip"  # skip the step (costs a host sync per step) and count it
+
+
+@dataclass
+class ModelConfig:
+    family: Family = Family.cifar
+    depth: int = 20
+    residual: bool = True
+    shortcut: Shortcut = Shortcut.A
+    bottleneck_stride: BottleneckStride = BottleneckStride.v1
+    stem: Stem = Stem.auto
+    zero_init_residual: bool = False
+    sync_bn: bool = False
+
+
+@dataclass
+class DataConfig:
+    name: DatasetName = DatasetName.cifar10
+    root: str = "./data"
+    download: bool = False
+    num_classes: Optional[int] = None  # set by the dataset; required for imagefolder and synthetic
+    image_size: int = 32
+    val_size: int = 0  # images held out of the training set to report val/error
+    train_size: int = 5000  # synthetic only
+    test_size: int = 1000  # synthetic only
+
+
+@dataclass
+class OptimConfig:
+    name: OptimizerName = OptimizerName.sgd
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class SchedConfig:
+    name: ScheduleName = ScheduleName.paper_cifar
+    milestones: List[int] = field(default_factory=lambda: [32000, 48000])
+    gamma: float = 0.1
+    step_every: int = 0  # sched=step: divide by 1/gamma every this many iterations
+    min_lr: float = 0.0  # sched=cosine
+    warmup: Warmup = Warmup.auto
+    warmup_lr: float = 0.01
+    warmup_until_train_error: float = 0.8
+
+
+@dataclass
+class TrainerConfig:
+    max_iters: int = 64000
+    batch_size: int = 128  # the global batch, split across devices
+    eval_every: int = 1000
+    eval_batch_size: int = 1000
+    log_every: int = 100
+    checkpoint_every: int = 4000
+    seed: int = 0
+    device: DeviceKind = DeviceKind.auto
+    devices: int = 1
+    precision: Precision = Precision.auto
+    channels_last: Optional[bool] = None  # None: on for CUDA
+    compile: Optional[bool] = None  # None: on for CUDA
+    resume: str = "auto"  # auto | never | PATH of a checkpoint
+    nan_policy: NanPolicy = NanPolicy.stop
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def config_dir() -> str:
+    """The `configs/` folder: the checkout's top-level one, or the copy shipped inside the wheel."""
+    checkout = Path(__file__).resolve().parent.parent / "configs"
+    if (checkout / "config.yaml").is_file():
+        return str(checkout)
+    return str(resources.files("resnet_train") / "configs")
+
+
+def register_configs() -> None:
+    """Register the schema and the run-name resolver; call before Hydra composes a config."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    ConfigStore.instance().store(name="config_schema", node=Config)
+    if not OmegaConf.has_resolver("run_name"):
+        # hydra.job.override_dirname is empty for a run without overrides.
+        OmegaConf.register_new_resolver("run_name", lambda overrides: overrides or "default")

@@ -1,0 +1,1 @@
+"""The training engine: loop, schedule, evaluation, checkpoints, distributed setup and logging."""

@@ -1,0 +1,108 @@
+"""Process-group setup for DistributedDataParallel, from torchrun's or SLURM's environment or our own spawn.
+
+Ranks are values (a `World`), never globals. Three ways in:
+- `trainer.devices=N`: the CLI composes the config once and spawns N workers with torch.multiprocessing,
+  giving each RANK/WORLD_SIZE/LOCAL_RANK and a free MASTER_PORT on 127.0.0.1;
+- torchrun: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT come from the environment;
+- SLURM (hydra-submitit-launcher, one task per GPU): SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID, with
+  MASTER_ADDR taken from the first host of SLURM_JOB_NODELIST when not set.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1 or dist.is_initialized()
+
+
+def first_slurm_host(nodelist: str) -> str:
+    """The first host of a SLURM node list: 'gpu[003-005,9],cpu1' -> 'gpu003'."""
+    match = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist)
+    if not match:
+        raise ValueError(f"cannot parse SLURM node list {nodelist!r}")
+    prefix, ranges = match.groups()
+    if not ranges:
+        return prefix
+    return prefix + ranges.split(",")[0].split("-")[0]
+
+
+def world_from_env(environ: dict | None = None) -> World | None:
+    """The World described by torchrun's or SLURM's variables, or None for a plain single process.
+
+    SLURM's variables count only when the job has more than one task: a one-task allocation (an
+    interactive shell, say) is a single process that may still spawn its own workers.
+    """
+    env = os.environ if environ is None else environ
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return World(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
+    if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
+        return World(int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0)))
+    return None
+
+
+def export_slurm_rendezvous(environ: dict | None = None) -> None:
+    """Set MASTER_ADDR/MASTER_PORT for a SLURM job from its node list and job id, unless already set."""
+    env = os.environ if environ is None else environ
+    if "SLURM_JOB_NODELIST" in env:
+        env.setdefault("MASTER_ADDR", first_slurm_host(env["SLURM_JOB_NODELIST"]))
+        env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def init_process_group(world: World, device: torch.device, timeout_s: float = 300.0) -> None:
+    """Join the process group: NCCL on GPUs, gloo on CPU. `timeout_s` bounds how long a rank waits for a
+    dead peer in a collective before failing (so a crash elsewhere ends this rank too)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(
+        backend="nccl" if device.type == "cuda" else "gloo",
+        rank=world.rank,
+        world_size=world.world_size,
+        timeout=datetime.timedelta(seconds=timeout_s),
+        **({"device_id": device} if device.type == "cuda" else {}),
+    )
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank if `flag` is true on any rank."""
+    if not dist.is_initialized():
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def destroy() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

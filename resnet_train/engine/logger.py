@@ -1,0 +1,104 @@
+"""What a run shows and leaves behind: TensorBoard events, a progress bar, log lines and metrics.json.
+
+Only the main rank writes; on other ranks a `RunLogger(enabled=False)` does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from tqdm import tqdm
+
+log = logging.getLogger("resnet_train")
+
+# Stable TensorBoard tags; the plotting tools read these names.
+TRAIN_ERROR, TRAIN_LOSS, LR = "train/error", "train/loss", "lr"
+
+
+def eval_tags(split: str) -> tuple[str, str]:
+    return f"{split}/error", f"{split}/loss"
+
+
+class RunLogger:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        enabled: bool,
+        start_iteration: int,
+        max_iters: int,
+        progress: bool,
+        synthetic: bool,
+    ):
+        self.run_dir, self.enabled, self.synthetic = Path(run_dir), enabled, synthetic
+        self.writer = self.bar = None
+        if not enabled:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops points a killed run logged after its last checkpoint, so a resumed curve has
+        # neither duplicates nor gaps.
+        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_iteration + 1 if start_iteration else None)
+        if progress:
+            # disable=None: no bar when stderr is not a terminal (batch jobs, CI).
+            self.bar = tqdm(total=max_iters, initial=start_iteration, disable=None, unit="it", dynamic_ncols=True)
+        if synthetic:
+            log.warning("data=synthetic: this run trains on generated images, not a real dataset")
+
+    def advance(self, iterations: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(iterations)
+
+    def train_point(self, iteration: int, loss: float, error: float, lr: float, images_per_s: float) -> None:
+        if not self.enabled:
+            return
+        self.writer.add_scalar(TRAIN_LOSS, loss, iteration)
+        self.writer.add_scalar(TRAIN_ERROR, error, iteration)
+        self.writer.add_scalar(LR, lr, iteration)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.3f}", err=f"{error:.2%}", img_s=f"{images_per_s:,.0f}", refresh=False)
+
+    def eval_point(self, iteration: int, split: str, loss: float, error: float) -> None:
+        if not self.enabled:
+            return
+        error_tag, loss_tag = eval_tags(split)
+        self.writer.add_scalar(error_tag, error, iteration)
+        self.writer.add_scalar(loss_tag, loss, iteration)
+        self.writer.flush()
+        message = f"iteration {iteration}: {split} error {error:.2%} loss {loss:.4f}"
+        if self.bar is not None:
+            self.bar.write(message)
+        log.info(message)
+
+    def finish(self, metrics: dict, hparams: dict) -> None:
+        """Write metrics.json and the hparams summary (into this run's own event file, no sub-run)."""
+        if not self.enabled:
+            return
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        final = {f"final/{k}": v for k, v in metrics.items() if k.endswith("_error") and v is not None}
+        for summary in hparams_summary(hparams, final):
+            self.writer.file_writer.add_summary(summary)
+        for tag, value in final.items():
+            self.writer.add_scalar(tag, value, metrics["iterations"])
+        self.close()
+        write_json(self.run_dir / "metrics.json", metrics)
+        label = " (SYNTHETIC DATA)" if self.synthetic else ""
+        log.info("done%s: %s", label, json.dumps(metrics))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,263 @@
+"""The training loop: iterations, logging points, evaluation, checkpoints, pre-emption and divergence.
+
+The step itself never waits for the GPU: loss and error counts accumulate in device tensors and are read
+only at logging points, and the lr is written into the optimizer as a Python float.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..config import NanPolicy
+from ..errors import UserError
+from . import distributed
+from .checkpoint import rng_state, save_checkpoint
+from .logger import RunLogger
+from .optim import LrSchedule
+
+log = logging.getLogger("resnet_train")
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped by a signal after writing a checkpoint; re-run to resume
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class Preempted(Exception):
+    """Raised after the checkpoint of a run stopped by a signal has been written."""
+
+    def __init__(self, signum: int, iteration: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} at iteration {iteration}; checkpoint written")
+        self.signum, self.iteration = signum, iteration
+
+
+class Diverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class LoopState:
+    """Everything besides the weights, optimizer and schedule that decides the rest of a run."""
+
+    iteration: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_val_error: float | None = None
+    skipped_steps: int = 0
+    train_time_s: float = 0.0
+    train_images: int = 0
+    wall_time_s: float = 0.0
+
+
+@dataclass
+class LoopSettings:
+    max_iters: int
+    eval_every: int
+    log_every: int
+    checkpoint_every: int
+    amp_dtype: torch.dtype | None = None  # None = fp32
+    nan_policy: NanPolicy = NanPolicy.stop
+    extra_state: dict = field(default_factory=dict)  # identity and config, stored in every checkpoint
+
+
+class SignalFlag:
+    """Records the first pre-emption signal; the loop polls it between steps."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.previous = {}
+
+    def __enter__(self) -> SignalFlag:
+        for signum in PREEMPTION_SIGNALS:
+            try:
+                self.previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: signals cannot be caught here
+                break
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is None:
+            log.warning("received %s: finishing this step and writing a checkpoint", signal.Signals(signum).name)
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        raw_model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        schedule: LrSchedule,
+        train_batches,
+        eval_sets: dict,
+        logger: RunLogger,
+        checkpoint_dir: Path,
+        settings: LoopSettings,
+        *,
+        device: torch.device,
+        world: distributed.World,
+        evaluate: Callable,
+    ):
+        self.model, self.raw_model = model, raw_model  # raw_model: without DDP/compile wrappers
+        self.optimizer, self.schedule = optimizer, schedule
+        self.train_batches, self.eval_sets = train_batches, eval_sets
+        self.logger, self.checkpoint_dir, self.settings = logger, checkpoint_dir, settings
+        self.device, self.world, self.evaluate = device, world, evaluate
+        self.state = LoopState()
+        self.scaler = torch.amp.GradScaler(device.type, enabled=settings.amp_dtype is torch.float16)
+        self.last_metrics: dict = {}
+        self._reset_meter()
+
+    # ---- state -------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "format": 1,
+            "model": self.raw_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "trainer": asdict(self.state),
+            "metrics": dict(self.last_metrics),
+            "rng": rng_state(),
+            **self.settings.extra_state,
+        }
+
+    def load_state_dict(self, checkpoint: dict) -> None:
+        from .checkpoint import set_rng_state
+
+        self.raw_model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.schedule.load_state_dict(checkpoint["schedule"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.state = LoopState(**checkpoint["trainer"])
+        self.last_metrics = dict(checkpoint.get("metrics", {}))
+        set_rng_state(checkpoint["rng"])
+
+    def _update_wall_time(self) -> None:
+        now = time.perf_counter()
+        self.state.wall_time_s += now - self._wall_mark
+        self._wall_mark = now
+
+    def save(self) -> None:
+        self._update_wall_time()
+        if self.world.is_main:
+            path = save_checkpoint(self.checkpoint_dir, self.state_dict())
+            log.info("checkpoint %s at iteration %d", path, self.state.iteration)
+
+    # ---- the step ----------------------------------------------------------------------------------------
+    def _reset_meter(self) -> None:
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.wrong_sum = torch.zeros((), device=self.device, dtype=torch.int64)
+        self.seen = 0
+        self.first_bad = torch.full((), -1, device=self.device, dtype=torch.int64)
+        self.meter_start = time.perf_counter()
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(self.device.type, dtype=self.settings.amp_dtype, enabled=self.settings.amp_dtype is not None):
+            logits = self.model(images)
+            loss = F.cross_entropy(logits, labels)
+        loss_value = loss.detach().float()
+        if self.settings.nan_policy is NanPolicy.skip and not torch.isfinite(loss_value):
+            self.state.skipped_steps += 1
+            log.warning("non-finite loss at iteration %d: step skipped", self.state.iteration + 1)
+            return
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        # Device-side bookkeeping: no host synchronisation inside the step.
+        bad = ~torch.isfinite(loss_value) & (self.first_bad < 0)
+        self.first_bad = torch.where(bad, self.state.iteration + 1, self.first_bad)
+        self.loss_sum += loss_value * len(labels)
+        self.wrong_sum += (logits.argmax(dim=1) != labels).sum()
+        self.seen += len(labels)
+
+    def _check_finite(self) -> None:
+        first_bad = int(self.first_bad)
+        if first_bad >= 0:
+            raise Diverged(
+                f"the loss became non-finite at iteration {first_bad}; stopped without overwriting the last "
+                f"checkpoint (lower optim.lr, or set trainer.nan_policy=skip)"
+            )
+
+    # ---- the loop ----------------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        s, st = self.settings, self.state
+        self._wall_mark = time.perf_counter()
+        with SignalFlag() as signals:
+            while st.iteration < s.max_iters:
+                for images, labels in self.train_batches.epoch(st.epoch, st.batch_in_epoch):
+                    self.step(images, labels, self.schedule.lr(st.iteration))
+                    st.iteration += 1
+                    st.batch_in_epoch += 1
+                    self.logger.advance()
+                    if self._after_step(signals):
+                        break
+                else:
+                    st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+        self._update_wall_time()
+        return self.last_metrics
+
+    def _after_step(self, signals: SignalFlag) -> bool:
+        """Logging, evaluation, checkpoints and pre-emption at the end of a step; True to stop."""
+        s, st = self.settings, self.state
+        final = st.iteration >= s.max_iters
+        at_log = final or st.iteration % s.log_every == 0
+        if at_log:
+            self._log_train_point()
+        if final or st.iteration % s.eval_every == 0:
+            self._evaluate_all()
+        stop = signals.signum is not None
+        if self.world.distributed:
+            # Ranks agree at logging points only, to keep a collective out of every step.
+            stop = at_log and distributed.any_rank(stop, self.device)
+        if final or st.iteration % s.checkpoint_every == 0 or stop:
+            if not at_log and s.nan_policy is NanPolicy.stop:
+                self._check_finite()
+            self.save()
+        if stop and not final:
+            raise Preempted(signals.signum or signal.SIGTERM, st.iteration)
+        return final
+
+    def _log_train_point(self) -> None:
+        st = self.state
+        totals = distributed.all_reduce_sum(
+            torch.stack([self.loss_sum.double(), self.wrong_sum.double(), torch.tensor(float(self.seen), device=self.device, dtype=torch.float64)])
+        )
+        if self.settings.nan_policy is NanPolicy.stop:
+            self._check_finite()
+        elapsed = time.perf_counter() - self.meter_start
+        loss_sum, wrong, seen = totals.tolist()
+        if seen:
+            train_error, train_loss = wrong / seen, loss_sum / seen
+            st.train_time_s += elapsed
+            st.train_images += int(seen)
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.logger.train_point(st.iteration, train_loss, train_error, lr, seen / max(elapsed, 1e-9))
+            self.schedule.observe_train_error(train_error)
+            self.last_metrics["train_error"] = train_error
+            self.last_metrics["train_loss"] = train_loss
+        self._reset_meter()
+
+    def _evaluate_all(self) -> None:
+        st = self.state
+        for split, batches in self.eval_sets.items():
+            loss, error = self.evaluate(self.raw_model, batches, self.device, self.settings.amp_dtype)
+            self.logger.eval_point(st.iteration, split, loss, error)
+            self.last_metrics[f"{split}_error"] = error
+            self.last_metrics[f"{split}_loss"] = loss
+            if split == "val" and (st.best_val_error is None or error < st.best_val_error):
+                st.best_val_error = error
+        self.meter_start = time.perf_counter()  # evaluation time is not training time

@@ -1,0 +1,218 @@
+"""One training job on one rank: turn a validated Config into model, data, optimizer and loop, and run it.
+
+The CLI hands over the config as plain dataclasses (`resnet_train.config.Config`); from here on nothing sees
+Hydra. Under DDP every rank runs this function with its own `World`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import Config, DeviceKind, Family, Precision, Warmup
+from ..data import EvalBatches, Normalizer, TrainBatches, load_splits
+from ..errors import UserError
+from ..models import build_model, count_parameters, model_name
+from . import distributed
+from .checkpoint import check_identity, latest_checkpoint, load_checkpoint
+from .evaluate import evaluate
+from .logger import RunLogger
+from .loop import LoopSettings, Trainer
+from .optim import LrSchedule, build_optimizer
+
+log = logging.getLogger("resnet_train")
+
+AMP_DTYPES = {Precision.fp32: None, Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}
+
+
+def resolve_device(kind: DeviceKind, local_rank: int = 0) -> torch.device:
+    if kind is DeviceKind.cpu:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        if kind is DeviceKind.cuda:
+            raise UserError("trainer.device=cuda, but no CUDA device is available (use trainer.device=cpu)")
+        return torch.device("cpu")
+    if local_rank >= torch.cuda.device_count():
+        raise UserError(f"rank needs GPU {local_rank}, but only {torch.cuda.device_count()} are visible")
+    return torch.device("cuda", local_rank)
+
+
+def identity(config: Config) -> dict:
+    """What a checkpoint must match to be resumed by this config."""
+    m = config.model
+    return {
+        "model": model_name(m.residual, m.depth),
+        "family": m.family.value,
+        "shortcut": m.shortcut.value if m.residual else None,
+        "dataset": config.data.name.value,
+    }
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def find_resume_checkpoint(resume: str, run_dir: Path) -> dict | None:
+    checkpoint_dir = run_dir / "checkpoints"
+    if resume == "auto":
+        return latest_checkpoint(checkpoint_dir)
+    if resume == "never":
+        leftovers = [name for name in ("checkpoints", "tb", "metrics.json") if (run_dir / name).exists()]
+        if leftovers:
+            raise UserError(
+                f"trainer.resume=never, but {run_dir} already holds {', '.join(leftovers)}; "
+                f"choose another directory (hydra.run.dir=...) or resume (trainer.resume=auto)"
+            )
+        return None
+    return load_checkpoint(Path(resume).expanduser())
+
+
+def train(config: Config, run_dir: Path, world: distributed.World = distributed.World()) -> dict:
+    """Train as `config` says, writing into `run_dir` on the main rank; returns the final metrics."""
+    m, d, o, sc, t = config.model, config.data, config.optim, config.sched, config.trainer
+    device = resolve_device(t.device, world.local_rank)
+    on_cuda = device.type == "cuda"
+    amp_dtype = AMP_DTYPES.get(t.precision, torch.bfloat16 if on_cuda else None)
+    channels_last = on_cuda if t.channels_last is None else t.channels_last
+    use_compile = on_cuda if t.compile is None else t.compile
+    if t.batch_size % world.world_size:
+        raise UserError(f"trainer.batch_size={t.batch_size} does not divide among {world.world_size} processes")
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True
+    seed_everything(t.seed + world.rank)
+
+    splits = load_splits(
+        d.name, d.root, download=d.download, num_classes=d.num_classes, image_size=d.image_size,
+        val_size=d.val_size, train_size=d.train_size, test_size=d.test_size,
+    )  # fmt: skip
+    normalize = Normalizer.fit(splits.train.images)
+    shard = {"device": device, "rank": world.rank, "world_size": world.world_size, "channels_last": channels_last}
+    train_batches = TrainBatches(splits.train, normalize, t.batch_size, seed=t.seed, **shard)
+    eval_sets = {"test": EvalBatches(splits.test, normalize, t.eval_batch_size, **shard)}
+    if splits.val is not None:
+        eval_sets["val"] = EvalBatches(splits.val, normalize, t.eval_batch_size, **shard)
+
+    raw_model = build_model(
+        m.family, m.depth, m.residual, splits.num_classes, shortcut=m.shortcut,
+        bottleneck_stride=m.bottleneck_stride, stem=m.stem, input_size=d.image_size,
+        zero_init_residual=m.zero_init_residual,
+    )  # fmt: skip
+    params = count_parameters(raw_model)
+    if m.sync_bn and world.distributed:
+        raw_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(raw_model)
+    raw_model = raw_model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    optimizer = build_optimizer(
+        raw_model.parameters(), o.name, o.lr, momentum=o.momentum, nesterov=o.nesterov,
+        weight_decay=o.weight_decay, betas=tuple(o.betas), fused=on_cuda,
+    )  # fmt: skip
+    # Sec. 4.2: the 0.01 warm-up is for the 110- and 1202-layer CIFAR nets.
+    warmup = sc.warmup is Warmup.on or (sc.warmup is Warmup.auto and m.family is Family.cifar and m.depth >= 110)
+    schedule = LrSchedule(
+        sc.name, o.lr, t.max_iters, milestones=sc.milestones, gamma=sc.gamma, step_every=sc.step_every,
+        min_lr=sc.min_lr, warmup=warmup, warmup_lr=sc.warmup_lr,
+        warmup_until_train_error=sc.warmup_until_train_error,
+    )  # fmt: skip
+    model = raw_model
+    if world.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
+    if use_compile:
+        model = torch.compile(model)
+
+    expected = identity(config)
+    checkpoint = find_resume_checkpoint(t.resume, run_dir)
+    if checkpoint is not None:
+        check_identity(checkpoint, expected, str(t.resume if t.resume not in ("auto", "never") else run_dir))
+    settings = LoopSettings(
+        t.max_iters, t.eval_every, t.log_every, t.checkpoint_every, amp_dtype, t.nan_policy,
+        extra_state={"identity": expected, "config": _plain(config)},
+    )  # fmt: skip
+    start = checkpoint["trainer"]["iteration"] if checkpoint else 0
+    logger = RunLogger(
+        run_dir, enabled=world.is_main, start_iteration=start, max_iters=t.max_iters,
+        progress=t.progress, synthetic=splits.synthetic,
+    )  # fmt: skip
+    trainer = Trainer(
+        model, raw_model, optimizer, schedule, train_batches, eval_sets, logger, run_dir / "checkpoints",
+        settings, device=device, world=world, evaluate=evaluate,
+    )  # fmt: skip
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint)
+        if world.is_main:
+            log.info("resumed from iteration %d", start)
+    if start >= t.max_iters and (run_dir / "metrics.json").exists():
+        logger.close()
+        log.info("the run in %s is already complete (%d iterations)", run_dir, start)
+        return dict(trainer.last_metrics)
+    if world.is_main:
+        log.info(
+            "%s on %s%s: %s parameters, %d iterations, batch %d on %d process(es), %s, precision %s%s",
+            expected["model"], d.name.value, " (SYNTHETIC)" if splits.synthetic else "", f"{params:,}",
+            t.max_iters, t.batch_size, world.world_size, device, "fp32" if amp_dtype is None else str(amp_dtype)[6:],
+            ", compiled" if use_compile else "",
+        )  # fmt: skip
+    try:
+        trainer.fit()
+    except BaseException:
+        logger.close()  # flush what was logged; the checkpoint is already on disk
+        raise
+    st, last = trainer.state, trainer.last_metrics
+    metrics = {
+        "model": expected["model"],
+        "family": m.family.value,
+        "depth": m.depth,
+        "shortcut": expected["shortcut"],
+        "dataset": d.name.value,
+        "synthetic": splits.synthetic,
+        "iterations": st.iteration,
+        "train_error": last.get("train_error"),
+        "train_loss": last.get("train_loss"),
+        "test_error": last.get("test_error"),
+        "test_loss": last.get("test_loss"),
+        "val_error": last.get("val_error"),
+        "best_val_error": st.best_val_error,
+        "params": params,
+        "seed": t.seed,
+        "batch_size": t.batch_size,
+        "world_size": world.world_size,
+        "device": torch.cuda.get_device_name(device) if on_cuda else "cpu",
+        "precision": "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
+        "compiled": use_compile,
+        "skipped_steps": st.skipped_steps,
+        "wall_time_s": round(st.wall_time_s, 3),
+        "images_per_s": round(st.train_images / st.train_time_s, 1) if st.train_time_s else None,
+    }
+    logger.finish(metrics, _hparams(settings.extra_state["config"]))
+    return metrics
+
+
+def _plain(config: Config) -> dict:
+    """The config as plain Python values (enums by name), safe for `torch.load(weights_only=True)`."""
+    from dataclasses import asdict
+    from enum import Enum
+
+    def convert(value):
+        if isinstance(value, Enum):
+            return value.name
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        return value
+
+    return convert(asdict(config))
+
+
+def _hparams(plain_config: dict) -> dict:
+    """Flatten the config for TensorBoard's hparams view (scalars and strings only)."""
+    flat = {}
+    for group, values in plain_config.items():
+        for key, value in values.items():
+            flat[f"{group}.{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+

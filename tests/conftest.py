@@ -1,0 +1,26 @@
+"""Shared fixtures: the CIFAR-10 JPEG tree from ../shared/data, extracted once per test session."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+SHARED_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg(tmp_path_factory) -> Path:
+    """The extracted CIFAR-10 JPEG tree (train/ and test/). Skips when the archive is absent, except under
+    CI, where the real-data tests must run."""
+    archive = Path(os.environ.get("RESNET_TRAIN_CIFAR_JPEG", SHARED_ARCHIVE))
+    if not archive.is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the CIFAR-10 JPEG archive at {archive}")
+        pytest.skip(f"CIFAR-10 JPEG archive not found at {archive}")
+    target = tmp_path_factory.mktemp("cifar10-jpeg")
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    return target / "cifar10-jpeg"
