@@ -37,7 +37,7 @@ class BottleneckStride(Enum):
 
 
 class Stem(Enum):
-    """The first layers: chosen from the input size (auto), the CIFAR 3x3/1 conv, or the ImageNet 7x7/2 + pool."""
+    """The first layers: picked by input size (auto), the CIFAR 3x3/1 conv, or the ImageNet 7x7/2 + pool."""
 
     auto = "auto"
     cifar = "cifar"

@@ -19,7 +19,11 @@ from resnet_train.engine.checkpoint import (
 
 
 def state(iteration):
-    return {"format": 1, "model": {"w": torch.full((3,), float(iteration))}, "trainer": {"iteration": iteration}}
+    return {
+        "format": 1,
+        "model": {"w": torch.full((3,), float(iteration))},
+        "trainer": {"iteration": iteration},
+    }
 
 
 def test_save_keeps_the_previous_checkpoint(tmp_path):
@@ -89,7 +93,9 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
 def test_identity_mismatch_names_both(tmp_path):
     saved = {"identity": {"model": "resnet20", "dataset": "cifar10"}}
-    with pytest.raises(CheckpointError, match="made for model=resnet20, but the config asks for model=resnet56"):
+    with pytest.raises(
+        CheckpointError, match="made for model=resnet20, but the config asks for model=resnet56"
+    ):
         check_identity(saved, {"model": "resnet56", "dataset": "cifar10"}, "x.pt")
 
 

@@ -43,7 +43,10 @@ def test_each_sample_once_per_epoch_across_ranks_and_same_batches_as_one_rank():
     data = tiny_set(count=40)
     normalize = Normalizer.fit(data.images)
     single = TrainBatches(data, normalize, 8, seed=3, device=CPU, augment=False)
-    shards = [TrainBatches(data, normalize, 8, seed=3, device=CPU, rank=r, world_size=2, augment=False) for r in range(2)]
+    shards = [
+        TrainBatches(data, normalize, 8, seed=3, device=CPU, rank=r, world_size=2, augment=False)
+        for r in range(2)
+    ]
     seen = []
     for (x, y), (x0, y0), (x1, y1) in zip(single.epoch(0), shards[0].epoch(0), shards[1].epoch(0)):
         assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
@@ -80,7 +83,9 @@ def test_batch_must_divide_among_ranks():
 
 
 def test_synthetic_splits_are_labelled_synthetic():
-    splits = load_splits(DatasetName.synthetic, "", num_classes=3, image_size=8, train_size=30, test_size=10, val_size=6)
+    splits = load_splits(
+        DatasetName.synthetic, "", num_classes=3, image_size=8, train_size=30, test_size=10, val_size=6
+    )
     assert splits.synthetic and splits.num_classes == 3
     assert len(splits.train) == 24 and len(splits.val) == 6 and len(splits.test) == 10
 
@@ -89,7 +94,9 @@ def test_missing_cifar_names_what_and_where(tmp_path):
     with pytest.raises(UserError) as error:
         load_splits(DatasetName.cifar10, str(tmp_path))
     message = str(error.value)
-    assert "cifar-10-python.tar.gz" in message and str(tmp_path) in message and "data.download=true" in message
+    assert (
+        "cifar-10-python.tar.gz" in message and str(tmp_path) in message and "data.download=true" in message
+    )
 
 
 def test_partial_cifar_folder_lists_missing_files(tmp_path):

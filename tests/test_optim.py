@@ -30,7 +30,9 @@ def test_warmup_holds_0_01_until_train_error_below_80_percent():
 
 def test_cosine_and_step_schedules():
     cosine = LrSchedule(ScheduleName.cosine, 0.1, 1000, min_lr=0.0)
-    assert cosine.lr(0) == pytest.approx(0.1) and cosine.lr(500) == pytest.approx(0.05) and cosine.lr(1000) == 0
+    assert (
+        cosine.lr(0) == pytest.approx(0.1) and cosine.lr(500) == pytest.approx(0.05) and cosine.lr(1000) == 0
+    )
     step = LrSchedule(ScheduleName.step, 0.1, 1000, step_every=300)
     assert [step.lr(i) for i in (0, 299, 300, 600)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
     with pytest.raises(ValueError, match="step_every"):

@@ -55,7 +55,9 @@ def _spawned_worker(local_rank: int, config: Config, run_dir: str, port: int, wo
     handlers = [logging.StreamHandler()]
     if local_rank == 0:
         handlers.append(logging.FileHandler(Path(run_dir) / "train.log"))
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s", handlers=handlers)
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s", handlers=handlers
+    )
     try:
         run_worker(config, Path(run_dir), distributed.World(local_rank, world_size, local_rank), True)
     except Preempted as stop:

@@ -56,5 +56,8 @@ def load_splits(
         if not 0 < val_size < len(train):
             raise UserError(f"data.val_size={val_size} must be between 0 and {len(train)} (the training set)")
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
-        train, val = train.subset(order[val_size:].sort().values), train.subset(order[:val_size].sort().values)
+        train, val = (
+            train.subset(order[val_size:].sort().values),
+            train.subset(order[:val_size].sort().values),
+        )
     return Splits(train, val, test, classes, name is DatasetName.synthetic)

@@ -21,7 +21,7 @@ PAD = 4  # Sec. 4.2: "4 pixels are padded on each side, and a 32x32 crop is rand
 
 
 class Normalizer:
-    """Per-pixel mean subtraction (Sec. 4.2: "the per-pixel mean subtracted") of the training set's mean image.
+    """Per-pixel mean subtraction (Sec. 4.2: "the per-pixel mean subtracted"), of the training set's mean.
 
     Departure, for the optimiser's sake only: the result is also divided by the training set's global pixel
     standard deviation (one scalar), so inputs have unit variance; the per-pixel structure is the paper's.
@@ -71,7 +71,9 @@ class TrainBatches:
         if global_batch % world_size:
             raise ValueError(f"batch size {global_batch} does not divide among {world_size} processes")
         if len(data) < global_batch:
-            raise ValueError(f"the training set has {len(data)} images, fewer than one batch of {global_batch}")
+            raise ValueError(
+                f"the training set has {len(data)} images, fewer than one batch of {global_batch}"
+            )
         self.images = data.images.to(device)
         self.labels = data.labels.to(device)
         self.normalize = normalize.to(device)

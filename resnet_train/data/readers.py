@@ -51,8 +51,8 @@ def read_cifar(name: str, root: str | Path, download: bool, num_classes: int) ->
             raise UserError(f"{name} at {root / folder} is incomplete: missing {', '.join(missing)}")
     elif not (root / archive).is_file() and not download:
         raise UserError(
-            f"{name} not found under {root.resolve()}: looked for {folder}/, {archive} and an ImageFolder tree "
-            f"(train/ and test/). Either set data.download=true to fetch the official archive, or point "
+            f"{name} not found under {root.resolve()}: looked for {folder}/, {archive} and an ImageFolder "
+            f"tree (train/ and test/). Either set data.download=true to fetch the official archive, or point "
             f"data.root=DIR at a folder that holds one of them."
         )
     try:
@@ -111,12 +111,16 @@ def _decode_one(path: str, data: torch.Tensor) -> torch.Tensor:
         raise UserError(f"cannot decode image {path}: {str(error).splitlines()[0]}") from None
 
 
-def synthetic(num_classes: int, size: int, train_size: int, test_size: int, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+def synthetic(
+    num_classes: int, size: int, train_size: int, test_size: int, seed: int = 0
+) -> tuple[ImageSet, ImageSet]:
     """Class-conditional random images: each class is a random smooth pattern, each image that pattern plus
     noise. Learnable in a few hundred iterations, so a smoke test shows the error falling."""
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.rand(num_classes, 3, 4, 4, generator=generator)
-    patterns = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    patterns = torch.nn.functional.interpolate(
+        coarse, size=(size, size), mode="bilinear", align_corners=False
+    )
 
     def draw(count: int) -> ImageSet:
         labels = torch.randint(num_classes, (count,), generator=generator)

@@ -107,7 +107,9 @@ def latest_checkpoint(directory: Path) -> dict | None:
             errors.append(str(error))
             continue
         if errors:
-            log.warning("using the previous checkpoint %s (iteration %d)", path, state["trainer"]["iteration"])
+            log.warning(
+                "using the previous checkpoint %s (iteration %d)", path, state["trainer"]["iteration"]
+            )
         return state
     if errors:
         raise CheckpointError(f"no usable checkpoint in {directory}: {'; '.join(errors)}")

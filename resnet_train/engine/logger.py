@@ -41,10 +41,14 @@ class RunLogger:
 
         # purge_step drops points a killed run logged after its last checkpoint, so a resumed curve has
         # neither duplicates nor gaps.
-        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_iteration + 1 if start_iteration else None)
+        self.writer = SummaryWriter(
+            str(self.run_dir / "tb"), purge_step=start_iteration + 1 if start_iteration else None
+        )
         if progress:
             # disable=None: no bar when stderr is not a terminal (batch jobs, CI).
-            self.bar = tqdm(total=max_iters, initial=start_iteration, disable=None, unit="it", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=max_iters, initial=start_iteration, disable=None, unit="it", dynamic_ncols=True
+            )
         if synthetic:
             log.warning("data=synthetic: this run trains on generated images, not a real dataset")
 
@@ -59,7 +63,9 @@ class RunLogger:
         self.writer.add_scalar(TRAIN_ERROR, error, iteration)
         self.writer.add_scalar(LR, lr, iteration)
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.3f}", err=f"{error:.2%}", img_s=f"{images_per_s:,.0f}", refresh=False)
+            self.bar.set_postfix(
+                loss=f"{loss:.3f}", err=f"{error:.2%}", img_s=f"{images_per_s:,.0f}", refresh=False
+            )
 
     def eval_point(self, iteration: int, split: str, loss: float, error: float) -> None:
         if not self.enabled:

@@ -33,7 +33,9 @@ class Preempted(Exception):
     """Raised after the checkpoint of a run stopped by a signal has been written."""
 
     def __init__(self, signum: int, iteration: int):
-        super().__init__(f"stopped by {signal.Signals(signum).name} at iteration {iteration}; checkpoint written")
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name} at iteration {iteration}; checkpoint written"
+        )
         self.signum, self.iteration = signum, iteration
 
 
@@ -83,7 +85,9 @@ class SignalFlag:
 
     def _handle(self, signum, frame) -> None:
         if self.signum is None:
-            log.warning("received %s: finishing this step and writing a checkpoint", signal.Signals(signum).name)
+            log.warning(
+                "received %s: finishing this step and writing a checkpoint", signal.Signals(signum).name
+            )
         self.signum = signum
 
     def __exit__(self, *exc) -> None:
@@ -165,7 +169,9 @@ class Trainer:
     def step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        with torch.autocast(self.device.type, dtype=self.settings.amp_dtype, enabled=self.settings.amp_dtype is not None):
+        with torch.autocast(
+            self.device.type, dtype=self.settings.amp_dtype, enabled=self.settings.amp_dtype is not None
+        ):
             logits = self.model(images)
             loss = F.cross_entropy(logits, labels)
         loss_value = loss.detach().float()
@@ -234,7 +240,13 @@ class Trainer:
     def _log_train_point(self) -> None:
         st = self.state
         totals = distributed.all_reduce_sum(
-            torch.stack([self.loss_sum.double(), self.wrong_sum.double(), torch.tensor(float(self.seen), device=self.device, dtype=torch.float64)])
+            torch.stack(
+                [
+                    self.loss_sum.double(),
+                    self.wrong_sum.double(),
+                    torch.tensor(float(self.seen), device=self.device, dtype=torch.float64),
+                ]
+            )
         )
         if self.settings.nan_policy is NanPolicy.stop:
             self._check_finite()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,46 +74,76 @@ def find_resume_checkpoint(resume: str, run_dir: Path) -> dict | None:
     return load_checkpoint(Path(resume).expanduser())
 
 
-def train(config: Config, run_dir: Path, world: distributed.World = distributed.World()) -> dict:
+@dataclass
+class RunData:
+    """What the loop needs from a dataset: training batches by epoch, evaluation sets by split name."""
+
+    train: TrainBatches  # or any object with .epoch(epoch, start) and .iters_per_epoch
+    evals: dict[str, EvalBatches]  # "test", and "val" when data.val_size > 0
+    num_classes: int
+    synthetic: bool
+
+
+def build_data(
+    config: Config, device: torch.device, world: distributed.World, channels_last: bool
+) -> RunData:
+    d, t = config.data, config.trainer
+    splits = load_splits(
+        d.name, d.root, download=d.download, num_classes=d.num_classes, image_size=d.image_size,
+        val_size=d.val_size, train_size=d.train_size, test_size=d.test_size,
+    )  # fmt: skip
+    normalize = Normalizer.fit(splits.train.images)
+    shard = {
+        "device": device,
+        "rank": world.rank,
+        "world_size": world.world_size,
+        "channels_last": channels_last,
+    }
+    train_batches = TrainBatches(splits.train, normalize, t.batch_size, seed=t.seed, **shard)
+    evals = {"test": EvalBatches(splits.test, normalize, t.eval_batch_size, **shard)}
+    if splits.val is not None:
+        evals["val"] = EvalBatches(splits.val, normalize, t.eval_batch_size, **shard)
+    return RunData(train_batches, evals, splits.num_classes, splits.synthetic)
+
+
+def train(config: Config, run_dir: Path, world: distributed.World | None = None) -> dict:
     """Train as `config` says, writing into `run_dir` on the main rank; returns the final metrics."""
+    world = world or distributed.World()
     m, d, o, sc, t = config.model, config.data, config.optim, config.sched, config.trainer
     device = resolve_device(t.device, world.local_rank)
     on_cuda = device.type == "cuda"
     amp_dtype = AMP_DTYPES.get(t.precision, torch.bfloat16 if on_cuda else None)
     channels_last = on_cuda if t.channels_last is None else t.channels_last
     use_compile = on_cuda if t.compile is None else t.compile
+    precision = "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
     if t.batch_size % world.world_size:
-        raise UserError(f"trainer.batch_size={t.batch_size} does not divide among {world.world_size} processes")
+        raise UserError(
+            f"trainer.batch_size={t.batch_size} does not divide among {world.world_size} processes"
+        )
     if on_cuda:
         torch.backends.cudnn.benchmark = True
     seed_everything(t.seed + world.rank)
 
-    splits = load_splits(
-        d.name, d.root, download=d.download, num_classes=d.num_classes, image_size=d.image_size,
-        val_size=d.val_size, train_size=d.train_size, test_size=d.test_size,
-    )  # fmt: skip
-    normalize = Normalizer.fit(splits.train.images)
-    shard = {"device": device, "rank": world.rank, "world_size": world.world_size, "channels_last": channels_last}
-    train_batches = TrainBatches(splits.train, normalize, t.batch_size, seed=t.seed, **shard)
-    eval_sets = {"test": EvalBatches(splits.test, normalize, t.eval_batch_size, **shard)}
-    if splits.val is not None:
-        eval_sets["val"] = EvalBatches(splits.val, normalize, t.eval_batch_size, **shard)
-
+    data = build_data(config, device, world, channels_last)
     raw_model = build_model(
-        m.family, m.depth, m.residual, splits.num_classes, shortcut=m.shortcut,
+        m.family, m.depth, m.residual, data.num_classes, shortcut=m.shortcut,
         bottleneck_stride=m.bottleneck_stride, stem=m.stem, input_size=d.image_size,
         zero_init_residual=m.zero_init_residual,
     )  # fmt: skip
     params = count_parameters(raw_model)
     if m.sync_bn and world.distributed:
         raw_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(raw_model)
-    raw_model = raw_model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    raw_model = raw_model.to(
+        device, memory_format=torch.channels_last if channels_last else torch.contiguous_format
+    )
     optimizer = build_optimizer(
         raw_model.parameters(), o.name, o.lr, momentum=o.momentum, nesterov=o.nesterov,
         weight_decay=o.weight_decay, betas=tuple(o.betas), fused=on_cuda,
     )  # fmt: skip
     # Sec. 4.2: the 0.01 warm-up is for the 110- and 1202-layer CIFAR nets.
-    warmup = sc.warmup is Warmup.on or (sc.warmup is Warmup.auto and m.family is Family.cifar and m.depth >= 110)
+    warmup = sc.warmup is Warmup.on or (
+        sc.warmup is Warmup.auto and m.family is Family.cifar and m.depth >= 110
+    )
     schedule = LrSchedule(
         sc.name, o.lr, t.max_iters, milestones=sc.milestones, gamma=sc.gamma, step_every=sc.step_every,
         min_lr=sc.min_lr, warmup=warmup, warmup_lr=sc.warmup_lr,
@@ -120,7 +151,9 @@ def train(config: Config, run_dir: Path, world: distributed.World = distributed.
     )  # fmt: skip
     model = raw_model
     if world.distributed:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if on_cuda else None
+        )
     if use_compile:
         model = torch.compile(model)
 
@@ -135,10 +168,10 @@ def train(config: Config, run_dir: Path, world: distributed.World = distributed.
     start = checkpoint["trainer"]["iteration"] if checkpoint else 0
     logger = RunLogger(
         run_dir, enabled=world.is_main, start_iteration=start, max_iters=t.max_iters,
-        progress=t.progress, synthetic=splits.synthetic,
+        progress=t.progress, synthetic=data.synthetic,
     )  # fmt: skip
     trainer = Trainer(
-        model, raw_model, optimizer, schedule, train_batches, eval_sets, logger, run_dir / "checkpoints",
+        model, raw_model, optimizer, schedule, data.train, data.evals, logger, run_dir / "checkpoints",
         settings, device=device, world=world, evaluate=evaluate,
     )  # fmt: skip
     if checkpoint is not None:
@@ -152,8 +185,8 @@ def train(config: Config, run_dir: Path, world: distributed.World = distributed.
     if world.is_main:
         log.info(
             "%s on %s%s: %s parameters, %d iterations, batch %d on %d process(es), %s, precision %s%s",
-            expected["model"], d.name.value, " (SYNTHETIC)" if splits.synthetic else "", f"{params:,}",
-            t.max_iters, t.batch_size, world.world_size, device, "fp32" if amp_dtype is None else str(amp_dtype)[6:],
+            expected["model"], d.name.value, " (SYNTHETIC)" if data.synthetic else "", f"{params:,}",
+            t.max_iters, t.batch_size, world.world_size, device, precision,
             ", compiled" if use_compile else "",
         )  # fmt: skip
     try:
@@ -168,7 +201,7 @@ def train(config: Config, run_dir: Path, world: distributed.World = distributed.
         "depth": m.depth,
         "shortcut": expected["shortcut"],
         "dataset": d.name.value,
-        "synthetic": splits.synthetic,
+        "synthetic": data.synthetic,
         "iterations": st.iteration,
         "train_error": last.get("train_error"),
         "train_loss": last.get("train_loss"),
@@ -181,7 +214,7 @@ def train(config: Config, run_dir: Path, world: distributed.World = distributed.
         "batch_size": t.batch_size,
         "world_size": world.world_size,
         "device": torch.cuda.get_device_name(device) if on_cuda else "cpu",
-        "precision": "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
+        "precision": precision,
         "compiled": use_compile,
         "skipped_steps": st.skipped_steps,
         "wall_time_s": round(st.wall_time_s, 3),
@@ -215,4 +248,3 @@ def _hparams(plain_config: dict) -> dict:
         for key, value in values.items():
             flat[f"{group}.{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
     return flat
-
