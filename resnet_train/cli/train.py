@@ -17,6 +17,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -90,7 +91,9 @@ def spawn_workers(config: Config, run_dir: Path, count: int) -> None:
     except mp.ProcessExitedException as error:
         if error.exit_code == PREEMPTED_EXIT_CODE:
             raise Preempted(signal.SIGTERM, -1) from None
-        raise WorkerFailed(f"worker {error.error_index} failed ({error}); all workers stopped") from None
+        failure = WorkerFailed(f"worker {error.error_index} failed ({error}); all workers stopped")
+        failure.exit_code = error.exit_code if error.exit_code and error.exit_code > 0 else 1
+        raise failure from None
     except mp.ProcessRaisedException as error:
         raise WorkerFailed(f"worker {error.error_index} crashed:\n{error}") from None
     finally:
@@ -100,6 +103,12 @@ def spawn_workers(config: Config, run_dir: Path, count: int) -> None:
 
 def launch(config: Config, run_dir: Path) -> None:
     world = distributed.world_from_env()
+    processes = world.world_size if world is not None else config.trainer.devices
+    if config.trainer.batch_size % processes:
+        raise UserError(
+            f"trainer.batch_size={config.trainer.batch_size} (the global batch) does not divide among "
+            f"{processes} processes"
+        )
     if world is not None:
         distributed.export_slurm_rendezvous()
         run_worker(config, run_dir, world, join_group=True)
@@ -107,6 +116,27 @@ def launch(config: Config, run_dir: Path) -> None:
         spawn_workers(config, run_dir, config.trainer.devices)
     else:
         run_worker(config, run_dir, distributed.World(), join_group=False)
+
+
+class OutputDirCheck(Callback):
+    """Refuse an output directory that cannot be created or written, in one line, before Hydra tries."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        HydraConfig.instance().set_config(config)
+        self._check(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        HydraConfig.instance().set_config(config)
+        self._check(config.hydra.sweep.dir)
+
+    @staticmethod
+    def _check(directory: str) -> None:
+        path = Path(directory).absolute()
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            what = "is not a directory" if not existing.is_dir() else "is not writable"
+            log.error("cannot write the run directory %s: %s %s", path, existing, what)
+            sys.exit(UserError.exit_code)
 
 
 register_configs()

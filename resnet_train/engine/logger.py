@@ -74,10 +74,7 @@ class RunLogger:
         self.writer.add_scalar(error_tag, error, iteration)
         self.writer.add_scalar(loss_tag, loss, iteration)
         self.writer.flush()
-        message = f"iteration {iteration}: {split} error {error:.2%} loss {loss:.4f}"
-        if self.bar is not None:
-            self.bar.write(message)
-        log.info(message)
+        log.info("iteration %d: %s error %.2f%% loss %.4f", iteration, split, 100 * error, loss)
 
     def finish(self, metrics: dict, hparams: dict) -> None:
         """Write metrics.json and the hparams summary (into this run's own event file, no sub-run)."""

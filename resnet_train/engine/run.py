@@ -106,10 +106,35 @@ def build_data(
     return RunData(train_batches, evals, splits.num_classes, splits.synthetic)
 
 
+def build_model_and_optimizer(config: Config, num_classes: int, device: torch.device, channels_last: bool):
+    m, o, sc, t = config.model, config.optim, config.sched, config.trainer
+    raw_model = build_model(
+        m.family, m.depth, m.residual, num_classes, shortcut=m.shortcut,
+        bottleneck_stride=m.bottleneck_stride, stem=m.stem, input_size=config.data.image_size,
+        zero_init_residual=m.zero_init_residual,
+    )  # fmt: skip
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    raw_model = raw_model.to(device, memory_format=memory_format)
+    optimizer = build_optimizer(
+        raw_model.parameters(), o.name, o.lr, momentum=o.momentum, nesterov=o.nesterov,
+        weight_decay=o.weight_decay, betas=tuple(o.betas), fused=device.type == "cuda",
+    )  # fmt: skip
+    # Sec. 4.2: the 0.01 warm-up is for the 110- and 1202-layer CIFAR nets.
+    warmup = sc.warmup is Warmup.on or (
+        sc.warmup is Warmup.auto and m.family is Family.cifar and m.depth >= 110
+    )
+    schedule = LrSchedule(
+        sc.name, o.lr, t.max_iters, milestones=sc.milestones, gamma=sc.gamma, step_every=sc.step_every,
+        min_lr=sc.min_lr, warmup=warmup, warmup_lr=sc.warmup_lr,
+        warmup_until_train_error=sc.warmup_until_train_error,
+    )  # fmt: skip
+    return raw_model, optimizer, schedule
+
+
 def train(config: Config, run_dir: Path, world: distributed.World | None = None) -> dict:
     """Train as `config` says, writing into `run_dir` on the main rank; returns the final metrics."""
     world = world or distributed.World()
-    m, d, o, sc, t = config.model, config.data, config.optim, config.sched, config.trainer
+    m, d, t = config.model, config.data, config.trainer
     device = resolve_device(t.device, world.local_rank)
     on_cuda = device.type == "cuda"
     amp_dtype = AMP_DTYPES.get(t.precision, torch.bfloat16 if on_cuda else None)
@@ -124,31 +149,19 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         torch.backends.cudnn.benchmark = True
     seed_everything(t.seed + world.rank)
 
-    data = build_data(config, device, world, channels_last)
-    raw_model = build_model(
-        m.family, m.depth, m.residual, data.num_classes, shortcut=m.shortcut,
-        bottleneck_stride=m.bottleneck_stride, stem=m.stem, input_size=d.image_size,
-        zero_init_residual=m.zero_init_residual,
-    )  # fmt: skip
+    try:
+        data = build_data(config, device, world, channels_last)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    try:
+        raw_model, optimizer, schedule = build_model_and_optimizer(
+            config, data.num_classes, device, channels_last
+        )
+    except ValueError as error:  # an impossible depth, schedule or option combination
+        raise UserError(str(error)) from None
     params = count_parameters(raw_model)
     if m.sync_bn and world.distributed:
         raw_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(raw_model)
-    raw_model = raw_model.to(
-        device, memory_format=torch.channels_last if channels_last else torch.contiguous_format
-    )
-    optimizer = build_optimizer(
-        raw_model.parameters(), o.name, o.lr, momentum=o.momentum, nesterov=o.nesterov,
-        weight_decay=o.weight_decay, betas=tuple(o.betas), fused=on_cuda,
-    )  # fmt: skip
-    # Sec. 4.2: the 0.01 warm-up is for the 110- and 1202-layer CIFAR nets.
-    warmup = sc.warmup is Warmup.on or (
-        sc.warmup is Warmup.auto and m.family is Family.cifar and m.depth >= 110
-    )
-    schedule = LrSchedule(
-        sc.name, o.lr, t.max_iters, milestones=sc.milestones, gamma=sc.gamma, step_every=sc.step_every,
-        min_lr=sc.min_lr, warmup=warmup, warmup_lr=sc.warmup_lr,
-        warmup_until_train_error=sc.warmup_until_train_error,
-    )  # fmt: skip
     model = raw_model
     if world.distributed:
         model = torch.nn.parallel.DistributedDataParallel(

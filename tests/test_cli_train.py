@@ -1,0 +1,142 @@
+"""End-to-end behaviour of the resnet-train console script."""
+
+import json
+from pathlib import Path
+
+import pytest
+from clitools import TINY, run_cli
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from resnet_train.config import config_dir, register_configs
+from resnet_train.models import build_model
+
+METRICS_KEYS = {
+    "model", "dataset", "iterations", "train_error", "test_error", "val_error", "best_val_error", "params",
+    "wall_time_s", "images_per_s", "device", "synthetic",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def hydra_context():
+    register_configs()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        yield
+
+
+def compose_config(*overrides):
+    return compose("config", overrides=list(overrides))
+
+
+def scalars(run_dir: Path) -> dict:
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_defaults_are_the_papers_cifar_recipe(hydra_context):
+    cfg = compose_config()
+    assert cfg.trainer.batch_size == 128 and cfg.trainer.max_iters == 64000
+    assert cfg.optim.name.name == "sgd" and cfg.optim.lr == 0.1 and cfg.optim.momentum == 0.9
+    assert cfg.optim.weight_decay == 1e-4
+    assert list(cfg.sched.milestones) == [32000, 48000] and cfg.sched.gamma == 0.1
+    assert cfg.model.depth == 20 and cfg.model.shortcut.name == "A" and cfg.data.name.name == "cifar10"
+    assert cfg.sched.warmup_lr == 0.01 and cfg.sched.warmup_until_train_error == 0.8
+
+
+MODELS = sorted(p.stem for p in (Path(config_dir()) / "model").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("data", ["cifar10", "cifar100", "synthetic"])
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_composes_with_every_dataset(hydra_context, model, data):
+    cfg = compose_config(f"model={model}", f"data={data}")
+    assert cfg.model.depth == int(model.removeprefix("resnet").removeprefix("plain"))
+    assert cfg.model.residual == model.startswith("resnet")
+
+
+def test_imagenet_net_builds_for_cifar_input(hydra_context):
+    cfg = compose_config("model=resnet34", "data=cifar10")
+    net = build_model(
+        cfg.model.family, cfg.model.depth, cfg.model.residual, cfg.data.num_classes,
+        shortcut=cfg.model.shortcut, stem=cfg.model.stem, input_size=cfg.data.image_size,
+    )  # fmt: skip
+    import torch
+
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.slow
+def test_end_to_end_run_writes_events_checkpoint_and_metrics(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(*TINY, "trainer.max_iters=12", "trainer.log_every=4", "trainer.eval_every=6",
+                     "data.val_size=64", f"hydra.run.dir={run_dir}")  # fmt: skip
+    assert result.returncode == 0, result.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert METRICS_KEYS <= set(metrics)
+    assert metrics["iterations"] == 12 and metrics["synthetic"] is True and metrics["model"] == "resnet8"
+    assert 0 <= metrics["test_error"] <= 1 and 0 <= metrics["val_error"] <= 1
+    assert "SYNTHETIC" in result.stdout
+    curves = scalars(run_dir)
+    assert {"train/error", "train/loss", "test/error", "test/loss", "val/error", "lr"} <= set(curves)
+    assert [step for step, _ in curves["train/error"]] == [4, 8, 12]
+    assert [step for step, _ in curves["test/error"]] == [6, 12]
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert (run_dir / "train.log").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_two_job_sweep_writes_two_run_directories(tmp_path):
+    result = run_cli("-m", *TINY, "model=resnet20,plain20", "trainer.max_iters=4", "trainer.eval_every=4",
+                     "trainer.log_every=2", f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 0, result.stdout
+    runs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.json"))
+    assert len(runs) == 2 and any("plain20" in r for r in runs) and any("resnet20" in r for r in runs)
+    models = {json.loads((tmp_path / r / "metrics.json").read_text())["model"] for r in runs}
+    assert models == {"resnet8", "plain8"}
+
+
+def one_line_error(result) -> str:
+    errors = [line for line in result.stdout.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1, result.stdout
+    assert "Traceback" not in result.stdout
+    return errors[0]
+
+
+def test_missing_dataset_is_one_clear_error(tmp_path):
+    result = run_cli("data=cifar10", f"data.root={tmp_path / 'nowhere'}", "trainer.device=cpu",
+                     f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "cifar-10-python.tar.gz" in line and "data.download=true" in line and "data.root" in line
+
+
+def test_depth_that_is_not_6n_plus_2_is_refused(tmp_path):
+    result = run_cli(*TINY, "model.depth=21", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert "6n+2" in one_line_error(result)
+
+
+def test_wrong_shortcut_unknown_key_and_unknown_model_are_refused(tmp_path):
+    shortcut = run_cli(*TINY, "model.shortcut=D", f"hydra.run.dir={tmp_path}")
+    assert shortcut.returncode != 0 and "Invalid value 'D', expected one of [A, B, C]" in shortcut.stdout
+    key = run_cli(*TINY, "trainer.max_iter=3", f"hydra.run.dir={tmp_path}")
+    assert key.returncode != 0 and "Key 'max_iter' not in 'TrainerConfig'" in key.stdout
+    model = run_cli(*TINY, "model=resnet21", f"hydra.run.dir={tmp_path}")
+    assert model.returncode != 0 and "Could not find 'model/resnet21'" in model.stdout
+    assert "resnet56" in model.stdout  # the options are listed
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_batch_that_does_not_divide_among_processes_is_refused(tmp_path):
+    result = run_cli(*TINY, "trainer.batch_size=33", "trainer.devices=2", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert "does not divide among 2 processes" in one_line_error(result)
+
+
+def test_unwritable_output_directory_is_one_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = run_cli(*TINY, f"hydra.run.dir={blocker / 'run'}")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout and "run" in result.stdout
