@@ -61,6 +61,45 @@ class ScheduleName(Enum):
     paper_cifar = "paper_cifar"  # step decay at fixed iterations (the paper's CIFAR recipe)
     cosine = "cosine"
     step = "step"  # step decay every `step_every` iterations
+    paper_imagenet = "paper_imagenet"  # divide by 10 when the validation error plateaus (Sec. 3.4)
+
+
+class Loader(Enum):
+    """How images reach the loop: decoded once into memory (CIFAR-sized sets of one image size), or streamed
+    from files by DataLoader workers (ImageNet-sized trees of varied images)."""
+
+    memory = "memory"
+    stream = "stream"
+
+
+class Augment(Enum):
+    """Training augmentation of the streamed loader (the memory loader always uses the CIFAR recipe)."""
+
+    paper = "paper"  # Sec. 3.4: shorter side random in scale_range, random crop, flip, PCA lighting
+    inception = "inception"  # RandomResizedCrop + flip (not in the paper)
+
+
+class Normalize(Enum):
+    mean_image = "mean_image"  # the paper's per-pixel mean of the training set (Sec. 3.4)
+    channel = "channel"  # per-channel mean and std of the training set (not in the paper)
+
+
+class Decode(Enum):
+    cpu = "cpu"  # DataLoader workers decode and augment
+    gpu = "gpu"  # workers read file bytes; nvJPEG decodes and the GPU augments
+
+
+class BadImage(Enum):
+    skip = "skip"  # name the file in a warning, count it, and leave it out of its batch
+    error = "error"  # stop with the file's name
+
+
+class Crops(Enum):
+    """Test-time views (Sec. 3.4 / Table 3-5)."""
+
+    center = "center"  # resize to data.test_resize, one centre crop of data.image_size
+    ten = "ten"  # four corners + centre and their flips, softmax scores averaged
+    multiscale = "multiscale"  # whole image at every shorter side in data.test_scales, and its flip
 
 
 class Warmup(Enum):
@@ -111,6 +150,18 @@ class DataConfig:
     val_size: int = 0  # images held out of the training set to report val/error
     train_size: int = 5000  # synthetic only
     test_size: int = 1000  # synthetic only
+    # The streamed loader (data=imagenet / data=imagefolder); see configs/data/imagenet.yaml.
+    loader: Loader = Loader.memory
+    augment: Augment = Augment.paper
+    normalize: Normalize = Normalize.mean_image
+    lighting: float = 0.1  # std of AlexNet's PCA lighting noise; 0 turns it off
+    scale_range: List[int] = field(default_factory=lambda: [256, 480])  # shorter side, training
+    test_resize: int = 256  # shorter side before the centre crop or the ten crops
+    test_scales: List[int] = field(default_factory=lambda: [224, 256, 384, 480, 640])  # multiscale
+    mean_samples: int = 10000  # training images averaged into the mean image
+    workers: int = 8  # DataLoader worker processes per rank
+    decode: Decode = Decode.cpu
+    on_bad_image: BadImage = BadImage.skip
 
 
 @dataclass
@@ -133,6 +184,8 @@ class SchedConfig:
     warmup: Warmup = Warmup.auto
     warmup_lr: float = 0.01
     warmup_until_train_error: float = 0.8
+    patience: int = 5  # sched=paper_imagenet: evaluations without improvement before the lr drops
+    threshold: float = 0.001  # sched=paper_imagenet: a smaller drop of the error is not an improvement
 
 
 @dataclass
@@ -152,6 +205,14 @@ class TrainerConfig:
     resume: str = "auto"  # auto | never | PATH of a checkpoint
     nan_policy: NanPolicy = NanPolicy.stop
     progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """`resnet-eval`'s own options (`eval.crops=ten`); the rest of its config comes from the checkpoint."""
+
+    crops: Crops = Crops.center
+    out: Optional[str] = None  # also write the JSON here
 
 
 @dataclass

@@ -266,10 +266,15 @@ class Trainer:
     def _evaluate_all(self) -> None:
         st = self.state
         for split, batches in self.eval_sets.items():
-            loss, error = self.evaluate(self.raw_model, batches, self.device, self.settings.amp_dtype)
+            result = self.evaluate(self.raw_model, batches, self.device, self.settings.amp_dtype)
+            loss, error = result
             self.logger.eval_point(st.iteration, split, loss, error)
             self.last_metrics[f"{split}_error"] = error
             self.last_metrics[f"{split}_loss"] = loss
+            self.last_metrics[f"{split}_top5_error"] = getattr(result, "top5_error", None)
+            # sched=paper_imagenet: lr drops on a plateau of the held-out val error, else the test split's
+            if split == ("val" if "val" in self.eval_sets else "test"):
+                self.schedule.observe_val_error(error)
             if split == "val" and (st.best_val_error is None or error < st.best_val_error):
                 st.best_val_error = error
         self.meter_start = time.perf_counter()  # evaluation time is not training time

@@ -39,6 +39,11 @@ class LrSchedule:
     Warm-up (Sec. 4.2, ResNet-110/1202): "we use 0.01 to warm up the training until the training error is
     below 80% (about 400 iterations), and then go back to 0.1". The training error is the one reported at
     each logging point, so the switch happens at the first logging point below the threshold.
+
+    Plateau (sched=paper_imagenet, Sec. 3.4: "the learning rate starts from 0.1 and is divided by 10 when the
+    error plateaus"): the loop reports each evaluation's validation error (`observe_val_error`); after
+    `patience` evaluations in a row that do not beat the best error by more than `threshold` (absolute), the
+    lr is divided by 1/gamma and the count starts again. The best error is kept across drops.
     """
 
     def __init__(
@@ -54,6 +59,8 @@ class LrSchedule:
         warmup: bool = False,
         warmup_lr: float = 0.01,
         warmup_until_train_error: float = 0.8,
+        patience: int = 5,
+        threshold: float = 0.001,
     ):
         if name is ScheduleName.step and step_every <= 0:
             raise ValueError("sched=step needs sched.step_every > 0 (iterations between lr drops)")
@@ -62,6 +69,8 @@ class LrSchedule:
         self.step_every, self.min_lr = step_every, min_lr
         self.warmup_lr, self.warmup_until_train_error = warmup_lr, warmup_until_train_error
         self.warming_up = warmup
+        self.patience, self.threshold = patience, threshold
+        self.drops, self.best_val_error, self.evaluations_without_gain = 0, None, 0
 
     def lr(self, iteration: int) -> float:
         if self.warming_up:
@@ -70,6 +79,8 @@ class LrSchedule:
             return self.base_lr * self.gamma ** sum(iteration >= m for m in self.milestones)
         if self.name is ScheduleName.step:
             return self.base_lr * self.gamma ** (iteration // self.step_every)
+        if self.name is ScheduleName.paper_imagenet:
+            return self.base_lr * self.gamma**self.drops
         progress = min(iteration / self.max_iters, 1.0)
         return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -77,8 +88,27 @@ class LrSchedule:
         if self.warming_up and train_error < self.warmup_until_train_error:
             self.warming_up = False
 
+    def observe_val_error(self, error: float) -> None:
+        if self.name is not ScheduleName.paper_imagenet:
+            return
+        if self.best_val_error is None or error < self.best_val_error - self.threshold:
+            self.best_val_error, self.evaluations_without_gain = error, 0
+            return
+        self.evaluations_without_gain += 1
+        if self.evaluations_without_gain >= self.patience:
+            self.drops, self.evaluations_without_gain = self.drops + 1, 0
+
     def state_dict(self) -> dict:
-        return {"warming_up": self.warming_up}
+        return {
+            "warming_up": self.warming_up,
+            "drops": self.drops,
+            "best_val_error": self.best_val_error,
+            "evaluations_without_gain": self.evaluations_without_gain,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.warming_up = bool(state["warming_up"])
+        # Checkpoints written before the plateau schedule existed hold only the warm-up flag.
+        self.drops = int(state.get("drops", 0))
+        self.best_val_error = state.get("best_val_error")
+        self.evaluations_without_gain = int(state.get("evaluations_without_gain", 0))
