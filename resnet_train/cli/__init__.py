@@ -1,0 +1,1 @@
+"""Console scripts: thin wrappers that read configs and call the package."""

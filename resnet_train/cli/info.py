@@ -1,0 +1,111 @@
+"""`resnet-info`: the size and compute of the model configs, e.g. `resnet-info resnet20 resnet56 plain56`.
+
+    resnet-info NAME... [--input-size N] [--num-classes K] [--json]
+
+NAME is a file of the `model` config group (configs/model/NAME.yaml). The input size defaults to the family's
+natural size (32 for CIFAR, 224 for ImageNet) and the class count to its dataset's (10 or 1000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from omegaconf import OmegaConf
+
+from ..config import Family, ModelConfig, config_dir
+from ..models import build_model, count_macs, count_parameters
+from ..models.resnet import NATURAL_INPUT_SIZE
+
+NATURAL_NUM_CLASSES = {Family.cifar: 10, Family.imagenet: 1000}
+
+
+def model_configs() -> dict[str, Path]:
+    """The model group's configs by name, in natural order (plain20 before plain110)."""
+    paths = (Path(config_dir()) / "model").glob("*.yaml")
+    return {path.stem: path for path in sorted(paths, key=natural_order)}
+
+
+def natural_order(path: Path) -> tuple[str, int, str]:
+    return path.stem.rstrip("0123456789"), len(path.stem), path.stem
+
+
+def describe(name: str, path: Path, input_size: int | None, num_classes: int | None) -> dict:
+    """One model config, validated against the schema, as a plain dict of its size and compute."""
+    m = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path))
+    size = input_size or NATURAL_INPUT_SIZE[m.family]
+    with torch.device("meta"):  # shapes only: no memory for the weights and no time spent initialising them
+        model = build_model(
+            m.family, m.depth, m.residual, num_classes or NATURAL_NUM_CLASSES[m.family], shortcut=m.shortcut,
+            bottleneck_stride=m.bottleneck_stride, stem=m.stem, input_size=size,
+            zero_init_residual=m.zero_init_residual,
+        )  # fmt: skip
+    return {
+        "name": name,
+        "family": m.family.value,
+        "depth": m.depth,
+        "shortcut": m.shortcut.value if m.residual else "none",
+        "params": count_parameters(model),
+        "macs": count_macs(model, size),
+        "input_size": size,
+    }
+
+
+def scientific(value: int) -> str:
+    """3 significant digits as the paper writes FLOPs: 1814073344 -> "1.81e9"."""
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def table(rows: list[dict]) -> str:
+    header = ("name", "family", "depth", "shortcut", "params", "MACs", "input")
+    lines = [header] + [
+        (r["name"], r["family"], str(r["depth"]), r["shortcut"], f"{r['params']:,}", scientific(r["macs"]),
+         f"{r['input_size']}x{r['input_size']}")
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    left = {0, 1, 3}  # text columns left-aligned, numbers right-aligned
+    return "\n".join(
+        "  ".join(
+            cell.ljust(w) if i in left else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))
+        )
+        for line in lines
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="resnet-info", description="Parameters and multiply-adds of model configs."
+    )
+    parser.add_argument(
+        "names", nargs="+", metavar="NAME", help="a model config, e.g. resnet56, plain20, resnet50"
+    )
+    parser.add_argument(
+        "--input-size", type=int, default=None, help="image side (default: 32 CIFAR, 224 ImageNet)"
+    )
+    parser.add_argument(
+        "--num-classes", type=int, default=None, help="classes (default: 10 CIFAR, 1000 ImageNet)"
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    args = parser.parse_args(argv)
+
+    available = model_configs()
+    unknown = [name for name in args.names if name not in available]
+    if unknown:
+        print(
+            f"resnet-info: unknown model {', '.join(unknown)}; available: {', '.join(available)}",
+            file=sys.stderr,
+        )
+        return 2
+    rows = [describe(name, available[name], args.input_size, args.num_classes) for name in args.names]
+    print(json.dumps(rows, indent=2) if args.json else table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
