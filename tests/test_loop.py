@@ -1,0 +1,118 @@
+"""The training loop on a tiny linear model: divergence, skipped steps, checkpoints and pre-emption."""
+
+import os
+import signal
+
+import pytest
+import torch
+
+from resnet_train.config import NanPolicy, ScheduleName
+from resnet_train.engine.checkpoint import load_checkpoint
+from resnet_train.engine.distributed import World
+from resnet_train.engine.evaluate import evaluate
+from resnet_train.engine.logger import RunLogger
+from resnet_train.engine.loop import Diverged, LoopSettings, Preempted, Trainer
+from resnet_train.engine.optim import LrSchedule
+
+CPU = torch.device("cpu")
+
+
+class Batches:
+    """Four fixed batches per epoch; batch `poison` (a global iteration, 1-based) holds a NaN."""
+
+    iters_per_epoch = 4
+
+    def __init__(self, poison=None, on_batch=None):
+        generator = torch.Generator().manual_seed(0)
+        self.images = torch.randn(4, 8, 6, generator=generator)
+        self.labels = torch.randint(0, 3, (4, 8), generator=generator)
+        self.poison, self.on_batch = poison, on_batch
+
+    def epoch(self, epoch, start=0):
+        for step in range(start, self.iters_per_epoch):
+            iteration = epoch * self.iters_per_epoch + step + 1
+            images = self.images[step].clone()
+            if iteration == self.poison:
+                images[0, 0] = float("nan")
+            if self.on_batch:
+                self.on_batch(iteration)
+            yield images, self.labels[step]
+
+
+def make_trainer(tmp_path, batches, nan_policy=NanPolicy.stop, max_iters=8, checkpoint_every=2, log_every=1):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    schedule = LrSchedule(ScheduleName.paper_cifar, 0.1, max_iters, milestones=[6])
+    logger = RunLogger(
+        tmp_path, enabled=True, start_iteration=0, max_iters=max_iters, progress=False, synthetic=True
+    )
+    settings = LoopSettings(
+        max_iters,
+        eval_every=4,
+        log_every=log_every,
+        checkpoint_every=checkpoint_every,
+        nan_policy=nan_policy,
+        extra_state={"identity": {"model": "linear"}},
+    )
+    evals = {"test": [(batches.images[0], batches.labels[0])]}
+    return Trainer(
+        model,
+        model,
+        optimizer,
+        schedule,
+        batches,
+        evals,
+        logger,
+        tmp_path / "checkpoints",
+        settings,
+        device=CPU,
+        world=World(),
+        evaluate=evaluate,
+    )
+
+
+def test_a_nan_loss_stops_the_run_naming_the_iteration_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, Batches(poison=5), log_every=4, checkpoint_every=2)
+    with pytest.raises(Diverged, match="non-finite at iteration 5"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["trainer"]["iteration"] == 4
+
+
+def test_skip_policy_skips_and_counts_the_bad_step(tmp_path):
+    trainer = make_trainer(tmp_path, Batches(poison=3), nan_policy=NanPolicy.skip)
+    trainer.fit()
+    assert trainer.state.skipped_steps == 1 and trainer.state.iteration == 8
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_lr_follows_the_schedule(tmp_path):
+    trainer = make_trainer(tmp_path, Batches())
+    trainer.fit()
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)  # after the milestone at 6
+
+
+def test_signal_finishes_the_step_writes_a_checkpoint_and_stops(tmp_path):
+    def send_sigusr1(iteration):
+        if iteration == 3:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    trainer = make_trainer(tmp_path, Batches(on_batch=send_sigusr1), checkpoint_every=100)
+    with pytest.raises(Preempted, match="SIGUSR1 at iteration 3"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["trainer"]["iteration"] == 3
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # handlers restored
+
+
+def test_resume_from_a_checkpoint_reproduces_the_uninterrupted_weights(tmp_path):
+    full = make_trainer(tmp_path / "full", Batches())
+    full.fit()
+    first = make_trainer(tmp_path / "part", Batches(), max_iters=8)
+    first.settings.max_iters = 5  # stop early, as a killed run would after its checkpoint at 5
+    first.fit()
+    resumed = make_trainer(tmp_path / "resumed", Batches())
+    resumed.load_state_dict(load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt"))
+    assert (resumed.state.epoch, resumed.state.batch_in_epoch) == (1, 1)
+    resumed.fit()
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
