@@ -154,6 +154,14 @@ class Trainer:
 
     def save(self) -> None:
         self._update_wall_time()
+        if self.settings.nan_policy is NanPolicy.stop:
+            self._check_finite()
+        weights = [p.detach().float().abs().sum() for p in self.raw_model.parameters()]
+        if not torch.isfinite(torch.stack(weights).sum()):
+            raise Diverged(
+                f"the weights became non-finite by iteration {self.state.iteration}; stopped without "
+                f"overwriting the last checkpoint (lower optim.lr)"
+            )
         if self.world.is_main:
             path = save_checkpoint(self.checkpoint_dir, self.state_dict())
             log.info("checkpoint %s at iteration %d", path, self.state.iteration)
@@ -230,8 +238,6 @@ class Trainer:
             # Ranks agree at logging points only, to keep a collective out of every step.
             stop = at_log and distributed.any_rank(stop, self.device)
         if final or st.iteration % s.checkpoint_every == 0 or stop:
-            if not at_log and s.nan_policy is NanPolicy.stop:
-                self._check_finite()
             self.save()
         if stop and not final:
             raise Preempted(signals.signum or signal.SIGTERM, st.iteration)
