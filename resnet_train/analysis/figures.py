@@ -1,0 +1,168 @@
+"""The paper's figures, drawn from runs read back by `runs.py`.
+
+- Fig. 4 / Fig. 6 style error curves (`plot_error_curves`): training error dashed, test error bold, x in units
+  of 1e4 iterations, y in percent, one colour per depth, plain nets and ResNets side by side.
+- Fig. 7 style layer responses (`plot_responses`): the std of each 3x3 layer's response, in layer order and
+  sorted by magnitude.
+
+Figures are built on `matplotlib.figure.Figure` directly, without pyplot: no global backend or figure state,
+and `savefig` picks the format (PNG, SVG, PDF, ...) from the file name's extension.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from .runs import Run
+
+log = logging.getLogger("resnet_train")
+
+TRAIN_TAG = "train/error"
+EVAL_TAGS = ("test/error", "val/error")  # the bold curve: the test error, or the validation error if no test
+ITERATION_UNIT = 1e4  # the paper's x axis is "iter. (1e4)"
+COLOURS = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+]  # fmt: skip
+
+
+def _sort_key(run: Run) -> tuple:
+    return (
+        run.residual is not False,
+        run.depth if run.depth is not None else 1 << 30,
+        run.model,
+        str(run.path),
+    )
+
+
+def _curve_names(runs: Sequence[Run]) -> dict[Path, tuple[str, str]]:
+    """Each run's legend name and colour key.
+
+    The legend name is the paper's ("ResNet-34"), with the shortcut option where one model appears with
+    several ("ResNet-34 B"), so that Table 3's A/B/C runs stay apart. The colour key is the depth (with that
+    option), so plain-20 and ResNet-20 share a colour across the two panels, as in the paper's figures.
+    """
+    shortcuts: dict[str, set] = {}
+    for run in runs:
+        shortcuts.setdefault(run.model, set()).add(run.shortcut)
+    names = {}
+    for run in runs:
+        option = f" {run.shortcut}" if len(shortcuts[run.model]) > 1 and run.shortcut else ""
+        depth = str(run.depth) if run.depth is not None else run.model
+        names[run.path] = (run.label + option, depth + option)
+    return names
+
+
+def _marker(steps: Sequence[int]) -> str | None:
+    """A run that has logged one point so far shows it as a dot (a line needs two)."""
+    return "o" if len(steps) == 1 else None
+
+
+def _panels(runs: Sequence[Run]) -> list[tuple[str, list[Run]]]:
+    plain = [run for run in runs if run.residual is False]
+    residual = [run for run in runs if run.residual is not False]
+    if plain and residual:
+        return [("plain networks", plain), ("ResNets", residual)]
+    return [("plain networks" if plain else "", plain or residual)]
+
+
+def plot_error_curves(
+    runs: Sequence[Run], out: str | Path, *, title: str | None = None, ymax: float | None = None
+) -> Path:
+    """Draw the runs' error curves as the paper's Fig. 4 and Fig. 6 and save them to `out`.
+
+    Runs without any error curve are left out with a warning. Several runs of one model (seeds) share its
+    colour and one legend entry. Returns the path written; raises ValueError if no run has a curve.
+    """
+    drawable = []
+    for run in runs:
+        if TRAIN_TAG in run.curves or any(tag in run.curves for tag in EVAL_TAGS):
+            drawable.append(run)
+        else:
+            log.warning("run %s: no error curves to draw; left out of the figure", run.path)
+    if not drawable:
+        raise ValueError("none of the runs has an error curve to draw")
+    drawable.sort(key=_sort_key)
+    names = _curve_names(drawable)
+    colour_keys = list(dict.fromkeys(colour_key for _, colour_key in names.values()))
+    colour_of = {key: COLOURS[index % len(COLOURS)] for index, key in enumerate(colour_keys)}
+    eval_names = set()
+
+    panels = _panels(drawable)
+    figure = Figure(figsize=(6.0 * len(panels), 4.5), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (panel_title, panel_runs) in zip(axes, panels):
+        shown = set()
+        for run in panel_runs:
+            label, colour_key = names[run.path]
+            colour = colour_of[colour_key]
+            legend = label if label not in shown else None
+            shown.add(label)
+            if TRAIN_TAG in run.curves:
+                steps, values = zip(*run.curves[TRAIN_TAG])
+                ax.plot([s / ITERATION_UNIT for s in steps], [100 * v for v in values], "--",
+                        color=colour, linewidth=0.9, label=legend, marker=_marker(steps))  # fmt: skip
+                legend = None
+            tag = next((tag for tag in EVAL_TAGS if tag in run.curves), None)
+            if tag is not None:
+                eval_names.add(tag.split("/")[0])
+                steps, values = zip(*run.curves[tag])
+                ax.plot([s / ITERATION_UNIT for s in steps], [100 * v for v in values], "-",
+                        color=colour, linewidth=2.2, label=legend, marker=_marker(steps))  # fmt: skip
+        ax.set_xlabel("iter. (1e4)")
+        ax.set_ylabel("error (%)")
+        ax.set_ylim(bottom=0, top=ymax)
+        ax.set_xlim(left=0)
+        ax.grid(True, alpha=0.3)
+        if panel_title:
+            ax.set_title(panel_title)
+        handles, legend_names = ax.get_legend_handles_labels()
+        style = [
+            Line2D([], [], color="black", linestyle="--", linewidth=0.9, label="training error"),
+            Line2D([], [], color="black", linestyle="-", linewidth=2.2,
+                   label=" / ".join(sorted(eval_names, reverse=True)) + " error" if eval_names else "error"),
+        ]  # fmt: skip
+        ax.legend(handles + style, legend_names + [line.get_label() for line in style], fontsize="small")
+    if title:
+        figure.suptitle(title)
+    return _save(figure, out)
+
+
+def plot_responses(results: Sequence[dict], out: str | Path, *, title: str | None = None) -> Path:
+    """Fig. 7: each result's layer std by layer index (top) and sorted by magnitude (bottom).
+
+    `results` are `responses.ResponseResult.as_dict()` values: {"label", "layers": [{"index", "std"}, ...]}.
+    """
+    figure = Figure(figsize=(7.0, 7.0), layout="constrained")
+    top, bottom = figure.subplots(2, 1)
+    for index, result in enumerate(results):
+        colour = COLOURS[index % len(COLOURS)]
+        stds = [layer["std"] for layer in result["layers"]]
+        style = "--" if result.get("residual") is False else "-"
+        top.plot(range(1, len(stds) + 1), stds, style, color=colour, label=result["label"])
+        bottom.plot(
+            range(1, len(stds) + 1), sorted(stds, reverse=True), style, color=colour, label=result["label"]
+        )
+    top.set_xlabel("layer index (original)")
+    bottom.set_xlabel("layer index (sorted by magnitude)")
+    for ax in (top, bottom):
+        ax.set_ylabel("std")
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    if title:
+        figure.suptitle(title)
+    return _save(figure, out)
+
+
+def _save(figure: Figure, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=150)  # the format follows the extension (png, svg, pdf, ...)
+    return out

@@ -1,0 +1,203 @@
+"""Reading finished and running runs back: where they are, what they are, and what they logged.
+
+A run is a directory holding a `tb/` folder (TensorBoard events) or a `metrics.json` (the final summary), as
+`resnet-train` leaves it (one per job of a sweep). Everything here tolerates runs that are still going, were
+killed, or left a damaged file: such a run is reported with a warning that names it and read as far as it
+can be, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+log = logging.getLogger("resnet_train")
+
+# Folders inside a run that never hold another run: not worth walking into.
+RUN_INTERNALS = {"tb", "checkpoints", ".hydra", ".submitit"}
+
+Curve = list[tuple[int, float]]  # (iteration, value), sorted by iteration
+
+
+@dataclass
+class Run:
+    """One run directory and what could be read from it."""
+
+    path: Path
+    model: str  # the paper's name, "resnet56" / "plain20", or the directory name if nothing says
+    residual: bool | None = None
+    depth: int | None = None
+    shortcut: str | None = None  # "A", "B", "C"; None for a plain net or when unknown
+    dataset: str | None = None
+    seed: int | None = None
+    metrics: dict | None = None  # metrics.json, None while the run is going (or if it failed)
+    curves: dict[str, Curve] = field(default_factory=dict)  # TensorBoard tag -> points
+
+    @property
+    def label(self) -> str:
+        """The paper's way of writing the name: "ResNet-56", "plain-20"."""
+        return display_name(self.model, self.residual, self.depth)
+
+
+def display_name(model: str, residual: bool | None, depth: int | None) -> str:
+    if residual is None or depth is None:
+        return model
+    return f"ResNet-{depth}" if residual else f"plain-{depth}"
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Every run directory at or below `paths`, sorted, without duplicates. A path that does not exist
+    raises FileNotFoundError; one that holds no run gives an empty contribution (the caller decides)."""
+    found: set[Path] = set()
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path} is not a directory")
+        for directory, subdirs, files in os.walk(path, followlinks=False):
+            here = Path(directory)
+            if (here / "tb").is_dir() or "metrics.json" in files:
+                found.add(here.resolve())
+                subdirs.clear()  # a run does not nest another run
+            else:
+                subdirs[:] = sorted(d for d in subdirs if d not in RUN_INTERNALS)
+    return sorted(found)
+
+
+def read_metrics(run_dir: Path) -> dict | None:
+    """The run's metrics.json, or None (with a warning if the file exists but cannot be read)."""
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        log.warning("run %s: cannot read metrics.json (%s); treating the run as unfinished", run_dir, error)
+        return None
+    if not isinstance(data, dict):
+        log.warning("run %s: metrics.json does not hold an object; treating the run as unfinished", run_dir)
+        return None
+    return data
+
+
+def read_run_config(run_dir: Path) -> dict | None:
+    """The composed config Hydra saved for the run (.hydra/config.yaml) as a plain dict, or None."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as error:  # any YAML or OmegaConf error: the file is damaged
+        log.warning("run %s: cannot read .hydra/config.yaml (%s)", run_dir, error)
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _events_end_cleanly(path: Path) -> bool:
+    """Whether an events file is a whole number of TFRecords (a killed or still-writing run leaves a cut
+    record at the end). Walks the 12-byte record headers only: length (u64), its CRC, data, data CRC."""
+    size = path.stat().st_size
+    position = 0
+    with open(path, "rb") as file:
+        while position < size:
+            file.seek(position)
+            header = file.read(12)
+            if len(header) < 12:
+                return False
+            (length,) = struct.unpack("<Q", header[:8])
+            position += 12 + length + 4
+    return position == size
+
+
+def read_curves(run_dir: Path) -> dict[str, Curve]:
+    """Every scalar the run logged to `tb/`, tag -> [(iteration, value)], sorted by iteration.
+
+    All of the folder's event files are read (a resumed run may have several); where an iteration was
+    logged twice the later value wins. A missing, empty or damaged file gives a warning naming the run and
+    whatever points could be read before the damage.
+    """
+    tb = run_dir / "tb"
+    files = sorted(tb.glob("events.out.tfevents.*")) if tb.is_dir() else []
+    if not files:
+        log.warning("run %s: no TensorBoard events (%s)", run_dir, "empty tb/" if tb.is_dir() else "no tb/")
+        return {}
+    for path in files:
+        if not _events_end_cleanly(path):
+            log.warning(
+                "run %s: %s ends in an incomplete record (a run still writing, or a damaged file); "
+                "reading the points before it",
+                run_dir,
+                path.name,
+            )
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        # size_guidance 0 keeps every point (the default samples 10,000 per tag); one folder, no subfolders.
+        events = EventAccumulator(str(tb), size_guidance={"scalars": 0})
+        events.Reload()
+        curves = {}
+        for tag in events.Tags()["scalars"]:
+            by_step = {event.step: float(event.value) for event in events.Scalars(tag)}
+            curves[tag] = sorted(by_step.items())
+    except Exception as error:  # the reader's errors for damaged data are not one documented type
+        log.warning("run %s: cannot read its TensorBoard events (%s)", run_dir, error)
+        return {}
+    if not curves:
+        log.warning("run %s: its TensorBoard events hold no scalars yet", run_dir)
+    return curves
+
+
+def _from_config(config: dict | None) -> dict:
+    """The identifying fields of a run, from its saved Hydra config (enum values are stored by name)."""
+    if not config:
+        return {}
+    model, data, trainer = config.get("model") or {}, config.get("data") or {}, config.get("trainer") or {}
+    found = {}
+    if isinstance(model.get("residual"), bool) and isinstance(model.get("depth"), int):
+        found.update(residual=model["residual"], depth=model["depth"])
+        found["model"] = f"{'resnet' if model['residual'] else 'plain'}{model['depth']}"
+        found["shortcut"] = (
+            str(model.get("shortcut")) if model["residual"] and model.get("shortcut") else None
+        )
+    if data.get("name") is not None:
+        found["dataset"] = str(data["name"])
+    if isinstance(trainer.get("seed"), int):
+        found["seed"] = trainer["seed"]
+    return found
+
+
+def _from_metrics(metrics: dict | None) -> dict:
+    if not metrics:
+        return {}
+    found = {}
+    model, depth = metrics.get("model"), metrics.get("depth")
+    if isinstance(model, str):
+        found["model"] = model
+        if model.startswith(("resnet", "plain")):
+            found["residual"] = model.startswith("resnet")
+    if isinstance(depth, int):
+        found["depth"] = depth
+    for key in ("shortcut", "dataset", "seed"):
+        if key in metrics:
+            found[key] = metrics[key]
+    return found
+
+
+def load_run(run_dir: Path, *, curves: bool = True) -> Run:
+    """Read one run: its identity from metrics.json, else .hydra/config.yaml, else the directory name."""
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)
+    fields = {"model": run_dir.name, **_from_config(read_run_config(run_dir)), **_from_metrics(metrics)}
+    run = Run(path=run_dir, metrics=metrics, **fields)
+    if curves:
+        run.curves = read_curves(run_dir)
+    return run
+
+
+def load_runs(paths: Iterable[str | Path], *, curves: bool = True) -> list[Run]:
+    return [load_run(path, curves=curves) for path in find_runs(paths)]

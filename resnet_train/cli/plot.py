@@ -1,0 +1,69 @@
+"""`resnet-plot`: the paper's error-curve figure (Fig. 4 / Fig. 6 style) from runs' TensorBoard events.
+
+    resnet-plot RUN_OR_SWEEP_DIR... [--out FILE] [--title TEXT] [--ymax PERCENT]
+
+Every run at or below the given directories is drawn (a run is a directory with a `tb/` folder or a
+metrics.json): training error dashed, test error bold (validation error if the run has no test curve), x in
+1e4 iterations, y in percent, one colour per depth, plain nets and ResNets in two panels when both are
+present. Runs still in progress are drawn as far as they got; a run whose events are missing or damaged is
+named in a warning and drawn as far as it can be read, or left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ..analysis.figures import plot_error_curves
+from ..analysis.runs import find_runs, load_run
+
+log = logging.getLogger("resnet_train")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="resnet-plot", description="The paper's error-curve figure from runs' TensorBoard events."
+    )
+    parser.add_argument(
+        "dirs", nargs="+", metavar="RUN_OR_SWEEP_DIR", help="run directories or sweep folders"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None,
+        help="the figure; its extension picks the format (png, svg, pdf); default: FIRST_DIR/errors.png",
+    )  # fmt: skip
+    parser.add_argument("--title", default=None, help="a title above the panels")
+    parser.add_argument(
+        "--ymax", type=float, default=None, help="top of the error axis in percent (the paper's Fig. 6: 20)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Our messages at INFO, other libraries' (TensorBoard's reader is chatty) only from WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    log.setLevel(logging.INFO)
+    args = parse_args(argv)
+    out = args.out or Path(args.dirs[0]) / "errors.png"
+    try:
+        run_dirs = find_runs(args.dirs)
+    except FileNotFoundError as error:
+        log.error("%s", error)
+        return 2
+    if not run_dirs:
+        log.error("no runs (directories with tb/ or metrics.json) under %s", ", ".join(args.dirs))
+        return 2
+    runs = [load_run(path) for path in run_dirs]
+    try:
+        written = plot_error_curves(runs, out, title=args.title, ymax=args.ymax)
+    except ValueError as error:  # no drawable run, or a file format matplotlib does not know
+        log.error("%s", error)
+        return 2
+    log.info("%d run(s) -> %s", len(runs), written)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
