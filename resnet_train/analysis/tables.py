@@ -1,0 +1,194 @@
+"""Table 6-style summaries of runs' metrics.json, beside the paper's numbers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from .runs import Run, display_name
+
+# The paper's test errors in percent, by (dataset, model, shortcut option); plain nets have no option.
+# Only a run of the same dataset, model and option is compared with a number.
+PAPER_TEST_ERROR: dict[tuple[str, str, str | None], float] = {
+    # Table 6: CIFAR-10 test error, option A. ResNet-110: best of 5 runs (mean 6.61 +- 0.16).
+    ("cifar10", "resnet20", "A"): 8.75,
+    ("cifar10", "resnet32", "A"): 7.51,
+    ("cifar10", "resnet44", "A"): 7.17,
+    ("cifar10", "resnet56", "A"): 6.97,
+    ("cifar10", "resnet110", "A"): 6.43,
+    ("cifar10", "resnet1202", "A"): 7.93,
+    # Table 2: ImageNet validation top-1 error, 10-crop testing; the ResNets use option A.
+    ("imagenet", "plain18", None): 27.94,
+    ("imagenet", "plain34", None): 28.54,
+    ("imagenet", "resnet18", "A"): 27.88,
+    ("imagenet", "resnet34", "A"): 25.03,
+    # Table 3: ImageNet validation top-1 error, 10-crop testing.
+    ("imagenet", "resnet34", "B"): 24.52,
+    ("imagenet", "resnet34", "C"): 24.19,
+    ("imagenet", "resnet50", "B"): 22.85,
+    ("imagenet", "resnet101", "B"): 21.75,
+    ("imagenet", "resnet152", "B"): 21.43,
+}
+PAPER_SOURCE = {
+    "cifar10": "Table 6",
+    "imagenet": "Tables 2-3, 10-crop top-1 (a run's single-crop error is expected to be higher)",
+}
+
+
+def paper_test_error(dataset: str | None, model: str, shortcut: str | None) -> float | None:
+    return PAPER_TEST_ERROR.get((dataset or "", model, shortcut if model.startswith("resnet") else None))
+
+
+@dataclass
+class Stats:
+    """Mean, sample standard deviation (n - 1; None for one value) and best (min) of a set of errors."""
+
+    values: list[float]
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.values) / len(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        if len(self.values) < 2:
+            return None
+        mean = self.mean
+        return math.sqrt(sum((v - mean) ** 2 for v in self.values) / (len(self.values) - 1))
+
+    @property
+    def best(self) -> float | None:
+        return min(self.values) if self.values else None
+
+
+@dataclass
+class Row:
+    """One model of one dataset (and shortcut option), over its runs (seeds). Errors are in percent."""
+
+    model: str
+    label: str
+    dataset: str | None
+    shortcut: str | None
+    depth: int | None
+    params: int | None
+    iterations: list[int]
+    seeds: list
+    train_error: Stats
+    test_error: Stats
+    paper: float | None
+
+    @property
+    def runs(self) -> int:
+        return len(self.seeds)
+
+
+def _percent(values) -> list[float]:
+    return [100.0 * v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def summarize(runs: Sequence[Run]) -> list[Row]:
+    """Group finished runs (those with metrics.json) by model, dataset and shortcut option; one row each."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        if run.metrics is not None:
+            groups.setdefault((run.model, run.dataset, run.shortcut), []).append(run)
+    rows = []
+    for (model, dataset, shortcut), members in groups.items():
+        first = members[0]
+        params = {m.metrics.get("params") for m in members} - {None}
+        rows.append(
+            Row(
+                model=model,
+                label=display_name(model, first.residual, first.depth),
+                dataset=dataset,
+                shortcut=shortcut,
+                depth=first.depth,
+                params=params.pop() if len(params) == 1 else None,
+                iterations=sorted({m.metrics.get("iterations") for m in members} - {None}),
+                seeds=[m.seed for m in members],
+                train_error=Stats(_percent(m.metrics.get("train_error") for m in members)),
+                test_error=Stats(_percent(m.metrics.get("test_error") for m in members)),
+                paper=paper_test_error(dataset, model, shortcut),
+            )
+        )
+    rows.sort(key=lambda r: (r.dataset or "", r.model.startswith("resnet"), r.depth or 0, r.shortcut or ""))
+    return rows
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _mean_std(stats: Stats) -> str:
+    if stats.mean is None:
+        return "–"
+    return _number(stats.mean) if stats.std is None else f"{stats.mean:.2f} ± {stats.std:.2f}"
+
+
+def _iterations(row: Row) -> str:
+    if not row.iterations:
+        return ""
+    low, high = row.iterations[0], row.iterations[-1]
+    return f"{low:,}" if low == high else f"{low:,}–{high:,}"
+
+
+def to_markdown(rows: Sequence[Row]) -> str:
+    """The table as GitHub markdown, errors in percent: mean ± std over the runs, and the best run."""
+    header = [
+        "model", "dataset", "shortcut", "layers", "params", "iterations", "runs",
+        "train error (%)", "test error (%)", "best test (%)", "paper test (%)",
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [
+            r.label, r.dataset or "", r.shortcut or "–", "" if r.depth is None else str(r.depth),
+            "" if r.params is None else f"{r.params:,}", _iterations(r), str(r.runs),
+            _mean_std(r.train_error), _mean_std(r.test_error), _number(r.test_error.best) or "–",
+            _number(r.paper) or "–",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [
+        f"{name}: {source}" for name, source in PAPER_SOURCE.items() if any(r.dataset == name for r in rows)
+    ]
+    footer = "\nErrors in percent; ± is the sample standard deviation over runs (seeds)."
+    if notes:
+        footer += " Paper numbers: " + "; ".join(notes) + "."
+    return "\n".join(lines) + "\n" + footer + "\n"
+
+
+CSV_FIELDS = [
+    "model", "dataset", "shortcut", "depth", "params", "iterations", "runs",
+    "train_error_mean", "train_error_std", "test_error_mean", "test_error_std", "test_error_best",
+    "paper_test_error",
+]  # fmt: skip
+
+
+def to_csv(rows: Sequence[Row]) -> str:
+    """The table as CSV with full-precision numbers (errors in percent; empty where there is none)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(
+            {
+                "model": r.model,
+                "dataset": r.dataset,
+                "shortcut": r.shortcut,
+                "depth": r.depth,
+                "params": r.params,
+                "iterations": r.iterations[-1]
+                if len(r.iterations) == 1
+                else "/".join(map(str, r.iterations)),
+                "runs": r.runs,
+                "train_error_mean": r.train_error.mean,
+                "train_error_std": r.train_error.std,
+                "test_error_mean": r.test_error.mean,
+                "test_error_std": r.test_error.std,
+                "test_error_best": r.test_error.best,
+                "paper_test_error": r.paper,
+            }
+        )
+    return buffer.getvalue()

@@ -1,0 +1,270 @@
+"""Reading runs back, the error-curve figure (resnet-plot) and the Table 6-style report (resnet-report).
+
+Fixture runs are written the way `resnet-train` writes them (TensorBoard events with SummaryWriter,
+metrics.json, .hydra/config.yaml); one slow test makes a real tiny sweep through the console script.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import statistics
+from pathlib import Path
+
+import pytest
+from clitools import run_cli
+from matplotlib.image import imread
+from torch.utils.tensorboard import SummaryWriter
+
+from resnet_train.analysis.figures import _panels
+from resnet_train.analysis.runs import find_runs, load_run, read_curves
+from resnet_train.cli import plot, report
+
+TRAIN = [(100 * i, 0.9 - 0.05 * i) for i in range(1, 11)]
+TEST = [(500, 0.7), (1000, 0.45)]
+
+
+def write_run(
+    run_dir: Path,
+    model: str = "resnet20",
+    *,
+    dataset: str = "cifar10",
+    shortcut: str | None = "A",
+    seed: int = 0,
+    curves: dict | None = None,
+    metrics: dict | None = None,
+    finished: bool = True,
+    hydra_config: bool = True,
+) -> Path:
+    """A run directory as resnet-train leaves it; `finished=False` leaves out metrics.json (still running)."""
+    residual, depth = model.startswith("resnet"), int(model.removeprefix("resnet").removeprefix("plain"))
+    run_dir.mkdir(parents=True)
+    curves = {"train/error": TRAIN, "test/error": TEST} if curves is None else curves
+    if curves:
+        writer = SummaryWriter(str(run_dir / "tb"))
+        for tag, points in curves.items():
+            for step, value in points:
+                writer.add_scalar(tag, value, step)
+        writer.close()
+    if hydra_config:
+        (run_dir / ".hydra").mkdir()
+        (run_dir / ".hydra" / "config.yaml").write_text(
+            f"model:\n  family: cifar\n  depth: {depth}\n  residual: {str(residual).lower()}\n"
+            f"  shortcut: {shortcut or 'A'}\ndata:\n  name: {dataset}\ntrainer:\n  seed: {seed}\n"
+        )
+    if finished:
+        summary = {
+            "model": model, "family": "cifar", "depth": depth, "shortcut": shortcut if residual else None,
+            "dataset": dataset, "synthetic": dataset == "synthetic", "iterations": 1000,
+            "train_error": 0.01, "train_loss": 0.05, "test_error": 0.08, "test_loss": 0.3, "val_error": None,
+            "best_val_error": None, "params": 269722 if depth == 20 else 123, "seed": seed,
+        }  # fmt: skip
+        summary.update(metrics or {})
+        (run_dir / "metrics.json").write_text(json.dumps(summary))
+    return run_dir
+
+
+def events_file(run_dir: Path) -> Path:
+    return next((run_dir / "tb").glob("events.out.tfevents.*"))
+
+
+# --- finding and reading runs ------------------------------------------------------------------------------
+
+
+def test_find_runs_searches_sweeps_recursively(tmp_path):
+    a = write_run(tmp_path / "sweep" / "a")
+    b = write_run(tmp_path / "sweep" / "deeper" / "b", finished=False)  # in progress: tb/ only
+    c = write_run(tmp_path / "sweep" / "c", curves={})  # metrics.json only
+    (tmp_path / "sweep" / "not_a_run").mkdir()
+    single = write_run(tmp_path / "single")
+    assert find_runs([tmp_path / "sweep"]) == sorted(p.resolve() for p in (a, b, c))
+    assert find_runs([single, tmp_path / "sweep" / "a"]) == sorted([single.resolve(), a.resolve()])
+    with pytest.raises(FileNotFoundError):
+        find_runs([tmp_path / "missing"])
+
+
+def test_a_run_is_named_by_metrics_then_config_then_directory(tmp_path):
+    finished = load_run(write_run(tmp_path / "x", "plain56", shortcut=None, seed=3))
+    assert (finished.model, finished.residual, finished.depth, finished.seed) == ("plain56", False, 56, 3)
+    assert finished.label == "plain-56" and finished.shortcut is None
+    running = load_run(write_run(tmp_path / "y", "resnet110", finished=False))
+    assert (running.model, running.label, running.shortcut, running.dataset) == (
+        "resnet110", "ResNet-110", "A", "cifar10",
+    )  # fmt: skip
+    anonymous = load_run(write_run(tmp_path / "my-run", finished=False, hydra_config=False))
+    assert anonymous.model == anonymous.label == "my-run" and anonymous.residual is None
+
+
+def test_curves_keep_every_point(tmp_path):
+    # TensorBoard's reader samples 10,000 points per tag unless told otherwise (docs/pitfalls.md).
+    points = [(step, step / 20000) for step in range(1, 10_201)]
+    run = load_run(write_run(tmp_path / "long", curves={"train/error": points}))
+    steps, values = zip(*run.curves["train/error"])
+    assert list(steps) == [step for step, _ in points]
+    assert list(values) == pytest.approx([value for _, value in points], rel=1e-6)  # stored as float32
+
+
+def test_a_cut_events_file_warns_and_keeps_the_points_before_the_cut(tmp_path, caplog):
+    run_dir = write_run(tmp_path / "cut", finished=False)
+    events = events_file(run_dir)
+    events.write_bytes(events.read_bytes()[:-30])  # a killed run: the last record is incomplete
+    with caplog.at_level(logging.WARNING, logger="resnet_train"):
+        curves = read_curves(run_dir)
+    assert any(str(run_dir) in r.message and "incomplete record" in r.message for r in caplog.records)
+    assert 0 < len(curves["train/error"]) + len(curves.get("test/error", [])) < len(TRAIN) + len(TEST)
+
+
+def test_damaged_metrics_json_is_a_warning(tmp_path, caplog):
+    run_dir = write_run(tmp_path / "bad")
+    (run_dir / "metrics.json").write_text('{"model": "resnet20", "test_err')
+    with caplog.at_level(logging.WARNING, logger="resnet_train"):
+        run = load_run(run_dir)
+    assert run.metrics is None and run.model == "resnet20"  # from .hydra/config.yaml
+    assert any(str(run_dir) in r.message and "metrics.json" in r.message for r in caplog.records)
+
+
+# --- resnet-plot -------------------------------------------------------------------------------------------
+
+
+def test_plain_and_residual_nets_get_a_panel_each(tmp_path):
+    runs = [
+        load_run(write_run(tmp_path / name, name, curves={})) for name in ("plain20", "resnet20", "plain56")
+    ]
+    (title_left, left), (title_right, right) = _panels(runs)
+    assert (title_left, title_right) == ("plain networks", "ResNets")
+    assert {r.model for r in left} == {"plain20", "plain56"} and [r.model for r in right] == ["resnet20"]
+    assert len(_panels(runs[1:2])) == 1
+
+
+def test_plot_draws_a_nonblank_png_and_warns_about_broken_runs(tmp_path, caplog):
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):
+        write_run(sweep / f"resnet20-{seed}", seed=seed)
+    write_run(sweep / "plain20", "plain20", shortcut=None)
+    write_run(sweep / "running", "resnet56", finished=False)
+    no_events = write_run(sweep / "no_events", "resnet32", curves={})
+    garbage = write_run(sweep / "garbage", "plain32", shortcut=None)
+    events_file(garbage).write_bytes(b"\x93not an events file" * 7)
+    out = tmp_path / "figure" / "fig6.png"
+    with caplog.at_level(logging.WARNING, logger="resnet_train"):
+        assert plot.main([str(sweep), "--out", str(out), "--title", "test"]) == 0
+    warned = " ".join(r.message for r in caplog.records)
+    assert str(no_events.resolve()) in warned and str(garbage.resolve()) in warned
+    image = imread(out)
+    assert image.shape[:2] == (675, 1800)  # two panels: 12 x 4.5 inches at 150 dpi
+    assert image[..., :3].std() > 0.05  # not blank
+
+
+@pytest.mark.parametrize(("suffix", "magic"), [(".svg", b"<svg"), (".pdf", b"%PDF")])
+def test_plot_format_follows_the_extension(tmp_path, suffix, magic):
+    write_run(tmp_path / "run")
+    out = tmp_path / f"curves{suffix}"
+    assert plot.main([str(tmp_path / "run"), "--out", str(out), "--ymax", "20"]) == 0
+    assert magic in out.read_bytes()[:400]
+
+
+def test_plot_without_runs_is_an_error_not_a_crash(tmp_path, caplog):
+    (tmp_path / "empty").mkdir()
+    assert plot.main([str(tmp_path / "empty")]) == 2
+    assert plot.main([str(tmp_path / "missing")]) == 2
+    write_run(tmp_path / "only_metrics", curves={})
+    assert plot.main([str(tmp_path / "only_metrics"), "--out", str(tmp_path / "x.png")]) == 2
+
+
+# --- resnet-report -----------------------------------------------------------------------------------------
+
+SEEDS = {0: (0.0812, 0.0031), 1: (0.0845, 0.0022), 2: (0.0799, 0.0040)}  # seed: (test error, train error)
+
+
+def report_fixture(root: Path) -> Path:
+    sweep = root / "sweep"
+    for seed, (test_error, train_error) in SEEDS.items():
+        write_run(
+            sweep / f"r20-{seed}", seed=seed, metrics={"test_error": test_error, "train_error": train_error}
+        )
+    write_run(sweep / "p20", "plain20", shortcut=None, metrics={"test_error": 0.095, "train_error": 0.007})
+    write_run(sweep / "r20-synthetic", dataset="synthetic", metrics={"test_error": 0.5})
+    write_run(sweep / "r34B", "resnet34", dataset="imagenet", shortcut="B", metrics={"test_error": 0.2601})
+    write_run(sweep / "running", "resnet44", finished=False)
+    return sweep
+
+
+def test_report_numbers_are_the_metrics_over_seeds(tmp_path, capsys, caplog):
+    sweep = report_fixture(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="resnet_train"):
+        assert report.main([str(sweep), "--format", "csv"]) == 0
+    assert any("running" in r.message and "metrics.json" in r.message for r in caplog.records)
+    rows = {(r["model"], r["dataset"]): r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert set(rows) == {
+        ("resnet20", "cifar10"), ("plain20", "cifar10"), ("resnet20", "synthetic"), ("resnet34", "imagenet"),
+    }  # fmt: skip
+    r20 = rows["resnet20", "cifar10"]
+    tests = [100 * test for test, _ in SEEDS.values()]
+    trains = [100 * train for _, train in SEEDS.values()]
+    assert int(r20["runs"]) == 3 and int(r20["depth"]) == 20 and int(r20["params"]) == 269722
+    assert float(r20["test_error_mean"]) == pytest.approx(statistics.mean(tests), abs=1e-12)
+    assert float(r20["test_error_std"]) == pytest.approx(statistics.stdev(tests), abs=1e-12)
+    assert float(r20["test_error_best"]) == pytest.approx(min(tests), abs=1e-12)
+    assert float(r20["train_error_mean"]) == pytest.approx(statistics.mean(trains), abs=1e-12)
+    assert float(r20["train_error_std"]) == pytest.approx(statistics.stdev(trains), abs=1e-12)
+    # The paper's number only for the same dataset, model and shortcut option.
+    assert float(r20["paper_test_error"]) == 8.75
+    assert rows["plain20", "cifar10"]["paper_test_error"] == ""  # plain nets are only drawn (Fig. 6)
+    assert rows["resnet20", "synthetic"]["paper_test_error"] == ""
+    assert float(rows["resnet34", "imagenet"]["paper_test_error"]) == 24.52  # Table 3, option B
+    p20 = rows["plain20", "cifar10"]
+    assert p20["test_error_std"] == "" and float(p20["test_error_mean"]) == pytest.approx(9.5)
+
+
+def test_report_markdown_shows_mean_std_best_and_the_paper(tmp_path, capsys):
+    sweep = report_fixture(tmp_path)
+    out = tmp_path / "table.md"
+    assert report.main([str(sweep), "--out", str(out)]) == 0
+    text = out.read_text()
+    tests = [100 * test for test, _ in SEEDS.values()]
+    line = next(line for line in text.splitlines() if line.startswith("| ResNet-20 | cifar10"))
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    assert cells[3:7] == ["20", "269,722", "1,000", "3"]
+    assert cells[8] == f"{statistics.mean(tests):.2f} ± {statistics.stdev(tests):.2f}"
+    assert cells[9:] == [f"{min(tests):.2f}", "8.75"]
+    assert "| plain-20 | cifar10 | – |" in text and "Table 6" in text
+
+
+def test_report_without_finished_runs_is_an_error(tmp_path):
+    write_run(tmp_path / "running", finished=False)
+    assert report.main([str(tmp_path)]) == 2
+
+
+# --- end to end: a real tiny sweep through resnet-train ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_plot_and_report_a_real_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "-m", "experiment=cifar_plain_vs_resnet", "model=resnet20,plain20", "model.depth=8", "data=synthetic",
+        "data.train_size=96", "data.test_size=48", "data.image_size=16", "trainer.batch_size=16",
+        "trainer.max_iters=6", "trainer.eval_every=3", "trainer.log_every=2", "trainer.device=cpu",
+        "trainer.progress=false", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra:job.num}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    runs = [load_run(path) for path in find_runs([sweep])]
+    assert sorted(run.model for run in runs) == ["plain8", "resnet8"]
+    for run in runs:
+        assert [step for step, _ in run.curves["train/error"]] == [2, 4, 6]
+        assert [step for step, _ in run.curves["test/error"]] == [3, 6]
+
+    out = tmp_path / "fig6.png"
+    assert plot.main([str(sweep), "--out", str(out)]) == 0
+    image = imread(out)
+    assert image.shape[:2] == (675, 1800) and image[..., :3].std() > 0.05
+
+    table = tmp_path / "table.csv"
+    assert report.main([str(sweep), "--format", "csv", "--out", str(table)]) == 0
+    rows = {row["model"]: row for row in csv.DictReader(table.open())}
+    for run in runs:
+        assert float(rows[run.model]["test_error_mean"]) == pytest.approx(100 * run.metrics["test_error"])
+        assert float(rows[run.model]["train_error_mean"]) == pytest.approx(100 * run.metrics["train_error"])
+        assert int(rows[run.model]["params"]) == run.metrics["params"]
