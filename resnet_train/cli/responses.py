@@ -1,0 +1,114 @@
+"""`resnet-responses`: Fig. 7, the standard deviation of each 3x3 layer's response for trained checkpoints.
+
+    resnet-responses CHECKPOINT... [--data-root DIR] [--split test|val] [--max-images N] [--batch-size N]
+                     [--device cpu|cuda] [--out FILE] [--json FILE] [--csv FILE]
+
+Each checkpoint's stored config says which net and dataset it is: the net is rebuilt and loaded, and run in
+eval mode over the test set its run was tested on (normalised with its training set's statistics, as in
+training). The response of a layer is its output after BN, before the addition and the ReLU; its std is over
+all elements (images, channels, positions) of the set, see resnet_train/analysis/responses.py. The figure
+shows the stds by layer index and sorted by magnitude (the paper's top and bottom panels); --json and --csv
+write the numbers. With no output option, the numbers are printed as CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ..analysis.figures import plot_responses
+from ..analysis.responses import checkpoint_responses
+from ..engine.checkpoint import load_checkpoint
+from ..errors import UserError
+
+log = logging.getLogger("resnet_train")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="resnet-responses", description="Fig. 7: std of each 3x3 layer's response, after BN."
+    )
+    parser.add_argument(
+        "checkpoints", nargs="+", type=Path, metavar="CHECKPOINT", help="e.g. RUN/checkpoints/last.pt"
+    )
+    parser.add_argument(
+        "--data-root", default=None, help="where the data is, instead of the root stored in the checkpoint"
+    )
+    parser.add_argument(
+        "--split", choices=["test", "val"], default="test", help="default: test (as the paper)"
+    )
+    parser.add_argument(
+        "--max-images", type=int, default=None, help="use only the first N images of the split"
+    )
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--out", type=Path, default=None, help="the figure (png, svg, pdf by extension)")
+    parser.add_argument("--json", type=Path, default=None, help="write the numbers as JSON")
+    parser.add_argument("--csv", type=Path, default=None, help="write the numbers as CSV")
+    return parser.parse_args(argv)
+
+
+def to_csv(results: list[dict]) -> str:
+    """One row per layer of every checkpoint: its index in layer order and its rank by magnitude."""
+    buffer = io.StringIO()
+    fields = ["source", "model", "dataset", "images", "index", "name", "std", "rank"]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for result in results:
+        by_size = sorted(result["layers"], key=lambda layer: -layer["std"])
+        rank = {layer["index"]: position + 1 for position, layer in enumerate(by_size)}
+        for layer in result["layers"]:
+            writer.writerow(
+                {
+                    **{key: result[key] for key in ("source", "model", "dataset", "images")},
+                    **layer,
+                    "rank": rank[layer["index"]],
+                }
+            )
+    return buffer.getvalue()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Our messages at INFO, other libraries' (TensorBoard's reader is chatty) only from WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    log.setLevel(logging.INFO)
+    args = parse_args(argv)
+    results = []
+    try:
+        for path in args.checkpoints:
+            checkpoint = load_checkpoint(path)
+            if "config" not in checkpoint:
+                raise UserError(f"{path} holds no config: it was not written by resnet-train")
+            result = checkpoint_responses(
+                checkpoint, str(path), data_root=args.data_root, split=args.split, max_images=args.max_images,
+                batch_size=args.batch_size, device=args.device,
+            )  # fmt: skip
+            log.info(
+                "%s (%s): %d layers over %d images", result.label, path, len(result.layers), result.images
+            )
+            results.append(result.as_dict())
+    except (UserError, ValueError, RuntimeError) as error:  # bad file, missing data, weights that do not fit
+        log.error("%s", error)
+        return 2
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        args.csv.write_text(to_csv(results))
+    if args.out:
+        plot_responses(results, args.out)
+        log.info("figure -> %s", args.out)
+    if not (args.json or args.csv or args.out):
+        sys.stdout.write(to_csv(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
