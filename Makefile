@@ -39,3 +39,6 @@ demo: install ## a 1-2 minute end-to-end run on synthetic data (nothing to downl
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+
+fig6: install ## Fig. 6 on CIFAR-10: train plain/ResNet-20..56, draw, tabulate (ITERS=16000 MODELS=a,b ARGS=..)
+	BIN=$(BIN) ITERS=$(ITERS) scripts/fig6.sh $(ARGS)
