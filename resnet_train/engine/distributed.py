@@ -103,6 +103,61 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(value.item())
 
 
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
 def destroy() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+class GlooSyncBatchNorm(torch.nn.BatchNorm2d):
+    """Batch normalisation over the global batch for CPU (gloo) workers.
+
+    torch.nn.SyncBatchNorm runs on GPUs only; this is its CPU counterpart for tests and CPU clusters: the
+    per-channel sums are added across ranks with the differentiable all_reduce of torch.distributed.nn, so
+    gradients flow through the global statistics exactly as in single-process BN over the whole batch.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_initialized()):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        channels = x.shape[1]
+        wide = x.double()
+        local = torch.cat(
+            [wide.sum((0, 2, 3)), (wide * wide).sum((0, 2, 3)), wide.new_full((1,), x.numel() / channels)]
+        )
+        total = all_reduce(local)
+        count = total[-1]
+        mean = total[:channels] / count
+        var = total[channels : 2 * channels] / count - mean * mean
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            momentum = self.momentum
+            self.running_mean.mul_(1 - momentum).add_(momentum * mean.float())
+            self.running_var.mul_(1 - momentum).add_(momentum * (var * count / (count - 1)).float())
+        scale = (self.weight.double() / torch.sqrt(var + self.eps))[None, :, None, None]
+        shift = (self.bias.double() - mean * self.weight.double() / torch.sqrt(var + self.eps))[
+            None, :, None, None
+        ]
+        return (wide * scale + shift).to(x.dtype)
+
+
+def convert_sync_batchnorm(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Per-rank BN (the default, as the paper's multi-GPU training) -> BN over the global batch."""
+    if device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, child in model.named_children():
+        if isinstance(child, torch.nn.BatchNorm2d):
+            synced = GlooSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine)
+            synced.weight, synced.bias = child.weight, child.bias
+            synced.running_mean, synced.running_var = child.running_mean, child.running_var
+            synced.num_batches_tracked = child.num_batches_tracked
+            setattr(model, name, synced)
+        else:
+            convert_sync_batchnorm(child, device)
+    return model

@@ -165,6 +165,7 @@ class Trainer:
         if self.world.is_main:
             path = save_checkpoint(self.checkpoint_dir, self.state_dict())
             log.info("checkpoint %s at iteration %d", path, self.state.iteration)
+        distributed.barrier()  # no rank leaves (or exits on a signal) before the checkpoint is on disk
 
     # ---- the step ----------------------------------------------------------------------------------------
     def _reset_meter(self) -> None:

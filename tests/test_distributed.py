@@ -1,0 +1,124 @@
+"""DistributedDataParallel on CPU with gloo workers: equivalence to one process, one output, failures."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+from clitools import TINY, console_script, run_cli
+
+from resnet_train.engine.checkpoint import load_checkpoint
+from resnet_train.engine.distributed import World, export_slurm_rendezvous, first_slurm_host, world_from_env
+
+
+def test_world_from_torchrun_and_slurm_variables():
+    assert world_from_env({}) is None
+    assert world_from_env({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1"}) == World(3, 8, 1)
+    slurm = {
+        "SLURM_PROCID": "5",
+        "SLURM_NTASKS": "16",
+        "SLURM_LOCALID": "1",
+        "SLURM_JOB_NODELIST": "gpu[017-018]",
+    }
+    assert world_from_env(slurm) == World(5, 16, 1)
+    assert world_from_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) is None  # one task: a plain process
+    export_slurm_rendezvous(slurm)
+    assert slurm["MASTER_ADDR"] == "gpu017" and slurm["MASTER_PORT"].isdigit()
+
+
+@pytest.mark.parametrize(
+    ("nodelist", "first"),
+    [("node1", "node1"), ("gpu[003-005,9]", "gpu003"), ("a[7],b[1-2]", "a7"), ("cn-12,cn-13", "cn-12")],
+)
+def test_first_slurm_host(nodelist, first):
+    assert first_slurm_host(nodelist) == first
+
+
+DDP = [
+    *TINY,
+    "trainer.max_iters=6",
+    "trainer.log_every=3",
+    "trainer.eval_every=6",
+    "trainer.checkpoint_every=6",
+]
+
+
+@pytest.mark.slow
+def test_two_workers_with_sync_bn_match_one_process(tmp_path):
+    one = run_cli(*DDP, "model.sync_bn=true", f"hydra.run.dir={tmp_path / 'one'}")
+    two = run_cli(*DDP, "model.sync_bn=true", "trainer.devices=2", f"hydra.run.dir={tmp_path / 'two'}")
+    assert one.returncode == 0, one.stdout
+    assert two.returncode == 0, two.stdout
+    expected = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")["model"]
+    got = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["model"]
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5, msg=key)
+    # One output directory: one event file, one log, rank 0's checkpoint.
+    assert len(list((tmp_path / "two" / "tb").iterdir())) == 1
+    assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == [
+        "last.pt",
+        "last.pt.sha256",
+    ]
+    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_without_sync_bn_the_global_test_error_counts_every_sample_once(tmp_path):
+    two = run_cli(*DDP, "trainer.devices=2", "data.test_size=101", f"hydra.run.dir={tmp_path}")
+    assert two.returncode == 0, two.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    wrong = metrics["test_error"] * 101
+    assert abs(wrong - round(wrong)) < 1e-6  # a count over all 101 samples, not a per-rank average
+    assert metrics["test_error"] == pytest.approx(single_process_test_error(tmp_path), abs=1e-9)
+
+
+def single_process_test_error(run_dir):
+    """Evaluate the DDP run's final weights in this process, on the same test set."""
+    from resnet_train.config import DatasetName, Family, Shortcut
+    from resnet_train.data import EvalBatches, Normalizer, load_splits
+    from resnet_train.engine.evaluate import evaluate
+    from resnet_train.models import build_model
+
+    splits = load_splits(
+        DatasetName.synthetic, "", num_classes=10, image_size=16, train_size=256, test_size=101
+    )
+    model = build_model(Family.cifar, 8, True, 10, shortcut=Shortcut.A, input_size=16)
+    model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"])
+    batches = EvalBatches(splits.test, Normalizer.fit(splits.train.images), 1000, device=torch.device("cpu"))
+    _, error = evaluate(model, batches, torch.device("cpu"))
+    return error
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The spawned training workers of `parent` (not multiprocessing's resource tracker)."""
+    pids = []
+    for child in open(f"/proc/{parent}/task/{parent}/children").read().split():
+        cmdline = open(f"/proc/{child}/cmdline", "rb").read()
+        if b"spawn_main" in cmdline:
+            pids.append(int(child))
+    return pids
+
+
+@pytest.mark.slow
+def test_a_dead_worker_ends_the_job_instead_of_hanging(tmp_path):
+    process = subprocess.Popen(
+        [console_script("resnet-train"), *TINY, "trainer.max_iters=100000", "trainer.devices=2",
+         f"hydra.run.dir={tmp_path}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(worker_pids(process.pid)) < 2 or not (tmp_path / "tb").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.1)
+    time.sleep(2)  # well into training
+    os.kill(worker_pids(process.pid)[1], signal.SIGKILL)
+    start = time.monotonic()
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode not in (0, None)
+    assert time.monotonic() - start < 60
+    assert "worker 1 failed" in output and "all workers stopped" in output
