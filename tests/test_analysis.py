@@ -20,7 +20,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from resnet_train.analysis.figures import _panels
 from resnet_train.analysis.runs import find_runs, load_run, read_curves
-from resnet_train.cli import plot, report
+from resnet_train.cli import plot, report, responses
 
 TRAIN = [(100 * i, 0.9 - 0.05 * i) for i in range(1, 11)]
 TEST = [(500, 0.7), (1000, 0.45)]
@@ -241,20 +241,22 @@ def test_report_without_finished_runs_is_an_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_plot_and_report_a_real_sweep(tmp_path):
+def test_plot_report_and_responses_of_a_real_sweep(tmp_path):
+    """`resnet-train -m experiment=cifar_plain_vs_resnet` with the models replaced on the command line (as
+    scripts/fig6.sh does), then the three tools on what it left."""
     sweep = tmp_path / "sweep"
     result = run_cli(
         "-m", "experiment=cifar_plain_vs_resnet", "model=resnet20,plain20", "model.depth=8", "data=synthetic",
-        "data.train_size=96", "data.test_size=48", "data.image_size=16", "trainer.batch_size=16",
-        "trainer.max_iters=6", "trainer.eval_every=3", "trainer.log_every=2", "trainer.device=cpu",
+        "data.train_size=64", "data.test_size=32", "data.image_size=16", "trainer.batch_size=16",
+        "trainer.max_iters=4", "trainer.eval_every=2", "trainer.log_every=2", "trainer.device=cpu",
         "trainer.progress=false", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra:job.num}",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:]
     runs = [load_run(path) for path in find_runs([sweep])]
     assert sorted(run.model for run in runs) == ["plain8", "resnet8"]
     for run in runs:
-        assert [step for step, _ in run.curves["train/error"]] == [2, 4, 6]
-        assert [step for step, _ in run.curves["test/error"]] == [3, 6]
+        assert [step for step, _ in run.curves["train/error"]] == [2, 4]
+        assert [step for step, _ in run.curves["test/error"]] == [2, 4]
 
     out = tmp_path / "fig6.png"
     assert plot.main([str(sweep), "--out", str(out)]) == 0
@@ -268,3 +270,10 @@ def test_plot_and_report_a_real_sweep(tmp_path):
         assert float(rows[run.model]["test_error_mean"]) == pytest.approx(100 * run.metrics["test_error"])
         assert float(rows[run.model]["train_error_mean"]) == pytest.approx(100 * run.metrics["train_error"])
         assert int(rows[run.model]["params"]) == run.metrics["params"]
+
+    # The checkpoints the engine wrote are readable by resnet-responses (config enums by name, weights).
+    numbers = tmp_path / "fig7.json"
+    checkpoints = [str(run.path / "checkpoints" / "last.pt") for run in runs]
+    assert responses.main([*checkpoints, "--json", str(numbers)]) == 0
+    results = json.loads(numbers.read_text())
+    assert [r["images"] for r in results] == [32, 32] and all(len(r["layers"]) == 7 for r in results)
