@@ -71,6 +71,16 @@ def _panels(runs: Sequence[Run]) -> list[tuple[str, list[Run]]]:
     return [("plain networks" if plain else "", plain or residual)]
 
 
+def _eval_tag(run: Run) -> str | None:
+    return next((tag for tag in EVAL_TAGS if tag in run.curves), None)
+
+
+def _draw_curve(ax, points, style: str, colour: str, linewidth: float, label: str | None) -> None:
+    steps, values = zip(*points)
+    ax.plot([s / ITERATION_UNIT for s in steps], [100 * v for v in values], style,
+            color=colour, linewidth=linewidth, label=label, marker=_marker(steps))  # fmt: skip
+
+
 def plot_error_curves(
     runs: Sequence[Run], out: str | Path, *, title: str | None = None, ymax: float | None = None
 ) -> Path:
@@ -81,7 +91,7 @@ def plot_error_curves(
     """
     drawable = []
     for run in runs:
-        if TRAIN_TAG in run.curves or any(tag in run.curves for tag in EVAL_TAGS):
+        if TRAIN_TAG in run.curves or _eval_tag(run):
             drawable.append(run)
         else:
             log.warning("run %s: no error curves to draw; left out of the figure", run.path)
@@ -91,7 +101,18 @@ def plot_error_curves(
     names = _curve_names(drawable)
     colour_keys = list(dict.fromkeys(colour_key for _, colour_key in names.values()))
     colour_of = {key: COLOURS[index % len(COLOURS)] for index, key in enumerate(colour_keys)}
-    eval_names = set()
+    splits = sorted({_eval_tag(run).split("/")[0] for run in drawable if _eval_tag(run)}, reverse=True)
+    line_styles = [
+        Line2D([], [], color="black", linestyle="--", linewidth=0.9, label="training error"),
+        Line2D(
+            [],
+            [],
+            color="black",
+            linestyle="-",
+            linewidth=2.2,
+            label=" / ".join(splits or ["test"]) + " error",
+        ),
+    ]
 
     panels = _panels(drawable)
     figure = Figure(figsize=(6.0 * len(panels), 4.5), layout="constrained")
@@ -100,20 +121,13 @@ def plot_error_curves(
         shown = set()
         for run in panel_runs:
             label, colour_key = names[run.path]
-            colour = colour_of[colour_key]
-            legend = label if label not in shown else None
+            legend = None if label in shown else label  # seeds of one model: one legend entry
             shown.add(label)
-            if TRAIN_TAG in run.curves:
-                steps, values = zip(*run.curves[TRAIN_TAG])
-                ax.plot([s / ITERATION_UNIT for s in steps], [100 * v for v in values], "--",
-                        color=colour, linewidth=0.9, label=legend, marker=_marker(steps))  # fmt: skip
+            if TRAIN_TAG in run.curves:  # training error dashed, thin
+                _draw_curve(ax, run.curves[TRAIN_TAG], "--", colour_of[colour_key], 0.9, legend)
                 legend = None
-            tag = next((tag for tag in EVAL_TAGS if tag in run.curves), None)
-            if tag is not None:
-                eval_names.add(tag.split("/")[0])
-                steps, values = zip(*run.curves[tag])
-                ax.plot([s / ITERATION_UNIT for s in steps], [100 * v for v in values], "-",
-                        color=colour, linewidth=2.2, label=legend, marker=_marker(steps))  # fmt: skip
+            if _eval_tag(run):  # test (or validation) error bold
+                _draw_curve(ax, run.curves[_eval_tag(run)], "-", colour_of[colour_key], 2.2, legend)
         ax.set_xlabel("iter. (1e4)")
         ax.set_ylabel("error (%)")
         ax.set_ylim(bottom=0, top=ymax)
@@ -122,12 +136,9 @@ def plot_error_curves(
         if panel_title:
             ax.set_title(panel_title)
         handles, legend_names = ax.get_legend_handles_labels()
-        style = [
-            Line2D([], [], color="black", linestyle="--", linewidth=0.9, label="training error"),
-            Line2D([], [], color="black", linestyle="-", linewidth=2.2,
-                   label=" / ".join(sorted(eval_names, reverse=True)) + " error" if eval_names else "error"),
-        ]  # fmt: skip
-        ax.legend(handles + style, legend_names + [line.get_label() for line in style], fontsize="small")
+        ax.legend(
+            handles + line_styles, legend_names + [line.get_label() for line in line_styles], fontsize="small"
+        )
     if title:
         figure.suptitle(title)
     return _save(figure, out)
