@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..config import Config, DeviceKind, Family, Precision, Warmup
+from ..config import Config, DeviceKind, Family, Loader, Precision, Warmup
 from ..data import EvalBatches, Normalizer, TrainBatches, load_splits
+from ..data.stream import build_stream_data
 from ..errors import UserError
 from ..models import build_model, count_parameters, model_name
 from . import distributed
@@ -82,12 +83,24 @@ class RunData:
     evals: dict[str, EvalBatches]  # "test", and "val" when data.val_size > 0
     num_classes: int
     synthetic: bool
+    # Stored in every checkpoint: what evaluating the weights needs (streamed data: classes, mean image).
+    checkpoint_extra: dict = field(default_factory=dict)
 
 
 def build_data(
-    config: Config, device: torch.device, world: distributed.World, channels_last: bool
+    config: Config,
+    device: torch.device,
+    world: distributed.World,
+    channels_last: bool,
+    run_dir: Path | None = None,  # where the mean image is cached when the data folder is read-only
 ) -> RunData:
     d, t = config.data, config.trainer
+    if d.loader is Loader.stream:  # data=imagenet and data=imagefolder: files streamed by DataLoader workers
+        stream = build_stream_data(
+            d, t.batch_size, t.eval_batch_size, seed=t.seed, device=device, rank=world.rank,
+            world_size=world.world_size, channels_last=channels_last, run_dir=run_dir,
+        )  # fmt: skip
+        return RunData(stream.train, stream.evals, len(stream.classes), False, stream.checkpoint_state())
     splits = load_splits(
         d.name, d.root, download=d.download, num_classes=d.num_classes, image_size=d.image_size,
         val_size=d.val_size, train_size=d.train_size, test_size=d.test_size,
@@ -126,7 +139,7 @@ def build_model_and_optimizer(config: Config, num_classes: int, device: torch.de
     schedule = LrSchedule(
         sc.name, o.lr, t.max_iters, milestones=sc.milestones, gamma=sc.gamma, step_every=sc.step_every,
         min_lr=sc.min_lr, warmup=warmup, warmup_lr=sc.warmup_lr,
-        warmup_until_train_error=sc.warmup_until_train_error,
+        warmup_until_train_error=sc.warmup_until_train_error, patience=sc.patience, threshold=sc.threshold,
     )  # fmt: skip
     return raw_model, optimizer, schedule
 
@@ -150,7 +163,7 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
     seed_everything(t.seed + world.rank)
 
     try:
-        data = build_data(config, device, world, channels_last)
+        data = build_data(config, device, world, channels_last, run_dir)
     except ValueError as error:
         raise UserError(str(error)) from None
     try:
@@ -176,7 +189,7 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         check_identity(checkpoint, expected, str(t.resume if t.resume not in ("auto", "never") else run_dir))
     settings = LoopSettings(
         t.max_iters, t.eval_every, t.log_every, t.checkpoint_every, amp_dtype, t.nan_policy,
-        extra_state={"identity": expected, "config": _plain(config)},
+        extra_state={"identity": expected, "config": _plain(config), **data.checkpoint_extra},
     )  # fmt: skip
     start = checkpoint["trainer"]["iteration"] if checkpoint else 0
     logger = RunLogger(
@@ -219,6 +232,7 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         "train_error": last.get("train_error"),
         "train_loss": last.get("train_loss"),
         "test_error": last.get("test_error"),
+        "test_top5_error": last.get("test_top5_error"),
         "test_loss": last.get("test_loss"),
         "val_error": last.get("val_error"),
         "best_val_error": st.best_val_error,

@@ -1,0 +1,134 @@
+"""ImageFolder trees as lists of files, and decoding that names (and by choice skips) unreadable images.
+
+The layout is torchvision's ImageFolder (and ImageNet's): `root/train/<class>/<image>` and
+`root/val/<class>/<image>` (or `root/test/...`). Labels are the positions of the training class folders in
+sorted order; an evaluation folder is labelled with the training set's classes, by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchvision import datasets
+from torchvision.io import ImageReadMode, decode_image, read_file
+
+from ..config import BadImage, DatasetName
+from ..errors import UserError
+
+log = logging.getLogger("resnet_train")
+
+
+@dataclass
+class ImageFiles:
+    """The image files of one split with their labels, and the class names the labels index."""
+
+    paths: list[str]
+    labels: list[int]
+    classes: list[str]
+    folder: str
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, index: list[int]) -> ImageFiles:
+        paths, labels = [self.paths[i] for i in index], [self.labels[i] for i in index]
+        return ImageFiles(paths, labels, self.classes, self.folder)
+
+
+def scan_folder(folder: str | Path, classes: list[str] | None = None) -> ImageFiles:
+    """The images under `folder`, one sub-folder per class. With `classes` (the training set's), every
+    sub-folder must be one of them and is labelled by its position there; otherwise the sorted sub-folders
+    are the classes."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"image folder {folder} does not exist")
+    found = sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
+    if not found:
+        raise UserError(f"{folder} has no class sub-folders (expected {folder}/<class>/<image>)")
+    classes = found if classes is None else list(classes)
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise UserError(
+            f"{folder} has class folders that the training set lacks: {', '.join(unknown[:5])}"
+            f"{' ...' if len(unknown) > 5 else ''}"
+        )
+    index = {name: i for i, name in enumerate(classes)}
+    samples = datasets.folder.make_dataset(
+        str(folder), {name: index[name] for name in found}, extensions=datasets.folder.IMG_EXTENSIONS
+    )
+    if not samples:
+        raise UserError(f"{folder} holds no image files")
+    return ImageFiles([p for p, _ in samples], [label for _, label in samples], classes, str(folder))
+
+
+def eval_folder(root: str | Path, name: DatasetName) -> Path:
+    """The folder of the test split: `val/` for ImageNet (its test labels are not public); `test/` or else
+    `val/` for any other ImageFolder tree."""
+    root = Path(root).expanduser()
+    choices = ["val"] if name is DatasetName.imagenet else ["test", "val"]
+    for choice in choices:
+        if (root / choice).is_dir():
+            return root / choice
+    raise UserError(f"no {' or '.join(c + '/' for c in choices)} folder under {root} (the test split)")
+
+
+def check_class_count(files: ImageFiles, num_classes: int | None) -> None:
+    if num_classes is not None and len(files.classes) != num_classes:
+        raise UserError(
+            f"{files.folder} has {len(files.classes)} class folders but the config expects {num_classes} "
+            f"classes (data.num_classes)"
+        )
+
+
+def read_bytes(path: str) -> torch.Tensor | None:
+    """The file's bytes as a uint8 tensor, or None when it cannot be read."""
+    try:
+        return read_file(path)
+    except (RuntimeError, OSError):
+        return None
+
+
+def decode_rgb(data: torch.Tensor | None) -> tuple[torch.Tensor | None, str]:
+    """Decode JPEG/PNG/... bytes to a uint8 (3, H, W) RGB tensor (greyscale and CMYK converted), or return
+    (None, reason)."""
+    if data is None:
+        return None, "cannot read the file"
+    if data.numel() == 0:
+        return None, "empty file"
+    try:
+        return decode_image(data, mode=ImageReadMode.RGB), ""
+    except (RuntimeError, ValueError) as error:
+        return None, decode_error_reason(error)
+
+
+def decode_error_reason(error: Exception) -> str:
+    """The decoder's message without its source location ("decode_jpeg, .../decode_jpeg.cpp:171, ...")."""
+    lines = str(error).strip().splitlines()
+    return re.sub(r"^.*\.cpp:\d+,\s*", "", lines[0]) if lines else type(error).__name__
+
+
+class BadImages:
+    """The unreadable images the loaders met: each named in a warning the first time it is skipped and
+    counted, or the run stopped with its name (data.on_bad_image=error). Never a crash deep in a worker."""
+
+    def __init__(self, policy: BadImage):
+        self.policy, self.paths = policy, []
+
+    def report(self, failures: list[tuple[str, str]]) -> None:
+        for path, reason in failures:
+            if self.policy is BadImage.error:
+                raise UserError(f"unreadable image {path}: {reason} (data.on_bad_image=skip leaves it out)")
+            if path not in self.paths:
+                self.paths.append(path)
+                log.warning(
+                    "skipped unreadable image %s: %s (%d unreadable so far; each is left out of every batch)",
+                    path, reason, len(self.paths),
+                )  # fmt: skip
+
+    @property
+    def count(self) -> int:
+        return len(self.paths)

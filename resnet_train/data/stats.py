@@ -1,0 +1,118 @@
+"""The training set's input statistics (the paper's mean image), computed once and cached as a file.
+
+Sec. 3.4: "the per-pixel mean subtracted". The mean is taken over a bounded sample of training images (every
+image for a small set): each image is resized to its test-time size (shorter side data.test_resize) and
+centre-cropped to data.image_size, so the mean image has the size of a training crop. The sample is fixed
+(seed 0), so every run and every rank computes the same statistics. The cache file sits beside the data when
+that folder is writable, else in the run directory; it is recomputed when the training set's size or the
+settings change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("resnet_train")
+
+CACHE_FORMAT = 1
+
+
+@dataclass
+class InputStats:
+    """Training-set statistics of images resized to test_resize and centre-cropped to image_size, in pixel
+    units: the per-pixel mean image, per-channel mean and std, and the std over all pixels."""
+
+    mean_image: torch.Tensor  # (3, S, S) float32
+    channel_mean: torch.Tensor  # (3,)
+    channel_std: torch.Tensor  # (3,)
+    pixel_std: float
+    samples: int
+
+    @classmethod
+    def from_sums(cls, total: torch.Tensor, square_total: torch.Tensor, count: int) -> InputStats:
+        """From the per-pixel sum (3, S, S) and per-channel sum of squares (3,) over `count` images."""
+        total = total.double()
+        pixels = count * total[0].numel()
+        mean_image = total / count
+        channel_mean = total.sum(dim=(1, 2)) / pixels
+        channel_var = square_total.double() / pixels - channel_mean**2
+        pixel_var = square_total.double().sum() / (3 * pixels) - (total.sum() / (3 * pixels)) ** 2
+        return cls(
+            mean_image.float(),
+            channel_mean.float(),
+            channel_var.clamp_min(1e-6).sqrt().float(),
+            float(pixel_var.clamp_min(1e-6).sqrt()),
+            count,
+        )
+
+    def state_dict(self) -> dict:
+        return {
+            "mean_image": self.mean_image,
+            "channel_mean": self.channel_mean,
+            "channel_std": self.channel_std,
+            "pixel_std": self.pixel_std,
+            "samples": self.samples,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> InputStats:
+        return cls(
+            state["mean_image"].float(),
+            state["channel_mean"].float(),
+            state["channel_std"].float(),
+            float(state["pixel_std"]),
+            int(state["samples"]),
+        )
+
+
+def sample_indices(count: int, samples: int) -> list[int]:
+    """The training images the statistics are taken over: a fixed random `samples` of `count`, sorted."""
+    if samples >= count:
+        return list(range(count))
+    chosen = torch.randperm(count, generator=torch.Generator().manual_seed(0))[:samples]
+    return chosen.sort().values.tolist()
+
+
+def cache_name(image_size: int, resize: int, samples: int) -> str:
+    return f"input_stats_{image_size}px_resize{resize}_n{samples}.pt"
+
+
+def load_cached(folders: list[Path], name: str, train_images: int) -> InputStats | None:
+    """The statistics cached in the first of `folders` that holds a valid file for this training set."""
+    for folder in folders:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            cached = torch.load(path, map_location="cpu", weights_only=True)
+            if cached.get("format") == CACHE_FORMAT and cached.get("train_images") == train_images:
+                log.info("input statistics from %s", path)
+                return InputStats.from_state_dict(cached["stats"])
+        except Exception as error:  # a truncated or foreign file: recompute rather than fail the run
+            log.warning("ignoring the statistics cache %s: %s", path, error)
+    return None
+
+
+def save_cached(stats: InputStats, folders: list[Path], name: str, train_images: int) -> Path | None:
+    """Write the cache into the first writable folder (atomically); None when none is writable."""
+    state = {"format": CACHE_FORMAT, "train_images": train_images, "stats": stats.state_dict()}
+    for folder in folders:
+        path, tmp = folder / name, folder / f".{name}.{os.getpid()}.tmp"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            continue
+        log.info("input statistics cached in %s", path)
+        return path
+    log.warning("could not cache the input statistics in %s", ", ".join(map(str, folders)))
+    return None
