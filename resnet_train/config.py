@@ -7,6 +7,7 @@ types, so the model, data and engine code import them without ever seeing a Hydr
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import Enum
 from importlib import resources
@@ -123,6 +124,15 @@ class Precision(Enum):
     fp16 = "fp16"
 
 
+class CompileMode(Enum):
+    """torch.compile modes: reduce_overhead adds CUDA graphs; max_autotune searches kernels (slow start)."""
+
+    default = "default"
+    reduce_overhead = "reduce-overhead"
+    max_autotune = "max-autotune"
+    max_autotune_no_cudagraphs = "max-autotune-no-cudagraphs"
+
+
 class NanPolicy(Enum):
     stop = "stop"  # stop the run, keep the last good checkpoint
     skip = "skip"  # skip the step (costs a host sync per step) and count it
@@ -202,6 +212,7 @@ class TrainerConfig:
     precision: Precision = Precision.auto
     channels_last: Optional[bool] = None  # None: on for CUDA
     compile: Optional[bool] = None  # None: on for CUDA
+    compile_mode: CompileMode = CompileMode.default
     resume: str = "auto"  # auto | never | PATH of a checkpoint
     nan_policy: NanPolicy = NanPolicy.stop
     progress: bool = True
@@ -232,6 +243,20 @@ def config_dir() -> str:
     return str(resources.files("resnet_train") / "configs")
 
 
+MAX_RUN_NAME = 160  # bytes; file systems refuse names over 255
+
+
+def run_name(overrides: str) -> str:
+    """A run directory's name from its overrides (`hydra.job.override_dirname`): readable and stable, so the
+    same command lands in the same directory. Empty -> "default"; too long -> a prefix plus a digest."""
+    if not overrides:
+        return "default"
+    if len(overrides.encode()) <= MAX_RUN_NAME:
+        return overrides
+    digest = hashlib.sha256(overrides.encode()).hexdigest()[:12]
+    return f"{overrides.encode()[: MAX_RUN_NAME - 16].decode(errors='ignore')}...{digest}"
+
+
 def register_configs() -> None:
     """Register the schema and the run-name resolver; call before Hydra composes a config."""
     from hydra.core.config_store import ConfigStore
@@ -239,5 +264,4 @@ def register_configs() -> None:
 
     ConfigStore.instance().store(name="config_schema", node=Config)
     if not OmegaConf.has_resolver("run_name"):
-        # hydra.job.override_dirname is empty for a run without overrides.
-        OmegaConf.register_new_resolver("run_name", lambda overrides: overrides or "default")
+        OmegaConf.register_new_resolver("run_name", run_name)

@@ -140,3 +140,13 @@ def test_unwritable_output_directory_is_one_clear_error(tmp_path):
     result = run_cli(*TINY, f"hydra.run.dir={blocker / 'run'}")
     assert result.returncode != 0
     assert "Traceback" not in result.stdout and "run" in result.stdout
+
+
+def test_run_directory_names_are_stable_and_short():
+    from resnet_train.config import run_name
+
+    assert run_name("") == "default"
+    assert run_name("model=resnet56,trainer.seed=1") == "model=resnet56,trainer.seed=1"
+    long = ",".join(f"trainer.key{i}=value{i}" for i in range(40))
+    assert run_name(long) == run_name(long) and len(run_name(long).encode()) <= 160
+    assert run_name(long) != run_name(long + "x")

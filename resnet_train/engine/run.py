@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Config, DeviceKind, Family, Loader, Precision, Warmup
+from ..config import CompileMode, Config, DeviceKind, Family, Loader, Precision, TrainerConfig, Warmup
 from ..data import EvalBatches, Normalizer, TrainBatches, load_splits
 from ..data.stream import build_stream_data
 from ..errors import UserError
@@ -144,62 +144,84 @@ def build_model_and_optimizer(config: Config, num_classes: int, device: torch.de
     return raw_model, optimizer, schedule
 
 
-def train(config: Config, run_dir: Path, world: distributed.World | None = None) -> dict:
-    """Train as `config` says, writing into `run_dir` on the main rank; returns the final metrics."""
-    world = world or distributed.World()
-    m, d, t = config.model, config.data, config.trainer
-    device = resolve_device(t.device, world.local_rank)
-    on_cuda = device.type == "cuda"
-    amp_dtype = AMP_DTYPES.get(t.precision, torch.bfloat16 if on_cuda else None)
-    channels_last = on_cuda if t.channels_last is None else t.channels_last
-    use_compile = on_cuda if t.compile is None else t.compile
-    precision = "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
-    if t.batch_size % world.world_size:
-        raise UserError(
-            f"trainer.batch_size={t.batch_size} does not divide among {world.world_size} processes"
-        )
-    if on_cuda:
-        torch.backends.cudnn.benchmark = True
-    seed_everything(t.seed + world.rank)
+@dataclass(frozen=True)
+class Runtime:
+    """How a trainer config maps onto this machine: the fast path on CUDA, the plain one on CPU."""
 
-    try:
-        data = build_data(config, device, world, channels_last, run_dir)
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    try:
-        raw_model, optimizer, schedule = build_model_and_optimizer(
-            config, data.num_classes, device, channels_last
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    compile: bool
+    compile_mode: CompileMode
+
+    @property
+    def precision(self) -> str:
+        return "fp32" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch.")
+
+    @classmethod
+    def resolve(cls, t: TrainerConfig, world: distributed.World) -> Runtime:
+        device = resolve_device(t.device, world.local_rank)
+        on_cuda = device.type == "cuda"
+        return cls(
+            device,
+            AMP_DTYPES.get(t.precision, torch.bfloat16 if on_cuda else None),
+            on_cuda if t.channels_last is None else t.channels_last,
+            on_cuda if t.compile is None else t.compile,
+            t.compile_mode,
         )
-    except ValueError as error:  # an impossible depth, schedule or option combination
+
+
+def build_trainer(
+    config: Config, run_dir: Path, world: distributed.World, rt: Runtime, *, start: int = 0
+) -> tuple[Trainer, RunData, int]:
+    """Data, model, optimizer, schedule and loop for `config`; returns (trainer, data, parameter count)."""
+    m, t = config.model, config.trainer
+    try:
+        data = build_data(config, rt.device, world, rt.channels_last, run_dir)
+        raw_model, optimizer, schedule = build_model_and_optimizer(
+            config, data.num_classes, rt.device, rt.channels_last
+        )
+    except ValueError as error:  # an impossible depth, batch, schedule or option combination
         raise UserError(str(error)) from None
     params = count_parameters(raw_model)
     if m.sync_bn and world.distributed:
-        raw_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(raw_model)
+        raw_model = distributed.convert_sync_batchnorm(raw_model, rt.device)
     model = raw_model
     if world.distributed:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if on_cuda else None
-        )
-    if use_compile:
-        model = torch.compile(model)
-
-    expected = identity(config)
-    checkpoint = find_resume_checkpoint(t.resume, run_dir)
-    if checkpoint is not None:
-        check_identity(checkpoint, expected, str(t.resume if t.resume not in ("auto", "never") else run_dir))
+        device_ids = [rt.device.index] if rt.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if rt.compile:
+        model = torch.compile(model, mode=rt.compile_mode.value)
     settings = LoopSettings(
-        t.max_iters, t.eval_every, t.log_every, t.checkpoint_every, amp_dtype, t.nan_policy,
-        extra_state={"identity": expected, "config": _plain(config), **data.checkpoint_extra},
+        t.max_iters, t.eval_every, t.log_every, t.checkpoint_every, rt.amp_dtype, t.nan_policy,
+        extra_state={"identity": identity(config), "config": _plain(config), **data.checkpoint_extra},
     )  # fmt: skip
-    start = checkpoint["trainer"]["iteration"] if checkpoint else 0
     logger = RunLogger(
         run_dir, enabled=world.is_main, start_iteration=start, max_iters=t.max_iters,
         progress=t.progress, synthetic=data.synthetic,
     )  # fmt: skip
     trainer = Trainer(
         model, raw_model, optimizer, schedule, data.train, data.evals, logger, run_dir / "checkpoints",
-        settings, device=device, world=world, evaluate=evaluate,
+        settings, device=rt.device, world=world, evaluate=evaluate,
     )  # fmt: skip
+    return trainer, data, params
+
+
+def train(config: Config, run_dir: Path, world: distributed.World | None = None) -> dict:
+    """Train as `config` says, writing into `run_dir` on the main rank; returns the final metrics."""
+    world = world or distributed.World()
+    m, d, t = config.model, config.data, config.trainer
+    rt = Runtime.resolve(t, world)
+    if rt.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    seed_everything(t.seed + world.rank)
+    expected = identity(config)
+    checkpoint = find_resume_checkpoint(t.resume, run_dir)
+    if checkpoint is not None:
+        check_identity(checkpoint, expected, str(t.resume if t.resume not in ("auto", "never") else run_dir))
+    start = checkpoint["trainer"]["iteration"] if checkpoint else 0
+    trainer, data, params = build_trainer(config, run_dir, world, rt, start=start)
+    logger = trainer.logger
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
         if world.is_main:
@@ -212,8 +234,8 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         log.info(
             "%s on %s%s: %s parameters, %d iterations, batch %d on %d process(es), %s, precision %s%s",
             expected["model"], d.name.value, " (SYNTHETIC)" if data.synthetic else "", f"{params:,}",
-            t.max_iters, t.batch_size, world.world_size, device, precision,
-            ", compiled" if use_compile else "",
+            t.max_iters, t.batch_size, world.world_size, rt.device, rt.precision,
+            f", compiled ({rt.compile_mode.value})" if rt.compile else "",
         )  # fmt: skip
     try:
         trainer.fit()
@@ -240,14 +262,14 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         "seed": t.seed,
         "batch_size": t.batch_size,
         "world_size": world.world_size,
-        "device": torch.cuda.get_device_name(device) if on_cuda else "cpu",
-        "precision": precision,
-        "compiled": use_compile,
+        "device": torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else "cpu",
+        "precision": rt.precision,
+        "compiled": rt.compile,
         "skipped_steps": st.skipped_steps,
         "wall_time_s": round(st.wall_time_s, 3),
         "images_per_s": round(st.train_images / st.train_time_s, 1) if st.train_time_s else None,
     }
-    logger.finish(metrics, _hparams(settings.extra_state["config"]))
+    logger.finish(metrics, _hparams(trainer.settings.extra_state["config"]))
     return metrics
 
 
