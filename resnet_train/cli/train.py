@@ -161,3 +161,7 @@ def hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     hydra_main()
+
+
+if __name__ == "__main__":
+    main()
