@@ -37,7 +37,14 @@ from resnet_train.data.augment import (
 )
 from resnet_train.data.folder import BadImages, decode_rgb, eval_folder, read_bytes, scan_folder
 from resnet_train.data.stats import InputStats, load_cached, save_cached
-from resnet_train.data.stream import EpochSampler, StreamEvalBatches, StreamTrainBatches, compute_input_stats
+from resnet_train.data.stream import (
+    EpochSampler,
+    StreamEvalBatches,
+    StreamTrainBatches,
+    collate_bytes,
+    compute_input_stats,
+    split_bytes,
+)
 from resnet_train.engine.evaluate import EvalResult, evaluate, topk_wrong
 from resnet_train.engine.optim import LrSchedule
 from resnet_train.engine.testing import evaluate_views, view_scores
@@ -361,6 +368,27 @@ def test_gpu_decode_without_cuda_is_refused_clearly(tree):
     transform = train_transform(Augment.paper, 32, (36, 48))
     with pytest.raises(UserError, match="data.decode=gpu.*data.decode=cpu"):
         StreamTrainBatches(files, transform, normalize, 4, seed=0, device=CPU, decode=Decode.gpu)
+
+
+def test_gpu_decode_batches_travel_as_one_byte_tensor():
+    # Workers send one tensor per batch (each tensor costs a shared-memory file descriptor).
+    first, last = torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([9], dtype=torch.uint8)
+    items = [
+        (first, 0, 5, "a"),
+        (None, 1, 6, "b"),
+        (torch.empty(0, dtype=torch.uint8), 2, 7, "c"),
+        (last, 1, 8, "d"),
+    ]
+    (joined, lengths), labels, seeds, paths = collate_bytes(items)
+    assert joined.tolist() == [1, 2, 3, 9] and lengths.tolist() == [3, -1, 0, 1]
+    parts = split_bytes(joined, lengths)
+    assert (
+        parts[0].tolist() == [1, 2, 3]
+        and parts[1] is None
+        and parts[2].numel() == 0
+        and parts[3].tolist() == [9]
+    )
+    assert labels.tolist() == [0, 1, 2, 1] and seeds == [5, 6, 7, 8] and paths == ["a", "b", "c", "d"]
 
 
 @pytest.mark.gpu

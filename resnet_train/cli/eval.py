@@ -74,7 +74,11 @@ def stream_batches(settings: EvalSettings, checkpoint: dict, device: torch.devic
         Crops.multiscale: functools.partial(scale_views, scales=list(d.test_scales)),
     }
     views_per_image = {Crops.center: 1, Crops.ten: 10, Crops.multiscale: 2 * len(d.test_scales)}[crops]
+    # Multi-scale views differ in size: one image per loader item keeps few tensors (and file descriptors) in
+    # flight between the workers and this process; the net scores them one image at a time anyway.
     batch_size = max(1, settings.trainer.eval_batch_size // views_per_image)
+    if crops is Crops.multiscale:
+        batch_size = 1
     normalize = DeviceNormalize(stats, d.normalize, device)
     batches = StreamEvalBatches(
         files, views[crops], normalize, batch_size, device=device, workers=d.workers, bad_images=bad_images

@@ -119,8 +119,17 @@ def collate(items: list) -> tuple:
 
 
 def collate_bytes(items: list) -> tuple:
+    """The batch's file bytes as one tensor and their lengths (-1: unreadable). One tensor per batch, not one
+    per file: each tensor a worker returns costs a shared-memory file descriptor."""
     datas, labels, seeds, paths = zip(*items)
-    return list(datas), torch.tensor(labels, dtype=torch.int64), list(seeds), list(paths)
+    lengths = torch.tensor([-1 if d is None else d.numel() for d in datas], dtype=torch.int64)
+    joined = torch.cat([d for d in datas if d is not None] or [torch.empty(0, dtype=torch.uint8)])
+    return (joined, lengths), torch.tensor(labels, dtype=torch.int64), list(seeds), list(paths)
+
+
+def split_bytes(joined: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor | None]:
+    parts = iter(torch.split(joined, [n for n in lengths.tolist() if n >= 0]))
+    return [None if n < 0 else next(parts) for n in lengths.tolist()]
 
 
 def make_loader(
@@ -213,7 +222,7 @@ class StreamTrainBatches:
         return move(images), move(labels), move(alphas)
 
     def _gpu_batch(self, datas, labels, seeds, paths):
-        decoded = decode_on_gpu(datas, self.device)
+        decoded = decode_on_gpu(split_bytes(*datas), self.device)
         self.bad_images.report([(p, reason) for p, (image, reason) in zip(paths, decoded) if image is None])
         keep = [i for i, (image, _) in enumerate(decoded) if image is not None]
         if not keep:
