@@ -122,3 +122,19 @@ def test_a_dead_worker_ends_the_job_instead_of_hanging(tmp_path):
     assert process.returncode not in (0, None)
     assert time.monotonic() - start < 60
     assert "worker 1 failed" in output and "all workers stopped" in output
+
+
+def test_slurm_launcher_config_maps_devices_onto_tasks_and_gpus():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_dir
+
+    from resnet_train.config import config_dir, register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(
+            "config", overrides=["hydra/launcher=slurm", "trainer.devices=4"], return_hydra_config=True
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher.tasks_per_node == 4 and launcher.gpus_per_node == 4
+    assert "submitit" in launcher._target_ and launcher.signal_delay_s > 0

@@ -151,6 +151,10 @@ def hydra_main(cfg: DictConfig) -> None:
         launch(config, run_dir)
     except Preempted as stop:
         log.warning("%s; re-run the same command to resume (exit code %d)", stop, PREEMPTED_EXIT_CODE)
+        handler = signal.getsignal(stop.signum)
+        if callable(handler) and handler is not signal.default_int_handler:
+            # A launcher's own handler (submitit's requeue on USR2) runs now that the checkpoint is safe.
+            signal.raise_signal(stop.signum)
         sys.exit(PREEMPTED_EXIT_CODE)
     except UserError as error:
         log.error("%s", error)
