@@ -37,6 +37,9 @@ demo: install ## a 1-2 minute end-to-end run on synthetic data (nothing to downl
 		trainer.batch_size=64 trainer.eval_every=100 trainer.log_every=20 sched.milestones=[200] $(ARGS)
 	@echo "TensorBoard: $(BIN)/tensorboard --logdir outputs"
 
+bench: install ## time the training loop against the common public-trainer loop (ARGS="--models resnet56 ...")
+	$(PY) scripts/bench.py $(ARGS)
+
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
 

@@ -55,11 +55,17 @@ def read_cifar(name: str, root: str | Path, download: bool, num_classes: int) ->
             f"tree (train/ and test/). Either set data.download=true to fetch the official archive, or point "
             f"data.root=DIR at a folder that holds one of them."
         )
+    fetching = download and not (root / folder).is_dir() and not (root / archive).is_file()
     try:
         # With the archive present (md5 checked), download=True only extracts it.
         train = cls(str(root), train=True, download=download or not (root / folder).is_dir())
         test = cls(str(root), train=False, download=False)
     except (RuntimeError, OSError) as error:
+        if fetching:
+            raise UserError(
+                f"could not download {name} into {root.resolve()} ({error}); without a network, put "
+                f"{archive} there, or point data.root=DIR at a folder holding it or an ImageFolder tree"
+            ) from None
         raise UserError(f"could not read {name} under {root}: {error}") from None
     return _from_arrays(train), _from_arrays(test)
 
