@@ -11,7 +11,13 @@ import torch
 from clitools import TINY, console_script, run_cli
 
 from resnet_train.engine.checkpoint import load_checkpoint
-from resnet_train.engine.distributed import World, export_slurm_rendezvous, first_slurm_host, world_from_env
+from resnet_train.engine.distributed import (
+    World,
+    export_slurm_rendezvous,
+    first_slurm_host,
+    free_port,
+    world_from_env,
+)
 
 
 def test_world_from_torchrun_and_slurm_variables():
@@ -138,3 +144,17 @@ def test_slurm_launcher_config_maps_devices_onto_tasks_and_gpus():
     launcher = cfg.hydra.launcher
     assert launcher.tasks_per_node == 4 and launcher.gpus_per_node == 4
     assert "submitit" in launcher._target_ and launcher.signal_delay_s > 0
+
+
+@pytest.mark.slow
+def test_torchrun_workers_share_one_run_directory(tmp_path):
+    torchrun = console_script("torchrun")
+    result = subprocess.run(
+        [torchrun, "--nproc-per-node=2", "--master-port", str(free_port()), console_script("resnet-train"),
+         *DDP, f"hydra.run.dir={tmp_path}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["iterations"] == 6
+    assert len(list((tmp_path / "tb").iterdir())) == 1
