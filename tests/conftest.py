@@ -24,4 +24,3 @@ def cifar10_jpeg(tmp_path_factory) -> Path:
     with tarfile.open(archive) as tar:
         tar.extractall(target, filter="data")
     return target / "cifar10-jpeg"
-

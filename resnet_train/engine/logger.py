@@ -67,12 +67,16 @@ class RunLogger:
                 loss=f"{loss:.3f}", err=f"{error:.2%}", img_s=f"{images_per_s:,.0f}", refresh=False
             )
 
-    def eval_point(self, iteration: int, split: str, loss: float, error: float) -> None:
+    def eval_point(
+        self, iteration: int, split: str, loss: float, error: float, top5_error: float | None = None
+    ) -> None:
         if not self.enabled:
             return
         error_tag, loss_tag = eval_tags(split)
         self.writer.add_scalar(error_tag, error, iteration)
         self.writer.add_scalar(loss_tag, loss, iteration)
+        if top5_error is not None:
+            self.writer.add_scalar(f"{split}/top5_error", top5_error, iteration)
         self.writer.flush()
         log.info("iteration %d: %s error %.2f%% loss %.4f", iteration, split, 100 * error, loss)
 

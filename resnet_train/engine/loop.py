@@ -275,10 +275,11 @@ class Trainer:
         for split, batches in self.eval_sets.items():
             result = self.evaluate(self.raw_model, batches, self.device, self.settings.amp_dtype)
             loss, error = result
-            self.logger.eval_point(st.iteration, split, loss, error)
+            top5_error = getattr(result, "top5_error", None)
+            self.logger.eval_point(st.iteration, split, loss, error, top5_error)
             self.last_metrics[f"{split}_error"] = error
             self.last_metrics[f"{split}_loss"] = loss
-            self.last_metrics[f"{split}_top5_error"] = getattr(result, "top5_error", None)
+            self.last_metrics[f"{split}_top5_error"] = top5_error
             # sched=paper_imagenet: lr drops on a plateau of the held-out val error, else the test split's
             if split == ("val" if "val" in self.eval_sets else "test"):
                 self.schedule.observe_val_error(error)
