@@ -53,7 +53,8 @@ def run_worker(config: Config, run_dir: Path, world: distributed.World, join_gro
 def _spawned_worker(local_rank: int, config: Config, run_dir: str, port: int, world_size: int) -> None:
     """Entry point of a worker started by `spawn_workers` (a fresh interpreter without Hydra's logging)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    if config.trainer.device is DeviceKind.cpu and "OMP_NUM_THREADS" not in os.environ:
+    on_cpu = config.trainer.device is DeviceKind.cpu or not torch.cuda.is_available()
+    if on_cpu and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))  # share the cores (as torchrun)
     os.environ.update(RANK=str(local_rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank))
     handlers = [logging.StreamHandler()]

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..config import NanPolicy
 from ..errors import UserError
 from . import distributed
-from .checkpoint import rng_state, save_checkpoint
+from .checkpoint import rng_state, save_checkpoint, set_rng_state
 from .logger import RunLogger
 from .optim import LrSchedule
 
@@ -137,8 +137,6 @@ class Trainer:
         }
 
     def load_state_dict(self, checkpoint: dict) -> None:
-        from .checkpoint import set_rng_state
-
         self.raw_model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.schedule.load_state_dict(checkpoint["schedule"])
