@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 ITERS  ?= 16000
 # torch and torchvision are installed first, on their own, so pip can take a build already on the machine.
-TORCH  ?= torch>=2.4 torchvision>=0.19
+TORCH  ?= 'torch>=2.4' 'torchvision>=0.19'
 
 .PHONY: help install test test-fast lint train demo bench fig6 clean
 
