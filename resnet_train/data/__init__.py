@@ -8,12 +8,10 @@ import torch
 
 from ..config import DatasetName
 from ..errors import UserError
-from .batches import EvalBatches, Normalizer, TrainBatches
+from .batches import VAL_SPLIT_SEED, EvalBatches, Normalizer, TrainBatches
 from .readers import ImageSet, read_cifar, read_image_folder, synthetic
 
 __all__ = ["EvalBatches", "ImageSet", "Normalizer", "Splits", "TrainBatches", "load_splits"]
-
-VAL_SPLIT_SEED = 0  # the held-out part is the same for every trainer seed
 
 
 @dataclass

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .readers import ImageSet
 
+VAL_SPLIT_SEED = 0  # the held-out validation images are the same for every trainer seed
 PAD = 4  # Sec. 4.2: "4 pixels are padded on each side, and a 32x32 crop is randomly sampled"
 
 

@@ -24,13 +24,11 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from ..config import BadImage, DataConfig, Decode
 from ..errors import UserError
 from .augment import DeviceNormalize, augment_sample, center_view, train_transform
-from .batches import epoch_generator
+from .batches import VAL_SPLIT_SEED, epoch_generator
 from .folder import BadImages, ImageFiles, check_class_count, decode_rgb, eval_folder, read_bytes, scan_folder
 from .stats import InputStats, cache_name, load_cached, sample_indices, save_cached
 
 log = logging.getLogger("resnet_train")
-
-VAL_SPLIT_SEED = 0  # as the in-memory loader: the held-out images do not depend on the trainer's seed
 
 
 class EpochSampler:
