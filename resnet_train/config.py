@@ -213,6 +213,7 @@ class TrainerConfig:
     channels_last: Optional[bool] = None  # None: on for CUDA
     compile: Optional[bool] = None  # None: on for CUDA
     compile_mode: CompileMode = CompileMode.default
+    cuda_graph: bool = False  # capture the whole training step as one CUDA graph (engine/graph.py)
     resume: str = "auto"  # auto | never | PATH of a checkpoint
     nan_policy: NanPolicy = NanPolicy.stop
     progress: bool = True

@@ -3,15 +3,16 @@
 
 For each CIFAR model, in one process on one device:
 - project/<setting>: the project's own loop (GPU-resident data, on-device crop/flip, the Trainer with its
-  TensorBoard logging) for each setting: `fast` (what a GPU gets by default: bf16, channels_last, compiled)
-  and `plain` (fp32, eager);
+  TensorBoard logging) for each setting: `fast` (what a GPU gets by default: bf16, channels_last, compiled),
+  `graph` (fast, with the whole step replayed as one CUDA graph: trainer.cuda_graph=true; CUDA only) and
+  `plain` (fp32, eager);
 - baseline: the loop most public CIFAR trainers use: a torchvision-style dataset of PIL images with
   per-sample RandomCrop/RandomHorizontalFlip/ToTensor/Normalize in a DataLoader with 4 workers, eager fp32,
   reading the loss back (`loss.item()`) every step.
 Each reports the median step time, the median epoch time (seconds per 50,000 images), the evaluation time
 for the test set, and, for the project, the share of the epoch spent producing batches.
 With --imagenet, also ResNet-50 at 224x224 on synthetic tensors: the eager bf16 channels_last step against
-the project's fast step, in images/s.
+the project's fast step (and, on CUDA, its CUDA-graph step), in images/s.
 
     python scripts/bench.py --models resnet20,resnet56 --json bench.json
     python scripts/bench.py --device cpu --train-size 2560 --epochs 2 --models resnet20   # a quick CPU run
@@ -53,6 +54,7 @@ from resnet_train.engine.run import Runtime, build_trainer
 EPOCH_IMAGES = 50_000
 SETTINGS = {
     "fast": {"precision": Precision.auto, "channels_last": None, "compile": None},
+    "graph": {"precision": Precision.auto, "channels_last": None, "compile": None, "cuda_graph": True},
     "plain": {"precision": Precision.fp32, "channels_last": False, "compile": False},
 }
 
@@ -116,7 +118,8 @@ def time_project(model: str, args, setting: str) -> dict:
     epoch_s = statistics.median(epochs)
     return {
         "loop": f"project/{setting}", "model": model, "precision": rt.precision,
-        "channels_last": rt.channels_last, "compiled": rt.compile, "step_ms": 1e3 * step,
+        "channels_last": rt.channels_last, "compiled": rt.compile, "cuda_graph": rt.cuda_graph,
+        "step_ms": 1e3 * step,
         "epoch_s_50k": epoch_s * EPOCH_IMAGES / (ipe * args.batch),
         "images_per_s": ipe * args.batch / epoch_s,
         "eval_s_10k": eval_s * 10_000 / args.test_size, "input_share": batches * ipe / epoch_s,
@@ -227,11 +230,14 @@ def time_imagenet_step(args) -> list[dict]:
             test_size=args.in_batch,
         ),
     )  # fmt: skip
-    for name, compiled in (("eager bf16 channels_last", False), ("project fast", None)):
+    variants = [("eager bf16 channels_last", False, False), ("project fast", None, False)]
+    if Runtime.resolve(TrainerConfig(device=DeviceKind[args.device]), World()).device.type == "cuda":
+        variants.append(("project fast + CUDA graph", None, True))
+    for name, compiled, graph in variants:
         trainer_config = TrainerConfig(
             max_iters=1, batch_size=args.in_batch, device=DeviceKind[args.device], progress=False,
             precision=Precision.bf16, channels_last=True, compile=compiled,
-            compile_mode=CompileMode[args.compile_mode],
+            compile_mode=CompileMode[args.compile_mode], cuda_graph=graph,
         )  # fmt: skip
         config = replace(base, trainer=trainer_config)
         rt = Runtime.resolve(trainer_config, World())
@@ -245,10 +251,13 @@ def time_imagenet_step(args) -> list[dict]:
                 for _ in range(5):
                     trainer.step(images, labels, 0.1)
 
-            seconds = median_time(five_steps, rt.device, 5) / 5
+            seconds = median_time(five_steps, rt.device, args.in_repeats) / 5
             trainer.logger.close()
         rows.append({"loop": f"resnet50@224/{name}", "model": "resnet50", "compiled": rt.compile,
-                     "step_ms": 1e3 * seconds, "images_per_s": args.in_batch / seconds})  # fmt: skip
+                     "cuda_graph": rt.cuda_graph, "step_ms": 1e3 * seconds,
+                     "images_per_s": args.in_batch / seconds})  # fmt: skip
+    for row in rows[1:]:
+        row["speedup_vs_eager"] = row["images_per_s"] / rows[0]["images_per_s"]
     return rows
 
 
@@ -277,13 +286,14 @@ def main(argv=None) -> None:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--imagenet", action="store_true", help="also time ResNet-50 at 224")
     parser.add_argument("--in-batch", type=int, default=256, help="batch of the ResNet-50 step")
+    parser.add_argument("--in-repeats", type=int, default=5, help="timed rounds of 5 ResNet-50 steps")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
     device = Runtime.resolve(TrainerConfig(device=DeviceKind[args.device]), World()).device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     rows = []
-    for model in args.models.split(","):
+    for model in filter(None, args.models.split(",")):  # --models "" --imagenet: ResNet-50 only
         for setting in args.settings.split(","):
             rows.append(time_project(model, args, setting))
             print_row(rows[-1])
@@ -297,8 +307,8 @@ def main(argv=None) -> None:
         for row in time_imagenet_step(args):
             rows.append(row)
             print_row(row)
-        rows[-1]["speedup_vs_eager"] = rows[-1]["images_per_s"] / rows[-2]["images_per_s"]
-        print(f"  project fast step: {rows[-1]['speedup_vs_eager']:.2f}x the eager bf16 step")
+            if "speedup_vs_eager" in row:
+                print(f"  {row['loop']}: {row['speedup_vs_eager']:.2f}x the eager bf16 step")
     settings = vars(args) | {"json": str(args.json)}
     report = {"machine": machine(device), "device": str(device), "args": settings, "rows": rows}
     if args.json:

@@ -6,8 +6,9 @@
 #     OUT=results bash scripts/gpu_checks.sh bench
 #
 # train: the CUDA tests (-m gpu); the Fig. 6 runs plain/ResNet-20/56 on the CIFAR-10 JPEG tree for ITERS
-#        iterations (lr / 10 at 1/2 and 3/4), plus ResNet-20 on the plain fp32 eager path for the accuracy
-#        comparison, all five at once on the one GPU; a DDP run through torchrun (NCCL); figure and table.
+#        iterations (lr / 10 at 1/2 and 3/4), plus ResNet-20 on the plain fp32 eager path and with the whole
+#        step as a CUDA graph, for the accuracy comparison, all six at once on the one GPU; a DDP run through
+#        torchrun (NCCL); figure and table.
 # bench: scripts/bench.py (ResNet-20/56/110 against the baseline loop, ResNet-50 at 224) and
 #        scripts/bench_input.py (ImageNet input pipeline, CPU and GPU decode).
 set -u
@@ -25,11 +26,11 @@ $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_na
 if [ "$PART" = train ]; then
     mkdir -p /tmp/cifar && tar xzf "${CIFAR_TGZ:?set CIFAR_TGZ}" -C /tmp/cifar
     DATA=/tmp/cifar/cifar10-jpeg
-    run timeout 150 $PY -m pytest -q -m gpu tests/test_fast_path.py -p no:cacheprovider
+    run timeout 200 $PY -m pytest -q -m gpu tests/test_fast_path.py tests/test_cuda_graph.py -p no:cacheprovider
     RUNS=/tmp/fig6
     common=(data=cifar10 "data.root=$DATA" "trainer.max_iters=$ITERS" trainer.progress=false
             "sched.milestones=[$((ITERS / 2)),$((ITERS * 3 / 4))]" "${EXTRA[@]}")
-    log "Fig. 6 runs, $ITERS iterations, five at once"
+    log "Fig. 6 runs, $ITERS iterations, six at once"
     for model in plain20 plain56 resnet20 resnet56; do
         timeout 330 $PY -m resnet_train.cli.train "model=$model" "${common[@]}" \
             "hydra.run.dir=$RUNS/$model" > "/tmp/run-$model.log" 2>&1 &
@@ -37,13 +38,15 @@ if [ "$PART" = train ]; then
     timeout 330 $PY -m resnet_train.cli.train model=resnet20 "${common[@]}" trainer.precision=fp32 \
         trainer.compile=false trainer.channels_last=false "hydra.run.dir=/tmp/plainpath/resnet20" \
         > /tmp/run-resnet20-fp32-eager.log 2>&1 &
+    timeout 330 $PY -m resnet_train.cli.train model=resnet20 "${common[@]}" trainer.cuda_graph=true \
+        "hydra.run.dir=/tmp/graphpath/resnet20" > /tmp/run-resnet20-graph.log 2>&1 &
     wait
     for f in /tmp/run-*.log; do log "$f"; tail -n 3 "$f" | tee -a "$OUT/log-$PART.txt"; done
     run $PY -m resnet_train.cli.plot $RUNS --out "$OUT/fig6.png" \
         --title "CIFAR-10 JPEG, $ITERS iterations, one seed, $(nvidia-smi --query-gpu=name --format=csv,noheader)"
-    run $PY -m resnet_train.cli.report $RUNS /tmp/plainpath
-    $PY -m resnet_train.cli.report $RUNS /tmp/plainpath > "$OUT/report.md" 2>&1
-    tar czf "$OUT/runs.tar.gz" --exclude=checkpoints $RUNS /tmp/plainpath 2>/dev/null
+    run $PY -m resnet_train.cli.report $RUNS /tmp/plainpath /tmp/graphpath
+    $PY -m resnet_train.cli.report $RUNS /tmp/plainpath /tmp/graphpath > "$OUT/report.md" 2>&1
+    tar czf "$OUT/runs.tar.gz" --exclude=checkpoints $RUNS /tmp/plainpath /tmp/graphpath 2>/dev/null
     run timeout 120 torchrun --nproc-per-node=1 -m resnet_train.cli.train model=resnet20 data=synthetic \
         data.train_size=12800 trainer.max_iters=300 trainer.eval_every=100 trainer.progress=false \
         hydra.run.dir=/tmp/ddp
@@ -51,9 +54,9 @@ if [ "$PART" = train ]; then
 fi
 
 if [ "$PART" = bench ]; then
-    run timeout 200 $PY scripts/bench.py --models resnet56 --settings fast,plain --train-size 25600 --epochs 2 \
-        --imagenet --json "$OUT/bench-56-r50.json"
-    run timeout 150 $PY scripts/bench.py --models resnet20,resnet110 --settings fast --train-size 12800 \
+    run timeout 220 $PY scripts/bench.py --models resnet56 --settings fast,graph,plain --train-size 25600 \
+        --epochs 2 --imagenet --json "$OUT/bench-56-r50.json"
+    run timeout 150 $PY scripts/bench.py --models resnet20,resnet110 --settings fast,graph --train-size 12800 \
         --epochs 2 --json "$OUT/bench-20-110.json"
     run timeout 90 $PY scripts/bench_input.py --images 512 --batches 8 --train-steps 10 \
         --out "$OUT/bench-input.json"

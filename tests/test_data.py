@@ -107,8 +107,8 @@ def test_partial_cifar_folder_lists_missing_files(tmp_path):
         load_splits(DatasetName.cifar10, str(tmp_path))
 
 
-def write_tree(root, classes=2, per_class=3, size=8):
-    for split in ("train", "test"):
+def write_tree(root, classes=2, per_class=3, size=8, splits=("train", "test")):
+    for split in splits:
         for c in range(classes):
             folder = root / split / f"class{c}"
             folder.mkdir(parents=True)
@@ -121,6 +121,13 @@ def test_image_folder_tree_is_read_with_sorted_class_labels(tmp_path):
     splits = load_splits(DatasetName.cifar10, str(tmp_path), num_classes=2)
     assert splits.train.images.shape == (6, 3, 8, 8) and splits.train.images.dtype == torch.uint8
     assert splits.train.labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_an_in_memory_image_folder_tests_on_val_when_there_is_no_test_folder(tmp_path):
+    write_tree(tmp_path, per_class=3, splits=("train",))
+    write_tree(tmp_path, per_class=2, splits=("val",))
+    splits = load_splits(DatasetName.imagefolder, str(tmp_path), num_classes=2)
+    assert len(splits.train) == 6 and splits.test.labels.tolist() == [0, 0, 1, 1]
 
 
 def test_image_folder_with_wrong_class_count_is_refused(tmp_path):

@@ -116,3 +116,22 @@ def test_resume_from_a_checkpoint_reproduces_the_uninterrupted_weights(tmp_path)
     resumed.fit()
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_a_nan_after_resuming_is_reported_at_its_own_iteration(tmp_path):
+    first = make_trainer(tmp_path / "first", Batches())
+    first.settings.max_iters = 4
+    first.fit()
+    resumed = make_trainer(tmp_path / "resumed", Batches(poison=7), log_every=4, checkpoint_every=2)
+    resumed.load_state_dict(load_checkpoint(tmp_path / "first" / "checkpoints" / "last.pt"))
+    with pytest.raises(Diverged, match="non-finite at iteration 7"):
+        resumed.fit()
+
+
+def test_checkpoints_store_a_tensor_lr_as_a_number(tmp_path):
+    trainer = make_trainer(tmp_path, Batches())
+    lr = torch.tensor(0.05)
+    trainer.optimizer.param_groups[0]["lr"] = lr  # as a CUDA graph holds it
+    stored = trainer.state_dict()["optimizer"]["param_groups"][0]["lr"]
+    assert type(stored) is float and stored == pytest.approx(0.05)
+    assert trainer.optimizer.param_groups[0]["lr"] is lr

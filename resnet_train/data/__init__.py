@@ -9,6 +9,7 @@ import torch
 from ..config import DatasetName
 from ..errors import UserError
 from .batches import VAL_SPLIT_SEED, EvalBatches, Normalizer, TrainBatches
+from .folder import eval_folder
 from .readers import ImageSet, read_cifar, read_image_folder, synthetic
 
 __all__ = ["EvalBatches", "ImageSet", "Normalizer", "Splits", "TrainBatches", "load_splits"]
@@ -45,7 +46,7 @@ def load_splits(
         train, test = synthetic(num_classes, image_size, train_size, test_size)
     elif name is DatasetName.imagefolder:
         train = read_image_folder(f"{root}/train", num_classes)
-        test = read_image_folder(f"{root}/test", num_classes)
+        test = read_image_folder(eval_folder(root, name), num_classes)  # test/, else val/
     else:
         raise UserError(f"data={name.value} is not served from memory; use the ImageFolder loader")
     classes = num_classes or int(train.labels.max()) + 1

@@ -1,7 +1,8 @@
 """The training loop: iterations, logging points, evaluation, checkpoints, pre-emption and divergence.
 
 The step itself never waits for the GPU: loss and error counts accumulate in device tensors and are read
-only at logging points, and the lr is written into the optimizer as a Python float.
+only at logging points, and the lr is written into the optimizer as a Python float (or, with a CUDA graph,
+into a device tensor; see `graph.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..config import NanPolicy
 from ..errors import UserError
 from . import distributed
 from .checkpoint import rng_state, save_checkpoint, set_rng_state
+from .graph import StepGraph
 from .logger import RunLogger
 from .optim import LrSchedule
 
@@ -65,6 +67,7 @@ class LoopSettings:
     checkpoint_every: int
     amp_dtype: torch.dtype | None = None  # None = fp32
     nan_policy: NanPolicy = NanPolicy.stop
+    cuda_graph: bool = False  # capture the whole step once and replay it (graph.py)
     extra_state: dict = field(default_factory=dict)  # identity and config, stored in every checkpoint
 
 
@@ -119,6 +122,8 @@ class Trainer:
         self.device, self.world, self.evaluate = device, world, evaluate
         self.state = LoopState()
         self.scaler = torch.amp.GradScaler(device.type, enabled=settings.amp_dtype is torch.float16)
+        self.graph = StepGraph(self._step, optimizer, device) if settings.cuda_graph else None
+        self.lr: float | None = None  # the lr of the latest step
         self.last_metrics: dict = {}
         self._reset_meter()
 
@@ -127,7 +132,7 @@ class Trainer:
         return {
             "format": 1,
             "model": self.raw_model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": _plain_lr(self.optimizer.state_dict()),
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
             "trainer": asdict(self.state),
@@ -167,48 +172,73 @@ class Trainer:
 
     # ---- the step ----------------------------------------------------------------------------------------
     def _reset_meter(self) -> None:
-        self.loss_sum = torch.zeros((), device=self.device)
-        self.wrong_sum = torch.zeros((), device=self.device, dtype=torch.int64)
+        """Start a logging window; the device meters are zeroed in place (a CUDA graph holds them)."""
+        if not hasattr(self, "loss_sum"):
+            self.loss_sum = torch.zeros((), device=self.device)
+            self.wrong_sum = torch.zeros((), device=self.device, dtype=torch.int64)
+            self.window_steps = torch.zeros((), device=self.device, dtype=torch.int64)
+            self.first_bad = torch.zeros((), device=self.device, dtype=torch.int64)
+        for meter in (self.loss_sum, self.wrong_sum, self.window_steps):
+            meter.zero_()
+        self.first_bad.fill_(-1)  # the window's first step (1, 2, ...) with a non-finite loss
+        self.window_start = self.state.iteration
         self.seen = 0
-        self.first_bad = torch.full((), -1, device=self.device, dtype=torch.int64)
         self.meter_start = time.perf_counter()
 
     def step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        """One optimizer step on one batch at learning rate `lr`."""
+        self.lr = lr
+        if self.graph is not None:
+            self.graph.set_lr(lr)
+            self.graph(images, labels)
+        else:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            if not self._step(images, labels):
+                return
+        self.seen += len(labels)
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> bool:
+        """Forward, backward, update and the device-side meters; False if the step was skipped.
+
+        Without trainer.nan_policy=skip nothing here waits for the device, so it can be captured as a CUDA
+        graph (autocast's weight cache is off then: a graph cannot keep it between replays).
+        """
         with torch.autocast(
-            self.device.type, dtype=self.settings.amp_dtype, enabled=self.settings.amp_dtype is not None
-        ):
+            self.device.type, dtype=self.settings.amp_dtype, enabled=self.settings.amp_dtype is not None,
+            cache_enabled=self.graph is None,
+        ):  # fmt: skip
             logits = self.model(images)
             loss = F.cross_entropy(logits, labels)
         loss_value = loss.detach().float()
         if self.settings.nan_policy is NanPolicy.skip and not torch.isfinite(loss_value):
             self.state.skipped_steps += 1
             log.warning("non-finite loss at iteration %d: step skipped", self.state.iteration + 1)
-            return
+            return False
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        # Device-side bookkeeping: no host synchronisation inside the step.
+        self.window_steps += 1
         bad = ~torch.isfinite(loss_value) & (self.first_bad < 0)
-        self.first_bad = torch.where(bad, self.state.iteration + 1, self.first_bad)
+        self.first_bad.copy_(torch.where(bad, self.window_steps, self.first_bad))
         self.loss_sum += loss_value * len(labels)
         self.wrong_sum += (logits.argmax(dim=1) != labels).sum()
-        self.seen += len(labels)
+        return True
 
     def _check_finite(self) -> None:
         first_bad = int(self.first_bad)
         if first_bad >= 0:
             raise Diverged(
-                f"the loss became non-finite at iteration {first_bad}; stopped without overwriting the last "
-                f"checkpoint (lower optim.lr, or set trainer.nan_policy=skip)"
+                f"the loss became non-finite at iteration {self.window_start + first_bad}; stopped without "
+                f"overwriting the last checkpoint (lower optim.lr, or set trainer.nan_policy=skip)"
             )
 
     # ---- the loop ----------------------------------------------------------------------------------------
     def fit(self) -> dict:
         s, st = self.settings, self.state
         self._wall_mark = time.perf_counter()
+        self._reset_meter()  # the window starts at the (possibly resumed) iteration
         with SignalFlag() as signals:
             while st.iteration < s.max_iters:
                 for images, labels in self.train_batches.epoch(st.epoch, st.batch_in_epoch):
@@ -261,8 +291,7 @@ class Trainer:
             train_error, train_loss = wrong / seen, loss_sum / seen
             st.train_time_s += elapsed
             st.train_images += int(seen)
-            lr = self.optimizer.param_groups[0]["lr"]
-            self.logger.train_point(st.iteration, train_loss, train_error, lr, seen / max(elapsed, 1e-9))
+            self.logger.train_point(st.iteration, train_loss, train_error, self.lr, seen / max(elapsed, 1e-9))
             self.schedule.observe_train_error(train_error)
             self.last_metrics["train_error"] = train_error
             self.last_metrics["train_loss"] = train_loss
@@ -284,3 +313,10 @@ class Trainer:
             if split == "val" and (st.best_val_error is None or error < st.best_val_error):
                 st.best_val_error = error
         self.meter_start = time.perf_counter()  # evaluation time is not training time
+
+
+def _plain_lr(optimizer_state: dict) -> dict:
+    """The optimizer's state dict with each group's lr as a number (a CUDA graph keeps it in a tensor)."""
+    for group in optimizer_state["param_groups"]:
+        group["lr"] = float(group["lr"])
+    return optimizer_state

@@ -20,17 +20,22 @@ def build_optimizer(
     weight_decay: float = 1e-4,
     betas: tuple[float, float] = (0.9, 0.999),
     fused: bool = False,
+    capturable: bool = False,
 ) -> torch.optim.Optimizer:
     """SGD as in the paper (Sec. 3.4: momentum 0.9, weight decay 1e-4 on every weight), or AdamW.
 
-    `fused` picks the fused CUDA kernels (one launch for all parameters) instead of the per-tensor loop.
+    `fused` picks the fused CUDA kernels (one launch for all parameters) instead of the per-tensor loop;
+    they also read an lr held in a device tensor, as a CUDA graph needs. `capturable` keeps AdamW's step
+    count on the device so its update can be captured (SGD has no such state).
     """
     implementation = {"fused": True} if fused else {"foreach": True}
     if name is OptimizerName.sgd:
         return torch.optim.SGD(
             params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, **implementation
         )
-    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, **implementation)
+    return torch.optim.AdamW(
+        params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, capturable=capturable, **implementation
+    )
 
 
 class LrSchedule:

@@ -14,7 +14,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import CompileMode, Config, DeviceKind, Family, Loader, Precision, TrainerConfig, Warmup
+from ..config import (
+    CompileMode,
+    Config,
+    DeviceKind,
+    Family,
+    Loader,
+    NanPolicy,
+    Precision,
+    TrainerConfig,
+    Warmup,
+)  # fmt: skip
 from ..data import EvalBatches, Normalizer, TrainBatches, load_splits
 from ..data.stream import build_stream_data
 from ..errors import UserError
@@ -119,7 +129,9 @@ def build_data(
     return RunData(train_batches, evals, splits.num_classes, splits.synthetic)
 
 
-def build_model_and_optimizer(config: Config, num_classes: int, device: torch.device, channels_last: bool):
+def build_model_and_optimizer(
+    config: Config, num_classes: int, device: torch.device, channels_last: bool, cuda_graph: bool = False
+):
     m, o, sc, t = config.model, config.optim, config.sched, config.trainer
     raw_model = build_model(
         m.family, m.depth, m.residual, num_classes, shortcut=m.shortcut,
@@ -130,7 +142,7 @@ def build_model_and_optimizer(config: Config, num_classes: int, device: torch.de
     raw_model = raw_model.to(device, memory_format=memory_format)
     optimizer = build_optimizer(
         raw_model.parameters(), o.name, o.lr, momentum=o.momentum, nesterov=o.nesterov,
-        weight_decay=o.weight_decay, betas=tuple(o.betas), fused=device.type == "cuda",
+        weight_decay=o.weight_decay, betas=tuple(o.betas), fused=device.type == "cuda", capturable=cuda_graph,
     )  # fmt: skip
     # Sec. 4.2: the 0.01 warm-up is for the 110- and 1202-layer CIFAR nets.
     warmup = sc.warmup is Warmup.on or (
@@ -153,6 +165,7 @@ class Runtime:
     channels_last: bool
     compile: bool
     compile_mode: CompileMode
+    cuda_graph: bool = False
 
     @property
     def precision(self) -> str:
@@ -162,13 +175,33 @@ class Runtime:
     def resolve(cls, t: TrainerConfig, world: distributed.World) -> Runtime:
         device = resolve_device(t.device, world.local_rank)
         on_cuda = device.type == "cuda"
-        return cls(
+        runtime = cls(
             device,
             AMP_DTYPES.get(t.precision, torch.bfloat16 if on_cuda else None),
             on_cuda if t.channels_last is None else t.channels_last,
             on_cuda if t.compile is None else t.compile,
             t.compile_mode,
+            t.cuda_graph,
         )
+        if t.cuda_graph:
+            runtime.check_cuda_graph(t, world)
+        return runtime
+
+    def check_cuda_graph(self, t: TrainerConfig, world: distributed.World) -> None:
+        """A captured step may not wait for the host; refuse the settings whose step does."""
+        why = None
+        if self.device.type != "cuda":
+            why = f"it needs a CUDA device, and this run is on {self.device}"
+        elif t.nan_policy is NanPolicy.skip:
+            why = "trainer.nan_policy=skip checks every loss on the host; use trainer.nan_policy=stop"
+        elif self.amp_dtype is torch.float16:
+            why = "fp16 loss scaling checks for overflow on the host; use trainer.precision=bf16"
+        elif world.distributed:
+            why = "it is not supported with DDP (more than one process)"
+        elif self.compile and self.compile_mode is CompileMode.reduce_overhead:
+            why = "trainer.compile_mode=reduce_overhead already captures CUDA graphs; choose one of the two"
+        if why:
+            raise UserError(f"trainer.cuda_graph=true: {why}")
 
 
 def build_trainer(
@@ -179,7 +212,7 @@ def build_trainer(
     try:
         data = build_data(config, rt.device, world, rt.channels_last, run_dir)
         raw_model, optimizer, schedule = build_model_and_optimizer(
-            config, data.num_classes, rt.device, rt.channels_last
+            config, data.num_classes, rt.device, rt.channels_last, rt.cuda_graph
         )
     except ValueError as error:  # an impossible depth, batch, schedule or option combination
         raise UserError(str(error)) from None
@@ -193,7 +226,7 @@ def build_trainer(
     if rt.compile:
         model = torch.compile(model, mode=rt.compile_mode.value)
     settings = LoopSettings(
-        t.max_iters, t.eval_every, t.log_every, t.checkpoint_every, rt.amp_dtype, t.nan_policy,
+        t.max_iters, t.eval_every, t.log_every, t.checkpoint_every, rt.amp_dtype, t.nan_policy, rt.cuda_graph,
         extra_state={"identity": identity(config), "config": _plain(config), **data.checkpoint_extra},
     )  # fmt: skip
     logger = RunLogger(
@@ -237,6 +270,8 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
             t.max_iters, t.batch_size, world.world_size, rt.device, rt.precision,
             f", compiled ({rt.compile_mode.value})" if rt.compile else "",
         )  # fmt: skip
+        if rt.cuda_graph:
+            log.info("the training step runs as one CUDA graph")
     try:
         trainer.fit()
     except BaseException:
@@ -265,6 +300,7 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         "device": torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else "cpu",
         "precision": rt.precision,
         "compiled": rt.compile,
+        "cuda_graph": rt.cuda_graph,
         "skipped_steps": st.skipped_steps,
         "wall_time_s": round(st.wall_time_s, 3),
         "images_per_s": round(st.train_images / st.train_time_s, 1) if st.train_time_s else None,
