@@ -320,7 +320,8 @@ def print_row(row: dict) -> None:
     if "epoch_s_50k" in row:
         parts.append(f"epoch {row['epoch_s_50k']:8.2f} s/50k")
         parts.append(f"eval {row['eval_s_10k']:6.3f} s/10k")
-    parts.append(f"{row['images_per_s']:10,.0f} img/s")
+    rate = row["images_per_s"]
+    parts.append(f"{rate:10,.0f} img/s" if rate >= 100 else f"{rate:10.2f} img/s")
     if row.get("input_share") is not None:
         parts.append(f"input {100 * row['input_share']:4.1f}%")
     print("  ".join(parts), flush=True)
