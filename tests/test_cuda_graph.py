@@ -47,7 +47,8 @@ def test_a_cuda_graph_on_the_cpu_is_refused():
     [
         ({"nan_policy": NanPolicy.skip}, World(), "use trainer.nan_policy=stop"),
         ({"precision": Precision.fp16}, World(), "use trainer.precision=bf16"),
-        ({"compile_mode": CompileMode.reduce_overhead}, World(), "choose one of the two"),
+        ({"compile_mode": CompileMode.reduce_overhead}, World(), "captures CUDA graphs of its own"),
+        ({"compile_mode": CompileMode.max_autotune}, World(), "use trainer.compile_mode=default"),
         ({}, World(rank=0, world_size=2), "not supported with DDP"),
     ],
 )
@@ -114,18 +115,44 @@ def test_the_compiled_bf16_graph_updates_as_the_fp32_eager_step_does(tmp_path):
         fast_update = fast_params[name].detach() - start[name]
         cosine = torch.nn.functional.cosine_similarity(slow_update.flatten(), fast_update.flatten(), dim=0)
         assert cosine > 0.95, (name, float(cosine))
+    before = [p.detach().clone() for p in fast.raw_model.parameters()]
+    fast.step(*fast_batches[6], 0.0)  # the compiled graph reads the lr tensor too
+    assert all(torch.equal(a, p) for a, p in zip(before, fast.raw_model.parameters()))
+
+
+@cuda_only
+def test_a_batch_of_another_size_runs_outside_the_graph(tmp_path, caplog):
+    graphed, batches = trainer_for(tmp_path, cuda_graph=True)
+    for images, labels in batches[:5]:
+        graphed.step(images, labels, 0.1)
+    before = [p.detach().clone() for p in graphed.raw_model.parameters()]
+    images, labels = batches[5]
+    graphed.step(images[:20], labels[:20], 0.1)
+    assert graphed.graph.odd_batches == 1 and "ran outside the CUDA graph" in caplog.text
+    assert not all(torch.equal(a, p) for a, p in zip(before, graphed.raw_model.parameters()))
+    graphed.step(*batches[6], 0.1)  # and the graph replays as before
+    assert graphed.seen == 6 * 32 + 20 and all(
+        torch.isfinite(p).all() for p in graphed.raw_model.parameters()
+    )
 
 
 @cuda_only
 def test_a_graphed_run_checkpoints_and_resumes(tmp_path):
     args = [a for a in TINY if a != "trainer.device=cpu"] + [
         "trainer.device=cuda", "trainer.cuda_graph=true", "trainer.log_every=5", "trainer.eval_every=10",
-        "trainer.checkpoint_every=10", f"hydra.run.dir={tmp_path}",
+        "trainer.checkpoint_every=10",
     ]  # fmt: skip
-    first = run_cli(*args, "trainer.max_iters=10")
+    first = run_cli(*args, f"hydra.run.dir={tmp_path / 'resumed'}", "trainer.max_iters=10")
     assert first.returncode == 0, first.stdout
-    second = run_cli(*args, "trainer.max_iters=20")
+    second = run_cli(*args, f"hydra.run.dir={tmp_path / 'resumed'}", "trainer.max_iters=20")
     assert second.returncode == 0, second.stdout
     assert "resumed from iteration 10" in second.stdout
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["cuda_graph"] and metrics["iterations"] == 20 and metrics["test_error"] < 1.0
+    whole = run_cli(*args, f"hydra.run.dir={tmp_path / 'whole'}", "trainer.max_iters=20")
+    assert whole.returncode == 0, whole.stdout
+    resumed, uninterrupted = (
+        json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("resumed", "whole")
+    )
+    assert resumed["cuda_graph"] and resumed["iterations"] == 20
+    # The resumed run warms up again, then captures: it trains as the uninterrupted one did.
+    assert resumed["train_loss"] == pytest.approx(uninterrupted["train_loss"], rel=0.05)
+    assert abs(resumed["test_error"] - uninterrupted["test_error"]) <= 0.05

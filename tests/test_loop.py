@@ -135,3 +135,13 @@ def test_checkpoints_store_a_tensor_lr_as_a_number(tmp_path):
     stored = trainer.state_dict()["optimizer"]["param_groups"][0]["lr"]
     assert type(stored) is float and stored == pytest.approx(0.05)
     assert trainer.optimizer.param_groups[0]["lr"] is lr
+
+
+def test_a_checkpoint_does_not_carry_the_optimizer_implementation_of_the_machine_that_wrote_it(tmp_path):
+    writer = make_trainer(tmp_path / "writer", Batches())
+    state = writer.state_dict()
+    state["optimizer"]["param_groups"][0].update(foreach=True, fused=True)  # as a GPU machine wrote it
+    reader = make_trainer(tmp_path / "reader", Batches())
+    reader.load_state_dict(state)
+    group, defaults = reader.optimizer.param_groups[0], reader.optimizer.defaults
+    assert (group["foreach"], group["fused"]) == (defaults["foreach"], defaults["fused"]) == (None, None)

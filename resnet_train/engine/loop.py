@@ -68,6 +68,7 @@ class LoopSettings:
     amp_dtype: torch.dtype | None = None  # None = fp32
     nan_policy: NanPolicy = NanPolicy.stop
     cuda_graph: bool = False  # capture the whole step once and replay it (graph.py)
+    batch_size: int = 0  # this rank's batch: the shape a CUDA graph is captured for
     extra_state: dict = field(default_factory=dict)  # identity and config, stored in every checkpoint
 
 
@@ -122,7 +123,9 @@ class Trainer:
         self.device, self.world, self.evaluate = device, world, evaluate
         self.state = LoopState()
         self.scaler = torch.amp.GradScaler(device.type, enabled=settings.amp_dtype is torch.float16)
-        self.graph = StepGraph(self._step, optimizer, device) if settings.cuda_graph else None
+        self.graph = (
+            StepGraph(self._step, optimizer, device, settings.batch_size) if settings.cuda_graph else None
+        )
         self.lr: float | None = None  # the lr of the latest step
         self.last_metrics: dict = {}
         self._reset_meter()
@@ -144,6 +147,12 @@ class Trainer:
     def load_state_dict(self, checkpoint: dict) -> None:
         self.raw_model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        for group in self.optimizer.param_groups:
+            # A checkpoint also carries the implementation flags of the machine that wrote it (foreach on a
+            # CPU, fused on a GPU, capturable under a CUDA graph); this machine's choice wins.
+            for flag in ("foreach", "fused", "capturable"):
+                if flag in self.optimizer.defaults:
+                    group[flag] = self.optimizer.defaults[flag]
         self.schedule.load_state_dict(checkpoint["schedule"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.state = LoopState(**checkpoint["trainer"])

@@ -198,8 +198,11 @@ class Runtime:
             why = "fp16 loss scaling checks for overflow on the host; use trainer.precision=bf16"
         elif world.distributed:
             why = "it is not supported with DDP (more than one process)"
-        elif self.compile and self.compile_mode is CompileMode.reduce_overhead:
-            why = "trainer.compile_mode=reduce_overhead already captures CUDA graphs; choose one of the two"
+        elif self.compile and self.compile_mode in (CompileMode.reduce_overhead, CompileMode.max_autotune):
+            why = (
+                f"trainer.compile_mode={self.compile_mode.name} captures CUDA graphs of its own; use "
+                f"trainer.compile_mode=default or max_autotune_no_cudagraphs"
+            )
         if why:
             raise UserError(f"trainer.cuda_graph=true: {why}")
 
@@ -227,6 +230,7 @@ def build_trainer(
         model = torch.compile(model, mode=rt.compile_mode.value)
     settings = LoopSettings(
         t.max_iters, t.eval_every, t.log_every, t.checkpoint_every, rt.amp_dtype, t.nan_policy, rt.cuda_graph,
+        t.batch_size // world.world_size,
         extra_state={"identity": identity(config), "config": _plain(config), **data.checkpoint_extra},
     )  # fmt: skip
     logger = RunLogger(
@@ -278,6 +282,8 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         logger.close()  # flush what was logged; the checkpoint is already on disk
         raise
     st, last = trainer.state, trainer.last_metrics
+    if trainer.graph is not None and trainer.graph.odd_batches:
+        log.warning("%d batches of another size ran outside the CUDA graph", trainer.graph.odd_batches)
     metrics = {
         "model": expected["model"],
         "family": m.family.value,
