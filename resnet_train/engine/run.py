@@ -24,7 +24,7 @@ from ..config import (
     Precision,
     TrainerConfig,
     Warmup,
-)  # fmt: skip
+)
 from ..data import EvalBatches, Normalizer, TrainBatches, load_splits
 from ..data.stream import build_stream_data
 from ..errors import UserError
