@@ -128,6 +128,12 @@ class Trainer:
         )
         self.lr: float | None = None  # the lr of the latest step
         self.last_metrics: dict = {}
+        # Device meters of the current logging window; a CUDA graph holds their addresses, so they are
+        # zeroed in place, never replaced.
+        self.loss_sum = torch.zeros((), device=device)
+        self.wrong_sum = torch.zeros((), device=device, dtype=torch.int64)
+        self.window_steps = torch.zeros((), device=device, dtype=torch.int64)
+        self.first_bad = torch.zeros((), device=device, dtype=torch.int64)
         self._reset_meter()
 
     # ---- state -------------------------------------------------------------------------------------------
@@ -181,12 +187,7 @@ class Trainer:
 
     # ---- the step ----------------------------------------------------------------------------------------
     def _reset_meter(self) -> None:
-        """Start a logging window; the device meters are zeroed in place (a CUDA graph holds them)."""
-        if not hasattr(self, "loss_sum"):
-            self.loss_sum = torch.zeros((), device=self.device)
-            self.wrong_sum = torch.zeros((), device=self.device, dtype=torch.int64)
-            self.window_steps = torch.zeros((), device=self.device, dtype=torch.int64)
-            self.first_bad = torch.zeros((), device=self.device, dtype=torch.int64)
+        """Start a logging window."""
         for meter in (self.loss_sum, self.wrong_sum, self.window_steps):
             meter.zero_()
         self.first_bad.fill_(-1)  # the window's first step (1, 2, ...) with a non-finite loss
