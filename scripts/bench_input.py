@@ -30,8 +30,10 @@ import torch
 from PIL import Image
 
 from resnet_train.config import Augment, BadImage, Decode, Normalize
-from resnet_train.data.augment import DeviceNormalize, train_transform
-from resnet_train.data.folder import BadImages, scan_folder
+from resnet_train.data import Shard
+from resnet_train.data.augment import train_transform
+from resnet_train.data.files import BadImages, scan_folder
+from resnet_train.data.normalize import Normalizer
 from resnet_train.data.stats import InputStats
 from resnet_train.data.stream import StreamTrainBatches
 from resnet_train.models import build_model
@@ -62,10 +64,11 @@ def bench_input(root: Path, decode: Decode, device: torch.device, args) -> dict:
     stats = InputStats(
         torch.full((3, 224, 224), 120.0), torch.full((3,), 120.0), torch.full((3,), 60.0), 60.0, 1
     )
-    normalize = DeviceNormalize(stats, Normalize.mean_image, device, channels_last=device.type == "cuda")
+    normalize = Normalizer(stats, Normalize.mean_image, device, channels_last=device.type == "cuda")
     batches = StreamTrainBatches(
-        files, train_transform(Augment.paper, 224, (256, 480)), normalize, args.batch, seed=0, device=device,
-        lighting=0.1, workers=args.workers, decode=decode, bad_images=BadImages(BadImage.error),
+        files, train_transform(Augment.paper, 224, (256, 480)), normalize, args.batch, seed=0,
+        shard=Shard(device), lighting=0.1, workers=args.workers, decode=decode,
+        bad_images=BadImages(BadImage.error),
     )  # fmt: skip
     needed = args.batches + 1  # the first batch (worker start-up) is not timed
     epochs = -(-needed // batches.iters_per_epoch)

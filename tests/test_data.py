@@ -3,8 +3,8 @@ import torch
 from PIL import Image
 
 from resnet_train.config import DatasetName
-from resnet_train.data import EvalBatches, ImageSet, Normalizer, TrainBatches, load_splits
-from resnet_train.data.batches import PAD, crop_and_flip
+from resnet_train.data import ImageSet, InputStats, Normalizer, Shard, load_splits
+from resnet_train.data.memory import PAD, MemoryEvalBatches, MemoryTrainBatches, crop_and_flip
 from resnet_train.errors import UserError
 
 CPU = torch.device("cpu")
@@ -12,7 +12,7 @@ CPU = torch.device("cpu")
 
 def tiny_set(count=40, size=8, classes=4):
     images = torch.arange(count * 3 * size * size, dtype=torch.int64).reshape(count, 3, size, size) % 251
-    return ImageSet(images.to(torch.uint8), torch.arange(count) % classes)
+    return ImageSet(images.to(torch.uint8), torch.arange(count) % classes, [str(c) for c in range(classes)])
 
 
 def test_crop_and_flip_matches_a_hand_crop():
@@ -33,7 +33,7 @@ def test_center_offset_without_flip_is_the_identity():
 
 def test_normalizer_subtracts_the_per_pixel_mean():
     data = tiny_set()
-    normalize = Normalizer.fit(data.images)
+    normalize = Normalizer(InputStats.fit(data.images))
     out = normalize(data.images)
     assert out.mean(dim=0).abs().max() < 1e-4  # every pixel position has zero mean
     assert out.std().item() == pytest.approx(1.0, rel=0.05)
@@ -41,10 +41,10 @@ def test_normalizer_subtracts_the_per_pixel_mean():
 
 def test_each_sample_once_per_epoch_across_ranks_and_same_batches_as_one_rank():
     data = tiny_set(count=40)
-    normalize = Normalizer.fit(data.images)
-    single = TrainBatches(data, normalize, 8, seed=3, device=CPU, augment=False)
+    normalize = Normalizer(InputStats.fit(data.images))
+    single = MemoryTrainBatches(data, normalize, 8, seed=3, augment=False)
     shards = [
-        TrainBatches(data, normalize, 8, seed=3, device=CPU, rank=r, world_size=2, augment=False)
+        MemoryTrainBatches(data, normalize, 8, seed=3, shard=Shard(CPU, r, 2), augment=False)
         for r in range(2)
     ]
     seen = []
@@ -58,8 +58,8 @@ def test_each_sample_once_per_epoch_across_ranks_and_same_batches_as_one_rank():
 
 def test_order_depends_on_seed_and_epoch_and_resumes_mid_epoch():
     data = tiny_set(count=40)
-    normalize = Normalizer.fit(data.images)
-    batches = TrainBatches(data, normalize, 8, seed=1, device=CPU)
+    normalize = Normalizer(InputStats.fit(data.images))
+    batches = MemoryTrainBatches(data, normalize, 8, seed=1)
     epoch0 = [y for _, y in batches.epoch(0)]
     assert not all(torch.equal(a, b) for a, b in zip(epoch0, [y for _, y in batches.epoch(1)]))
     again = [x for x, _ in batches.epoch(0)]
@@ -69,17 +69,17 @@ def test_order_depends_on_seed_and_epoch_and_resumes_mid_epoch():
 
 def test_eval_batches_cover_every_sample_once_across_ranks():
     data = tiny_set(count=23)
-    normalize = Normalizer.fit(data.images)
+    normalize = Normalizer(InputStats.fit(data.images))
     labels = []
     for rank in range(3):
-        labels += [y for _, y in EvalBatches(data, normalize, 4, device=CPU, rank=rank, world_size=3)]
+        labels += [y for _, y in MemoryEvalBatches(data, normalize, 4, shard=Shard(CPU, rank, 3))]
     assert sorted(torch.cat(labels).tolist()) == sorted(data.labels.tolist())
 
 
 def test_batch_must_divide_among_ranks():
     data = tiny_set()
-    with pytest.raises(ValueError, match="does not divide"):
-        TrainBatches(data, Normalizer.fit(data.images), 9, seed=0, device=CPU, world_size=2)
+    with pytest.raises(UserError, match="does not divide"):
+        MemoryTrainBatches(data, Normalizer(InputStats.fit(data.images)), 9, seed=0, shard=Shard(CPU, 0, 2))
 
 
 def test_synthetic_splits_are_labelled_synthetic():

@@ -86,7 +86,8 @@ def test_without_sync_bn_the_global_test_error_counts_every_sample_once(tmp_path
 def single_process_test_error(run_dir):
     """Evaluate the DDP run's final weights in this process, on the same test set."""
     from resnet_train.config import DatasetName, Family, Shortcut
-    from resnet_train.data import EvalBatches, Normalizer, load_splits
+    from resnet_train.data import InputStats, Normalizer, load_splits
+    from resnet_train.data.memory import MemoryEvalBatches
     from resnet_train.engine.evaluate import evaluate
     from resnet_train.models import build_model
 
@@ -95,9 +96,9 @@ def single_process_test_error(run_dir):
     )
     model = build_model(Family.cifar, 8, True, 10, shortcut=Shortcut.A, input_size=16)
     model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"])
-    batches = EvalBatches(splits.test, Normalizer.fit(splits.train.images), 1000, device=torch.device("cpu"))
-    _, error = evaluate(model, batches, torch.device("cpu"))
-    return error
+    normalize = Normalizer(InputStats.fit(splits.train.images))
+    batches = MemoryEvalBatches(splits.test, normalize, 1000)
+    return evaluate(model, batches, torch.device("cpu")).error
 
 
 def worker_pids(parent: int) -> list[int]:

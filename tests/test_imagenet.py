@@ -26,8 +26,8 @@ from resnet_train.config import (
     config_dir,
     register_configs,
 )
+from resnet_train.data import SINGLE_PROCESS, Shard
 from resnet_train.data.augment import (
-    DeviceNormalize,
     augment_sample,
     center_view,
     lighting_offsets,
@@ -35,19 +35,15 @@ from resnet_train.data.augment import (
     ten_views,
     train_transform,
 )
-from resnet_train.data.folder import BadImages, decode_rgb, eval_folder, read_bytes, scan_folder
-from resnet_train.data.stats import InputStats, load_cached, save_cached
-from resnet_train.data.stream import (
-    EpochSampler,
-    StreamEvalBatches,
-    StreamTrainBatches,
-    collate_bytes,
-    compute_input_stats,
-    split_bytes,
-)
+from resnet_train.data.collate import collate_bytes, split_bytes
+from resnet_train.data.files import BadImages, decode_rgb, eval_folder, read_bytes, scan_folder
+from resnet_train.data.normalize import Normalizer
+from resnet_train.data.sampler import EpochSampler
+from resnet_train.data.stats import InputStats, compute_input_stats, load_cached, save_cached
+from resnet_train.data.stream import StreamEvalBatches, StreamTrainBatches
 from resnet_train.engine.evaluate import EvalResult, evaluate, topk_wrong
 from resnet_train.engine.optim import LrSchedule
-from resnet_train.engine.testing import evaluate_views, view_scores
+from resnet_train.engine.test_time import evaluate_views, view_scores
 from resnet_train.errors import UserError
 
 CPU = torch.device("cpu")
@@ -122,7 +118,7 @@ def test_lighting_adds_alexnets_pca_offsets():
     offsets = lighting_offsets(alphas)
     expected = 0.2175 * torch.tensor([-0.5675, -0.5808, -0.5836]) * 255  # lambda_1 * p_1, in pixel units
     assert torch.allclose(offsets[0], expected, atol=1e-4) and torch.equal(offsets[1], torch.zeros(3))
-    normalize = DeviceNormalize(tiny_stats(4), Normalize.mean_image, CPU)
+    normalize = Normalizer(tiny_stats(4), Normalize.mean_image, CPU)
     images = torch.full((2, 3, 4, 4), 128, dtype=torch.uint8)
     out = normalize(images, alphas)
     assert torch.allclose(out[0, :, 0, 0], expected, atol=1e-4) and torch.equal(out[1], torch.zeros(3, 4, 4))
@@ -142,7 +138,16 @@ def test_mean_image_and_channel_statistics_of_known_images(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image.permute(1, 2, 0).numpy().astype(np.uint8)).save(path)
     files = scan_folder(tmp_path / "train")
-    stats = compute_input_stats(files, 6, 6, 100, workers=0, bad_images=BadImages(BadImage.error), device=CPU)
+    stats = compute_input_stats(
+        files,
+        6,
+        6,
+        100,
+        workers=0,
+        bad_images=BadImages(BadImage.error),
+        shard=Shard(),
+        collectives=SINGLE_PROCESS,
+    )
     stack = torch.stack(images)
     assert torch.allclose(stats.mean_image.double(), stack.mean(dim=0), atol=1e-4)
     assert torch.allclose(stats.channel_mean.double(), stack.mean(dim=(0, 2, 3)), atol=1e-4)
@@ -151,15 +156,24 @@ def test_mean_image_and_channel_statistics_of_known_images(tmp_path):
     )
     assert stats.pixel_std == pytest.approx(float(stack.std(unbiased=False)), rel=1e-4)
     assert stats.samples == 3
-    normalized = DeviceNormalize(stats, Normalize.mean_image, CPU)(stack.to(torch.uint8))
+    normalized = Normalizer(stats, Normalize.mean_image, CPU)(stack.to(torch.uint8))
     assert normalized.mean(dim=0).abs().max() < 1e-4  # zero mean at every pixel
-    per_channel = DeviceNormalize(stats, Normalize.channel, CPU)(stack.to(torch.uint8))
+    per_channel = Normalizer(stats, Normalize.channel, CPU)(stack.to(torch.uint8))
     assert torch.allclose(per_channel.transpose(0, 1).flatten(1).std(1, False), torch.ones(3), atol=1e-3)
 
 
 def test_mean_image_of_varied_jpegs_has_the_crop_size_and_is_cached(tree, tmp_path):
     files = scan_folder(tree / "train")
-    stats = compute_input_stats(files, 32, 40, 5, workers=0, bad_images=BadImages(BadImage.error), device=CPU)
+    stats = compute_input_stats(
+        files,
+        32,
+        40,
+        5,
+        workers=0,
+        bad_images=BadImages(BadImage.error),
+        shard=Shard(),
+        collectives=SINGLE_PROCESS,
+    )
     assert stats.mean_image.shape == (3, 32, 32) and stats.samples == 5
     # The data folder unwritable (here: under a file) -> the next folder, the run directory, holds the cache.
     blocked = tmp_path / "file"
@@ -174,12 +188,12 @@ def test_mean_image_of_varied_jpegs_has_the_crop_size_and_is_cached(tree, tmp_pa
 def test_a_view_of_another_size_subtracts_the_resized_mean_image():
     stats = tiny_stats(4)
     stats.mean_image = torch.arange(48, dtype=torch.float32).view(3, 4, 4)
-    normalize = DeviceNormalize(stats, Normalize.mean_image, CPU)
+    normalize = Normalizer(stats, Normalize.mean_image, CPU)
     out = normalize(torch.zeros(3, 8, 12, dtype=torch.uint8))
     expected = -torch.nn.functional.interpolate(stats.mean_image[None], size=(8, 12), mode="bilinear")[0]
     assert out.shape == (3, 8, 12) and torch.allclose(out, expected)
     stats.mean_image = torch.tensor([10.0, 20.0, 30.0]).view(3, 1, 1).expand(3, 4, 4)
-    out = DeviceNormalize(stats, Normalize.mean_image, CPU)(torch.zeros(3, 8, 12, dtype=torch.uint8))
+    out = Normalizer(stats, Normalize.mean_image, CPU)(torch.zeros(3, 8, 12, dtype=torch.uint8))
     assert torch.allclose(out, -torch.tensor([10.0, 20.0, 30.0]).view(3, 1, 1).expand(3, 8, 12))
 
 
@@ -242,9 +256,9 @@ def test_a_resnet_runs_fully_convolutionally_at_every_scale(tree):
 
     net = build_model("imagenet", 18, True, 3, shortcut="A", bottleneck_stride="v1", stem="imagenet")
     files = scan_folder(tree / "val")
-    normalize = DeviceNormalize(tiny_stats(32), Normalize.mean_image, CPU)
+    normalize = Normalizer(tiny_stats(32), Normalize.mean_image, CPU)
     view = lambda image: scale_views(image, [32, 48, 64])  # noqa: E731  (small scales keep the test fast)
-    batches = StreamEvalBatches(files, view, normalize, 3, device=CPU)
+    batches = StreamEvalBatches(files, view, normalize, 3)
     result = evaluate_views(net, batches, CPU)
     assert 0 <= result.error <= 1 and result.top5_error == 0.0  # 3 classes: the truth is always in the top 5
 
@@ -277,13 +291,14 @@ def test_top5_tie_rule_ranks_equal_scores_by_class_index():
     assert topk_wrong(torch.tensor([[float("nan"), 0.0]]), torch.tensor([0]), 5).item()
 
 
-def test_evaluate_reports_top5_and_still_unpacks_as_loss_and_error():
+def test_evaluate_reports_loss_error_and_top5_by_name():
     net = torch.nn.Linear(4, 7)
     batches = [(torch.randn(16, 4), torch.randint(0, 7, (16,))) for _ in range(2)]
     result = evaluate(net, batches, CPU)
     assert isinstance(result, EvalResult)
-    loss, error = result
-    assert (loss, error) == (result.loss, result.error) and 0 <= result.top5_error <= result.error
+    assert result.loss > 0 and 0 <= result.top5_error <= result.error <= 1
+    with pytest.raises(TypeError):
+        loss, error = result  # three fields: read them by name, never two of them by position
 
 
 # ---- schedule ---------------------------------------------------------------------------------------------
@@ -349,7 +364,7 @@ def test_sampler_shards_each_global_batch_resumes_mid_epoch_and_depends_on_seed_
 def test_training_batches_are_uint8_crops_normalised_and_the_same_with_workers(tree):
     files = scan_folder(tree / "train")
     transform = train_transform(Augment.paper, 32, (36, 48))
-    normalize = DeviceNormalize(tiny_stats(32), Normalize.mean_image, CPU)
+    normalize = Normalizer(tiny_stats(32), Normalize.mean_image, CPU)
     common = {"seed": 0, "device": CPU, "lighting": 0.1}
     serial = StreamTrainBatches(files, transform, normalize, 4, workers=0, **common)
     parallel = StreamTrainBatches(files, transform, normalize, 4, workers=2, **common)
@@ -364,10 +379,10 @@ def test_training_batches_are_uint8_crops_normalised_and_the_same_with_workers(t
 
 def test_gpu_decode_without_cuda_is_refused_clearly(tree):
     files = scan_folder(tree / "train")
-    normalize = DeviceNormalize(tiny_stats(32), Normalize.mean_image, CPU)
+    normalize = Normalizer(tiny_stats(32), Normalize.mean_image, CPU)
     transform = train_transform(Augment.paper, 32, (36, 48))
     with pytest.raises(UserError, match="data.decode=gpu.*data.decode=cpu"):
-        StreamTrainBatches(files, transform, normalize, 4, seed=0, device=CPU, decode=Decode.gpu)
+        StreamTrainBatches(files, transform, normalize, 4, seed=0, decode=Decode.gpu)
 
 
 def test_gpu_decode_batches_travel_as_one_byte_tensor():
@@ -396,10 +411,14 @@ def test_gpu_decode_batches_travel_as_one_byte_tensor():
 def test_gpu_decode_matches_cpu_decode(tree):
     cuda = torch.device("cuda")
     files = scan_folder(tree / "train")
-    normalize = DeviceNormalize(tiny_stats(224), Normalize.mean_image, cuda)
+    normalize = Normalizer(tiny_stats(224), Normalize.mean_image, cuda)
     transform = train_transform(Augment.paper, 224, (256, 480))
-    cpu_path = StreamTrainBatches(files, transform, normalize, 4, seed=0, device=cuda, decode=Decode.cpu)
-    gpu_path = StreamTrainBatches(files, transform, normalize, 4, seed=0, device=cuda, decode=Decode.gpu)
+    cpu_path = StreamTrainBatches(
+        files, transform, normalize, 4, seed=0, shard=Shard(cuda), decode=Decode.cpu
+    )
+    gpu_path = StreamTrainBatches(
+        files, transform, normalize, 4, seed=0, shard=Shard(cuda), decode=Decode.gpu
+    )
     for (x, y), (x2, y2) in zip(cpu_path.epoch(0), gpu_path.epoch(0)):
         assert x2.device.type == "cuda" and x2.shape == x.shape == (4, 3, 224, 224) and torch.equal(y, y2)
         assert (x - x2).abs().mean() < 3.0  # same crops; nvJPEG and the float resize differ by a few levels
@@ -421,9 +440,9 @@ def test_a_corrupt_jpeg_is_named_and_skipped_or_refused(tree_with_a_corrupt_jpeg
     root, bad = tree_with_a_corrupt_jpeg
     files = scan_folder(root / "train")
     transform = train_transform(Augment.paper, 32, (36, 48))
-    normalize = DeviceNormalize(tiny_stats(32), Normalize.mean_image, CPU)
+    normalize = Normalizer(tiny_stats(32), Normalize.mean_image, CPU)
     skip = BadImages(BadImage.skip)
-    batches = StreamTrainBatches(files, transform, normalize, 5, seed=0, device=CPU, bad_images=skip)
+    batches = StreamTrainBatches(files, transform, normalize, 5, seed=0, bad_images=skip)
     with caplog.at_level(logging.WARNING, logger="resnet_train"):
         for _ in range(2):
             ((images, labels),) = list(batches.epoch(0))
@@ -432,7 +451,7 @@ def test_a_corrupt_jpeg_is_named_and_skipped_or_refused(tree_with_a_corrupt_jpeg
     warnings = [r.getMessage() for r in caplog.records if str(bad) in r.getMessage()]
     assert len(warnings) == 1 and "1 unreadable" in warnings[0]  # named once, not every epoch
     refuse = BadImages(BadImage.error)
-    batches = StreamTrainBatches(files, transform, normalize, 5, seed=0, device=CPU, bad_images=refuse)
+    batches = StreamTrainBatches(files, transform, normalize, 5, seed=0, bad_images=refuse)
     with pytest.raises(UserError, match=f"unreadable image {bad}"):
         list(batches.epoch(0))
 

@@ -2,7 +2,8 @@
 
 Geometry (resize, crop, flip) is torchvision.transforms.v2 applied to uint8 tensors, in DataLoader workers
 (data.decode=cpu) or on the GPU (data.decode=gpu): the same code in both places. Colour work (PCA lighting,
-mean subtraction, scaling) happens on the training device, once per batch, after the uint8 transfer.
+mean subtraction, scaling) happens on the training device, once per batch, after the uint8 transfer
+(normalize.py).
 
 Every random choice for one training image comes from one per-sample seed (drawn by the sampler from
 (seed, epoch)), so a run's images do not depend on the number of workers, the decode path or a resume.
@@ -13,12 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ..config import Augment, Normalize
-from .stats import InputStats
+from ..config import Augment
 
 # AlexNet's "PCA colour augmentation" (Krizhevsky, Sutskever & Hinton 2012, Sec. 4.1), which the paper uses
 # ("the standard color augmentation in [21] is used"): to every pixel of an image add
@@ -84,37 +83,3 @@ def lighting_offsets(alphas: torch.Tensor) -> torch.Tensor:
     eigenvalues = PCA_EIGENVALUES.to(alphas.device)
     eigenvectors = PCA_EIGENVECTORS.to(alphas.device)
     return (alphas * eigenvalues) @ eigenvectors.T * 255.0
-
-
-class DeviceNormalize:
-    """The per-batch device step: uint8 -> float, PCA lighting (training), mean subtraction and scaling.
-
-    mean_image (the paper's "per-pixel mean subtracted"): subtract the mean image, then divide by the one
-    scalar pixel std for unit-variance inputs (the same departure as the CIFAR loader's Normalizer). A view of
-    another size than the mean image (multi-scale testing) subtracts the mean image resized to it (bilinear).
-    channel (not in the paper): subtract the per-channel mean, divide by the per-channel std.
-    """
-
-    def __init__(self, stats: InputStats, kind: Normalize, device: torch.device, channels_last: bool = False):
-        self.kind, self.channels_last = kind, channels_last
-        if kind is Normalize.mean_image:
-            self.mean = stats.mean_image.to(device)
-            self.scale = torch.full((3, 1, 1), stats.pixel_std, device=device)
-        else:
-            self.mean = stats.channel_mean.to(device).view(3, 1, 1)
-            self.scale = stats.channel_std.to(device).view(3, 1, 1)
-
-    def _mean_for(self, height: int, width: int) -> torch.Tensor:
-        if self.kind is Normalize.channel or self.mean.shape[-2:] == (height, width):
-            return self.mean
-        return F.interpolate(self.mean[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-
-    def __call__(self, images: torch.Tensor, alphas: torch.Tensor | None = None) -> torch.Tensor:
-        """`images` uint8 (..., 3, H, W) on the device; `alphas` (B, 3) lighting coefficients or None."""
-        x = images.float()
-        if alphas is not None:
-            x = x + lighting_offsets(alphas.to(x.device))[:, :, None, None]
-        x = (x - self._mean_for(*x.shape[-2:])) / self.scale
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x

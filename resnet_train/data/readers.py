@@ -12,9 +12,11 @@ from pathlib import Path
 
 import torch
 from torchvision import datasets
-from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 
+from ..config import DatasetName
 from ..errors import UserError
+from .files import check_class_count, decode_all, eval_folder, scan_folder
+from .split import hold_out
 
 
 @dataclass
@@ -23,12 +25,13 @@ class ImageSet:
 
     images: torch.Tensor
     labels: torch.Tensor
+    classes: list[str]  # the names the labels index
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: torch.Tensor) -> ImageSet:
-        return ImageSet(self.images[index], self.labels[index])
+    def subset(self, index: list[int]) -> ImageSet:
+        return ImageSet(self.images[index], self.labels[index], self.classes)
 
 
 OFFICIAL = {
@@ -44,7 +47,8 @@ def read_cifar(name: str, root: str | Path, download: bool, num_classes: int) ->
     root = Path(root).expanduser()
     cls, folder, archive = OFFICIAL[name]
     if (root / "train").is_dir() and (root / "test").is_dir():
-        return read_image_folder(root / "train", num_classes), read_image_folder(root / "test", num_classes)
+        train = read_image_folder(root / "train", num_classes)
+        return train, read_image_folder(root / "test", num_classes, train.classes)
     if (root / folder).is_dir():
         missing = [f for f, _ in cls.train_list + cls.test_list if not (root / folder / f).is_file()]
         if missing:
@@ -72,49 +76,24 @@ def read_cifar(name: str, root: str | Path, download: bool, num_classes: int) ->
 
 def _from_arrays(dataset) -> ImageSet:
     images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
-    return ImageSet(images, torch.tensor(dataset.targets, dtype=torch.int64))
+    return ImageSet(images, torch.tensor(dataset.targets, dtype=torch.int64), list(dataset.classes))
 
 
-def read_image_folder(folder: str | Path, num_classes: int | None) -> ImageSet:
-    """Decode every image of an ImageFolder tree (one sub-folder per class, sorted names = labels).
+def read_image_folder(
+    folder: str | Path, num_classes: int | None, classes: list[str] | None = None
+) -> ImageSet:
+    """Decode every image of an ImageFolder tree (one sub-folder per class; see files.scan_folder, which
+    labels an evaluation tree by the training set's `classes`).
 
-    All images must have one size (as CIFAR's do); images of varied sizes go through the DataLoader path.
+    All images must have one size (as CIFAR's do); images of varied sizes go through the streamed loader.
     """
-    folder = Path(folder)
-    try:
-        tree = datasets.ImageFolder(str(folder), loader=str)
-    except (FileNotFoundError, OSError) as error:
-        raise UserError(f"cannot read the image tree {folder}: {error}") from None
-    if num_classes is not None and len(tree.classes) != num_classes:
-        raise UserError(
-            f"{folder} has {len(tree.classes)} class folders but the config expects {num_classes} classes "
-            f"(data.num_classes)"
-        )
-    paths = [path for path, _ in tree.samples]
-    images = _decode_all(paths)
+    files = scan_folder(folder, classes)
+    check_class_count(files, num_classes)
+    images = decode_all(files.paths)
     sizes = {tuple(image.shape) for image in images}
     if len(sizes) != 1:
         raise UserError(f"{folder}: images of different sizes {sorted(sizes)[:3]}; expected one size")
-    return ImageSet(torch.stack(images), torch.tensor(tree.targets, dtype=torch.int64))
-
-
-def _decode_all(paths: list[str], chunk: int = 4096) -> list[torch.Tensor]:
-    images: list[torch.Tensor] = []
-    for start in range(0, len(paths), chunk):
-        part = paths[start : start + chunk]
-        data = [read_file(path) for path in part]
-        try:
-            images.extend(decode_jpeg(data, mode=ImageReadMode.RGB))
-        except RuntimeError:
-            images.extend(_decode_one(path, raw) for path, raw in zip(part, data))  # PNGs, or a bad file
-    return images
-
-
-def _decode_one(path: str, data: torch.Tensor) -> torch.Tensor:
-    try:
-        return decode_image(data, mode=ImageReadMode.RGB)
-    except RuntimeError as error:
-        raise UserError(f"cannot decode image {path}: {str(error).splitlines()[0]}") from None
+    return ImageSet(torch.stack(images), torch.tensor(files.labels, dtype=torch.int64), files.classes)
 
 
 def synthetic(
@@ -132,6 +111,54 @@ def synthetic(
         labels = torch.randint(num_classes, (count,), generator=generator)
         noise = torch.randn(count, 3, size, size, generator=generator) * 0.25
         images = ((patterns[labels] + noise).clamp(0, 1) * 255).round().to(torch.uint8)
-        return ImageSet(images, labels)
+        return ImageSet(images, labels, classes)
 
+    classes = [f"class{i}" for i in range(num_classes)]
     return draw(train_size), draw(test_size)
+
+
+@dataclass
+class Splits:
+    train: ImageSet
+    val: ImageSet | None
+    test: ImageSet
+    synthetic: bool
+
+    @property
+    def classes(self) -> list[str]:
+        return self.train.classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.train.classes)
+
+
+def load_splits(
+    name: DatasetName,
+    root: str,
+    *,
+    download: bool = False,
+    num_classes: int | None = None,
+    image_size: int = 32,
+    val_size: int = 0,
+    train_size: int = 5000,
+    test_size: int = 1000,
+) -> Splits:
+    """Read a dataset into memory, holding out `val_size` training images as a validation set."""
+    if name in (DatasetName.cifar10, DatasetName.cifar100):
+        expected = num_classes or (10 if name is DatasetName.cifar10 else 100)
+        train, test = read_cifar(name.value, root, download, expected)
+    elif name is DatasetName.synthetic:
+        if not num_classes:
+            raise UserError("data=synthetic needs data.num_classes")
+        train, test = synthetic(num_classes, image_size, train_size, test_size)
+    elif name is DatasetName.imagefolder:
+        train = read_image_folder(f"{root}/train", num_classes)
+        test = read_image_folder(eval_folder(root, name), num_classes, train.classes)  # test/, else val/
+    else:
+        raise UserError(f"data={name.value} is not served from memory; use the streamed loader")
+    val = None
+    if val_size:
+        kept, held = hold_out(len(train), val_size, "the training set")
+        train, val = train.subset(kept), train.subset(held)
+    return Splits(train, val, test, name is DatasetName.synthetic)

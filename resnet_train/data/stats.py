@@ -11,12 +11,24 @@ settings change.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+from ..errors import UserError
+from .augment import center_view
+from .collate import collate
+from .files import BadImages, ImageFiles
+from .samples import EvalSamples, make_loader
+from .split import Shard
+
+if TYPE_CHECKING:
+    from .interface import Collectives
 
 log = logging.getLogger("resnet_train")
 
@@ -50,6 +62,17 @@ class InputStats:
             float(pixel_var.clamp_min(1e-6).sqrt()),
             count,
         )
+
+    @classmethod
+    def fit(cls, images: torch.Tensor, chunk: int = 4096) -> InputStats:
+        """Of a whole uint8 (N, 3, H, W) set held in memory (the CIFAR backend: every training image)."""
+        total = torch.zeros(images.shape[1:], dtype=torch.float64)
+        squares = torch.zeros(images.shape[1], dtype=torch.float64)
+        for start in range(0, len(images), chunk):
+            pixels = images[start : start + chunk].double()
+            total += pixels.sum(dim=0)
+            squares += pixels.square().sum(dim=(0, 2, 3))
+        return cls.from_sums(total, squares, len(images))
 
     def state_dict(self) -> dict:
         return {
@@ -116,3 +139,50 @@ def save_cached(stats: InputStats, folders: list[Path], name: str, train_images:
         return path
     log.warning("could not cache the input statistics in %s", ", ".join(map(str, folders)))
     return None
+
+
+def compute_input_stats(
+    files: ImageFiles, image_size: int, resize: int, samples: int, *, workers: int, bad_images: BadImages,
+    shard: Shard, collectives: Collectives,
+) -> InputStats:  # fmt: skip
+    """The statistics of a fixed sample of training images (centre views); each rank reads its share and the
+    sums are added across ranks."""
+    chosen = sample_indices(len(files), samples)[shard.rank :: shard.world_size]
+    view = functools.partial(center_view, resize=resize, size=image_size)
+    loader = make_loader(EvalSamples(files.subset(chosen), view), workers, False, collate, batch_size=64)
+    total = torch.zeros(3, image_size, image_size, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    count = 0
+    for views, labels, _, failures in loader:
+        bad_images.report(failures)
+        if len(labels):
+            pixels = views.double()
+            total += pixels.sum(dim=0)
+            squares += pixels.square().sum(dim=(0, 2, 3))
+            count += len(labels)
+    sums = torch.cat([total.flatten(), squares, torch.tensor([float(count)])])
+    sums = collectives.all_reduce_sum(sums.to(shard.device))
+    sums = sums.cpu()
+    total, squares, count = sums[: total.numel()].view_as(total), sums[total.numel() : -1], int(sums[-1])
+    if not count:
+        raise UserError(f"no readable image among the {samples} sampled from {files.folder}")
+    return InputStats.from_sums(total, squares, count)
+
+
+def input_stats(
+    files: ImageFiles, image_size: int, resize: int, samples: int, cache_dirs: list[Path], *, workers: int,
+    bad_images: BadImages, shard: Shard, collectives: Collectives,
+) -> InputStats:  # fmt: skip
+    """Load the cached statistics, or compute and cache them (every rank computes a share)."""
+    name = cache_name(image_size, resize, min(samples, len(files)))
+    stats = load_cached(cache_dirs, name, len(files))
+    if not collectives.any_rank(stats is None, shard.device):
+        return stats
+    log.info("computing the mean image over %d training images", min(samples, len(files)))
+    stats = compute_input_stats(
+        files, image_size, resize, samples, workers=workers, bad_images=bad_images, shard=shard,
+        collectives=collectives,
+    )  # fmt: skip
+    if shard.rank == 0:
+        save_cached(stats, cache_dirs, name, len(files))
+    return stats

@@ -1,5 +1,8 @@
 """ImageFolder trees as lists of files, and decoding that names (and by choice skips) unreadable images.
 
+Both backends scan and decode here: the in-memory one decodes a whole tree once (`decode_all`), the
+streamed one a file at a time in DataLoader workers (`read_bytes`, `decode_rgb`).
+
 The layout is torchvision's ImageFolder (and ImageNet's): `root/train/<class>/<image>` and
 `root/val/<class>/<image>` (or `root/test/...`). Labels are the positions of the training class folders in
 sorted order; an evaluation folder is labelled with the training set's classes, by name.
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import torch
 from torchvision import datasets
-from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 
 from ..config import BadImage, DatasetName
 from ..errors import UserError
@@ -109,6 +112,27 @@ def decode_error_reason(error: Exception) -> str:
     """The decoder's message without its source location ("decode_jpeg, .../decode_jpeg.cpp:171, ...")."""
     lines = str(error).strip().splitlines()
     return re.sub(r"^.*\.cpp:\d+,\s*", "", lines[0]) if lines else type(error).__name__
+
+
+def decode_all(paths: list[str], chunk: int = 4096) -> list[torch.Tensor]:
+    """Decode every file to uint8 (3, H, W) RGB: JPEGs `chunk` at a time in one call, a chunk holding a PNG or
+    a bad file file by file. An unreadable image stops with its name (a set held in memory has no gaps)."""
+    images: list[torch.Tensor] = []
+    for start in range(0, len(paths), chunk):
+        part = paths[start : start + chunk]
+        datas = [read_bytes(path) for path in part]
+        if all(data is not None and data.numel() for data in datas):
+            try:
+                images.extend(decode_jpeg(datas, mode=ImageReadMode.RGB))
+                continue
+            except RuntimeError:
+                pass
+        for path, data in zip(part, datas):
+            image, reason = decode_rgb(data)
+            if image is None:
+                raise UserError(f"cannot decode image {path}: {reason}")
+            images.append(image)
+    return images
 
 
 class BadImages:

@@ -1,0 +1,166 @@
+"""The one way from a data config to batches: `build_data` for training (training batches, evaluation sets,
+class names and input statistics) and `build_eval_set` for the tools that evaluate stored weights.
+
+Both backends share the hold-out and sharding (split.py), scanning and decoding (files.py) and normalisation
+(normalize.py); they differ only in where images live: `memory` (decoded once, held on the device) or
+`stream` (read from files batch by batch).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..config import Crops, DataConfig, Loader
+from ..errors import UserError
+from .augment import center_view, scale_views, ten_views, train_transform
+from .files import BadImages, ImageFiles, check_class_count, eval_folder, scan_folder
+from .interface import SINGLE_PROCESS, Collectives, EvalBatches, RunData
+from .memory import MemoryEvalBatches, MemoryTrainBatches
+from .normalize import Normalizer
+from .readers import load_splits
+from .split import ONE_CPU_PROCESS, Shard, hold_out
+from .stats import InputStats, input_stats
+from .stream import StreamEvalBatches, StreamTrainBatches
+
+log = logging.getLogger("resnet_train")
+
+
+def build_data(
+    d: DataConfig, *, batch_size: int, eval_batch_size: int, seed: int, shard: Shard = ONE_CPU_PROCESS,
+    channels_last: bool = False, run_dir: Path | None = None, collectives: Collectives = SINGLE_PROCESS,
+) -> RunData:  # fmt: skip
+    """Training batches (`batch_size` is the global batch; this rank gets its share) and the centre-view
+    evaluation sets ("test", and "val" with data.val_size > 0). `run_dir` holds the streamed mean-image cache
+    when the data folder is read-only; `collectives` sums the statistics across ranks."""
+    if d.loader is Loader.memory:
+        splits = _memory_splits(d, download=d.download)
+        stats = InputStats.fit(splits.train.images)
+        normalize = Normalizer(stats, d.normalize, shard.device)
+        train = MemoryTrainBatches(
+            splits.train, normalize, batch_size, seed=seed, shard=shard, channels_last=channels_last
+        )
+        sets = {"test": splits.test, "val": splits.val}
+        evals = {
+            split: MemoryEvalBatches(
+                images, normalize, eval_batch_size, shard=shard, channels_last=channels_last
+            )
+            for split, images in sets.items()
+            if images is not None
+        }
+        return RunData(train, evals, splits.classes, stats, splits.synthetic)
+    root = Path(d.root).expanduser()
+    train_files, files_by_split = _stream_splits(d)
+    bad_images = BadImages(d.on_bad_image)
+    cache_dirs = [root] + ([Path(run_dir)] if run_dir is not None else [])
+    stats = input_stats(
+        train_files, d.image_size, d.test_resize, d.mean_samples, cache_dirs, workers=d.workers,
+        bad_images=bad_images, shard=shard, collectives=collectives,
+    )  # fmt: skip
+    normalize = Normalizer(stats, d.normalize, shard.device, channels_last)
+    try:
+        transform = train_transform(d.augment, d.image_size, tuple(d.scale_range))
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    train = StreamTrainBatches(
+        train_files, transform, normalize, batch_size, seed=seed, lighting=d.lighting, decode=d.decode,
+        bad_images=bad_images, workers=d.workers, shard=shard,
+    )  # fmt: skip
+    view = functools.partial(center_view, resize=d.test_resize, size=d.image_size)
+    evals = {
+        split: StreamEvalBatches(
+            files, view, normalize, eval_batch_size, bad_images=bad_images, workers=d.workers, shard=shard
+        )
+        for split, files in files_by_split.items()
+    }
+    return RunData(train, evals, train_files.classes, stats)
+
+
+def _memory_splits(d: DataConfig, download: bool):
+    return load_splits(
+        d.name, d.root, download=download, num_classes=d.num_classes, image_size=d.image_size,
+        val_size=d.val_size, train_size=d.train_size, test_size=d.test_size,
+    )  # fmt: skip
+
+
+def _stream_splits(
+    d: DataConfig, classes: list[str] | None = None
+) -> tuple[ImageFiles, dict[str, ImageFiles]]:
+    """train/ (less the held-out images) and the evaluation splits of a streamed tree."""
+    if d.test_resize < d.image_size:
+        raise UserError(f"data.test_resize={d.test_resize} must be at least data.image_size={d.image_size}")
+    root = Path(d.root).expanduser()
+    train_files = scan_folder(root / "train", classes)
+    check_class_count(train_files, d.num_classes)
+    splits = {"test": scan_folder(eval_folder(root, d.name), train_files.classes)}
+    if d.val_size:
+        kept, held = hold_out(len(train_files), d.val_size, "train/")
+        train_files, splits["val"] = train_files.subset(kept), train_files.subset(held)
+    return train_files, splits
+
+
+@dataclass
+class EvalSet:
+    """One evaluation split for a tool: its batches, how many images it holds, where they were read from and
+    the unreadable ones met (counted while the batches are consumed)."""
+
+    batches: EvalBatches
+    images: int
+    folder: str | None
+    bad_images: BadImages
+
+
+def build_eval_set(
+    d: DataConfig, *, stats: InputStats | None, classes: list[str] | None, split: str = "test",
+    crops: Crops = Crops.center, batch_size: int, device: torch.device,
+) -> EvalSet:  # fmt: skip
+    """The `split` ("test" or "val") of the dataset `d`, normalised with `stats` (a checkpoint's; None: fit
+    them to the training set, as training did). Streamed sets are labelled by `classes` and seen through
+    `crops` (centre, ten crops or multi-scale, Sec. 3.4); in-memory sets are tested on the original images
+    only (Sec. 4.2)."""
+    bad_images = BadImages(d.on_bad_image)
+    if d.loader is Loader.memory:
+        if crops is not Crops.center:
+            raise UserError(
+                f"eval.crops={crops.value} needs a streamed dataset (data.loader=stream); {d.name.value} is "
+                f"tested on the original images only (Sec. 4.2): use eval.crops=center"
+            )
+        splits = _memory_splits(d, download=False)
+        images = splits.val if split == "val" else splits.test
+        if images is None:
+            raise UserError("the run held out no validation set (data.val_size=0); use the test split")
+        stats = stats or InputStats.fit(splits.train.images)
+        normalize = Normalizer(stats, d.normalize, device)
+        batches = MemoryEvalBatches(images, normalize, batch_size, shard=Shard(device))
+        return EvalSet(batches, len(images), None, bad_images)
+    if split == "val" or classes is None or stats is None:  # the held-out images, or inputs from train/
+        train_files, files_by_split = _stream_splits(d, classes)
+    else:  # the checkpoint's classes and statistics: train/ is not needed
+        root = Path(d.root).expanduser()
+        train_files, files_by_split = None, {"test": scan_folder(eval_folder(root, d.name), classes)}
+    if split not in files_by_split:
+        raise UserError("the run held out no validation set (data.val_size=0); use the test split")
+    if stats is None:
+        stats = input_stats(
+            train_files, d.image_size, d.test_resize, d.mean_samples, [Path(d.root).expanduser()],
+            workers=d.workers, bad_images=bad_images, shard=Shard(), collectives=SINGLE_PROCESS,
+        )  # fmt: skip
+    files = files_by_split[split]
+    views = {
+        Crops.center: functools.partial(center_view, resize=d.test_resize, size=d.image_size),
+        Crops.ten: functools.partial(ten_views, resize=d.test_resize, size=d.image_size),
+        Crops.multiscale: functools.partial(scale_views, scales=list(d.test_scales)),
+    }
+    views_per_image = {Crops.center: 1, Crops.ten: 10, Crops.multiscale: 2 * len(d.test_scales)}[crops]
+    # Multi-scale views differ in size: one image per loader item keeps few tensors (and file descriptors) in
+    # flight between the workers and this process; the net scores them one image at a time anyway.
+    batch_size = 1 if crops is Crops.multiscale else max(1, batch_size // views_per_image)
+    batches = StreamEvalBatches(
+        files, views[crops], Normalizer(stats, d.normalize, device), batch_size, shard=Shard(device),
+        workers=d.workers, bad_images=bad_images,
+    )  # fmt: skip
+    return EvalSet(batches, len(files), files.folder, bad_images)

@@ -1,0 +1,61 @@
+"""The streamed backend's datasets: one image read (decoded, augmented) per item, in DataLoader workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch.utils.data import DataLoader, Dataset
+
+from .augment import augment_sample
+from .files import ImageFiles, decode_rgb, read_bytes
+
+
+class TrainSamples(Dataset):
+    """One training image from (index, seed): decoded and augmented (decode=cpu), or its bytes only."""
+
+    def __init__(self, files: ImageFiles, transform: Callable, lighting: float, decode: bool):
+        self.files, self.transform, self.lighting, self.decode = files, transform, lighting, decode
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        path, label = self.files.paths[index], self.files.labels[index]
+        data = read_bytes(path)
+        if not self.decode:
+            return data, label, seed, path
+        image, reason = decode_rgb(data)
+        if image is None:
+            return None, label, None, (path, reason)
+        image, alpha = augment_sample(image, seed, self.transform, self.lighting)
+        return image, label, alpha, None
+
+
+class EvalSamples(Dataset):
+    """One test image through `view` (centre crop, ten crops or the list of scales)."""
+
+    def __init__(self, files: ImageFiles, view: Callable):
+        self.files, self.view = files, view
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        path, label = self.files.paths[index], self.files.labels[index]
+        image, reason = decode_rgb(read_bytes(path))
+        if image is None:
+            return None, label, None, (path, reason)
+        return self.view(image), label, None, None
+
+
+def make_loader(
+    dataset: Dataset, workers: int, pin: bool, collate_fn: Callable, persistent: bool = False, **sampling
+) -> DataLoader:
+    """`persistent`: the workers stay alive across epochs (a new epoch only resets the sampler), for the
+    training set; evaluation sets start theirs at each evaluation. uint8 batches are pinned when `pin`, for
+    an asynchronous copy to the GPU."""
+    return DataLoader(
+        dataset, num_workers=workers, pin_memory=pin, persistent_workers=persistent and workers > 0,
+        prefetch_factor=4 if workers > 0 else None, collate_fn=collate_fn, **sampling,
+    )  # fmt: skip
