@@ -18,8 +18,6 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from ..config import BottleneckStride, DatasetName, Family, Shortcut, Stem
-
 
 @dataclass
 class RunningStd:
@@ -112,76 +110,31 @@ def layer_responses(
     ], seen
 
 
-def _enum(enum_type, value):
-    """A config value stored in a checkpoint: by name (as the engine stores enums) or by value."""
-    try:
-        return enum_type[value]
-    except KeyError:
-        return enum_type(value)
-
-
-def model_from_checkpoint(checkpoint: dict, num_classes: int) -> nn.Module:
-    """Rebuild the checkpoint's net from its stored config and load its weights (strictly)."""
-    from ..models import build_model
-
-    m, d = checkpoint["config"]["model"], checkpoint["config"]["data"]
-    model = build_model(
-        _enum(Family, m["family"]), m["depth"], m["residual"], num_classes,
-        shortcut=_enum(Shortcut, m["shortcut"]),
-        bottleneck_stride=_enum(BottleneckStride, m["bottleneck_stride"]), stem=_enum(Stem, m["stem"]),
-        input_size=d["image_size"], zero_init_residual=m["zero_init_residual"],
-    )  # fmt: skip
-    state = checkpoint["model"]
-    # A checkpoint of a compiled or DDP-wrapped model may carry their prefixes; the weights are the same.
-    for prefix in ("_orig_mod.", "module."):
-        state = {k.removeprefix(prefix): v for k, v in state.items()}
-    model.load_state_dict(state)
-    return model
-
-
-def evaluation_batches(
-    checkpoint: dict, *, data_root: str | None = None, split: str = "test", batch_size: int = 500,
-    device: torch.device | str = "cpu",
-):  # fmt: skip
-    """The evaluation set the checkpoint's run used (its data config; `data_root` replaces the stored root),
-    normalised with the training set's statistics as in training. Returns (batches, num_classes)."""
-    from ..data import EvalBatches, Normalizer, load_splits
-
-    d = checkpoint["config"]["data"]
-    splits = load_splits(
-        _enum(DatasetName, d["name"]), data_root or d["root"], download=False, num_classes=d["num_classes"],
-        image_size=d["image_size"], val_size=d["val_size"], train_size=d["train_size"],
-        test_size=d["test_size"],
-    )  # fmt: skip
-    subset = splits.val if split == "val" else splits.test
-    if subset is None:
-        raise ValueError(
-            "the checkpoint's run held out no validation set (data.val_size=0); use the test split"
-        )
-    normalize = Normalizer.fit(splits.train.images)
-    return EvalBatches(subset, normalize, batch_size, device=torch.device(device)), splits.num_classes
-
-
 def checkpoint_responses(
     checkpoint: dict, source: str, *, data_root: str | None = None, split: str = "test",
     max_images: int | None = None, batch_size: int = 500, device: torch.device | str = "cpu",
 ) -> ResponseResult:  # fmt: skip
-    """Fig. 7's numbers for one checkpoint, on the data its run was tested on."""
+    """Fig. 7's numbers for one checkpoint, on the data its run was tested on (`data_root` replaces the
+    stored root), normalised as in training."""
+    from ..data import build_eval_set
+    from ..engine.restore import restore
     from ..models import model_name
     from .runs import display_name
 
-    m = checkpoint["config"]["model"]
-    batches, num_classes = evaluation_batches(
-        checkpoint, data_root=data_root, split=split, batch_size=batch_size, device=device
+    restored = restore(checkpoint, [f"data.root={data_root}"] if data_root else [], source=source)
+    m, d = restored.config.model, restored.config.data
+    device = torch.device(device)
+    evals = build_eval_set(
+        d, stats=restored.stats, classes=restored.classes, split=split, batch_size=batch_size, device=device
     )
-    model = model_from_checkpoint(checkpoint, num_classes).to(device)
-    layers, seen = layer_responses(model, batches, max_images)
+    layers, seen = layer_responses(restored.model.to(device), evals.batches, max_images)
+    name = model_name(m.residual, m.depth)
     return ResponseResult(
         source=source,
-        model=model_name(m["residual"], m["depth"]),
-        label=display_name(model_name(m["residual"], m["depth"]), m["residual"], m["depth"]),
-        residual=bool(m["residual"]),
-        dataset=str(checkpoint["config"]["data"]["name"]),
+        model=name,
+        label=display_name(name, m.residual, m.depth),
+        residual=m.residual,
+        dataset=d.name.value,
         images=seen,
         layers=layers,
     )

@@ -18,7 +18,8 @@ import torch
 from omegaconf import OmegaConf
 
 from ..config import Family, ModelConfig, config_dir
-from ..models import build_model, count_macs, count_parameters
+from ..engine.restore import model_from_config
+from ..models import count_macs, count_parameters
 from ..models.resnet import NATURAL_INPUT_SIZE
 
 NATURAL_NUM_CLASSES = {Family.cifar: 10, Family.imagenet: 1000}
@@ -39,11 +40,7 @@ def describe(name: str, path: Path, input_size: int | None, num_classes: int | N
     m = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path))
     size = input_size or NATURAL_INPUT_SIZE[m.family]
     with torch.device("meta"):  # shapes only: no memory for the weights and no time spent initialising them
-        model = build_model(
-            m.family, m.depth, m.residual, num_classes or NATURAL_NUM_CLASSES[m.family], shortcut=m.shortcut,
-            bottleneck_stride=m.bottleneck_stride, stem=m.stem, input_size=size,
-            zero_init_residual=m.zero_init_residual,
-        )  # fmt: skip
+        model = model_from_config(m, num_classes or NATURAL_NUM_CLASSES[m.family], size)
     return {
         "name": name,
         "family": m.family.value,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,22 +19,21 @@ from ..config import (
     Config,
     DeviceKind,
     Family,
-    Loader,
     NanPolicy,
     Precision,
     TrainerConfig,
     Warmup,
 )
-from ..data import EvalBatches, Normalizer, TrainBatches, load_splits
-from ..data.stream import build_stream_data
+from ..data import RunData, Shard, build_data
 from ..errors import UserError
-from ..models import build_model, count_parameters, model_name
+from ..models import count_parameters, model_name
 from . import distributed
 from .checkpoint import check_identity, latest_checkpoint, load_checkpoint
 from .evaluate import evaluate
 from .logger import RunLogger
 from .loop import LoopSettings, Trainer
 from .optim import LrSchedule, build_optimizer
+from .restore import model_from_config
 
 log = logging.getLogger("resnet_train")
 
@@ -85,59 +84,11 @@ def find_resume_checkpoint(resume: str, run_dir: Path) -> dict | None:
     return load_checkpoint(Path(resume).expanduser())
 
 
-@dataclass
-class RunData:
-    """What the loop needs from a dataset: training batches by epoch, evaluation sets by split name."""
-
-    train: TrainBatches  # or any object with .epoch(epoch, start) and .iters_per_epoch
-    evals: dict[str, EvalBatches]  # "test", and "val" when data.val_size > 0
-    num_classes: int
-    synthetic: bool
-    # Stored in every checkpoint: what evaluating the weights needs (streamed data: classes, mean image).
-    checkpoint_extra: dict = field(default_factory=dict)
-
-
-def build_data(
-    config: Config,
-    device: torch.device,
-    world: distributed.World,
-    channels_last: bool,
-    run_dir: Path | None = None,  # where the mean image is cached when the data folder is read-only
-) -> RunData:
-    d, t = config.data, config.trainer
-    if d.loader is Loader.stream:  # data=imagenet and data=imagefolder: files streamed by DataLoader workers
-        stream = build_stream_data(
-            d, t.batch_size, t.eval_batch_size, seed=t.seed, device=device, rank=world.rank,
-            world_size=world.world_size, channels_last=channels_last, run_dir=run_dir,
-        )  # fmt: skip
-        return RunData(stream.train, stream.evals, len(stream.classes), False, stream.checkpoint_state())
-    splits = load_splits(
-        d.name, d.root, download=d.download, num_classes=d.num_classes, image_size=d.image_size,
-        val_size=d.val_size, train_size=d.train_size, test_size=d.test_size,
-    )  # fmt: skip
-    normalize = Normalizer.fit(splits.train.images)
-    shard = {
-        "device": device,
-        "rank": world.rank,
-        "world_size": world.world_size,
-        "channels_last": channels_last,
-    }
-    train_batches = TrainBatches(splits.train, normalize, t.batch_size, seed=t.seed, **shard)
-    evals = {"test": EvalBatches(splits.test, normalize, t.eval_batch_size, **shard)}
-    if splits.val is not None:
-        evals["val"] = EvalBatches(splits.val, normalize, t.eval_batch_size, **shard)
-    return RunData(train_batches, evals, splits.num_classes, splits.synthetic)
-
-
 def build_model_and_optimizer(
     config: Config, num_classes: int, device: torch.device, channels_last: bool, cuda_graph: bool = False
 ):
     m, o, sc, t = config.model, config.optim, config.sched, config.trainer
-    raw_model = build_model(
-        m.family, m.depth, m.residual, num_classes, shortcut=m.shortcut,
-        bottleneck_stride=m.bottleneck_stride, stem=m.stem, input_size=config.data.image_size,
-        zero_init_residual=m.zero_init_residual,
-    )  # fmt: skip
+    raw_model = model_from_config(m, num_classes, config.data.image_size)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     raw_model = raw_model.to(device, memory_format=memory_format)
     optimizer = build_optimizer(
@@ -148,11 +99,7 @@ def build_model_and_optimizer(
     warmup = sc.warmup is Warmup.on or (
         sc.warmup is Warmup.auto and m.family is Family.cifar and m.depth >= 110
     )
-    schedule = LrSchedule(
-        sc.name, o.lr, t.max_iters, milestones=sc.milestones, gamma=sc.gamma, step_every=sc.step_every,
-        min_lr=sc.min_lr, warmup=warmup, warmup_lr=sc.warmup_lr,
-        warmup_until_train_error=sc.warmup_until_train_error, patience=sc.patience, threshold=sc.threshold,
-    )  # fmt: skip
+    schedule = LrSchedule.from_config(sc, o.lr, t.max_iters, warmup=warmup)
     return raw_model, optimizer, schedule
 
 
@@ -213,7 +160,11 @@ def build_trainer(
     """Data, model, optimizer, schedule and loop for `config`; returns (trainer, data, parameter count)."""
     m, t = config.model, config.trainer
     try:
-        data = build_data(config, rt.device, world, rt.channels_last, run_dir)
+        data = build_data(
+            config.data, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, seed=t.seed,
+            shard=Shard(rt.device, world.rank, world.world_size), channels_last=rt.channels_last,
+            run_dir=run_dir, collectives=distributed,  # the module's all_reduce_sum and any_rank
+        )  # fmt: skip
         raw_model, optimizer, schedule = build_model_and_optimizer(
             config, data.num_classes, rt.device, rt.channels_last, rt.cuda_graph
         )
@@ -229,17 +180,19 @@ def build_trainer(
     if rt.compile:
         model = torch.compile(model, mode=rt.compile_mode.value)
     settings = LoopSettings(
-        t.max_iters, t.eval_every, t.log_every, t.checkpoint_every, rt.amp_dtype, t.nan_policy, rt.cuda_graph,
-        t.batch_size // world.world_size,
-        extra_state={"identity": identity(config), "config": _plain(config), **data.checkpoint_extra},
+        max_iters=t.max_iters, eval_every=t.eval_every, log_every=t.log_every,
+        checkpoint_every=t.checkpoint_every, amp_dtype=rt.amp_dtype, nan_policy=t.nan_policy,
+        cuda_graph=rt.cuda_graph, rank_batch_size=t.batch_size // world.world_size,
+        extra_state={"identity": identity(config), "config": _plain(config), **data.checkpoint_state()},
     )  # fmt: skip
     logger = RunLogger(
         run_dir, enabled=world.is_main, start_iteration=start, max_iters=t.max_iters,
         progress=t.progress, synthetic=data.synthetic,
     )  # fmt: skip
     trainer = Trainer(
-        model, raw_model, optimizer, schedule, data.train, data.evals, logger, run_dir / "checkpoints",
-        settings, device=rt.device, world=world, evaluate=evaluate,
+        model, raw_model=raw_model, optimizer=optimizer, schedule=schedule, train_batches=data.train,
+        eval_sets=data.evals, logger=logger, checkpoint_dir=run_dir / "checkpoints", settings=settings,
+        device=rt.device, world=world, evaluate=evaluate,
     )  # fmt: skip
     return trainer, data, params
 

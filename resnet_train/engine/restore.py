@@ -1,0 +1,87 @@
+"""One way back from a checkpoint to what it holds: the config it was trained with, the net rebuilt from that
+config with its weights, the class names its outputs mean and the statistics its inputs were normalised with.
+
+The trainer builds its net with `model_from_config`; resnet-eval, resnet-responses, `resnet_train.load_model`
+and anything else that uses stored weights go through `restore`. Enums in a stored config are decoded by the
+schema (OmegaConf), the same way the CLI decodes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ..config import Config, ModelConfig
+from ..data import InputStats, Normalizer
+from ..errors import UserError
+from ..models import build_model
+from .checkpoint import load_checkpoint
+
+
+def model_from_config(m: ModelConfig, num_classes: int, input_size: int) -> torch.nn.Module:
+    """The net a model config describes, for `num_classes` outputs and `input_size` images."""
+    return build_model(
+        m.family, m.depth, m.residual, num_classes, shortcut=m.shortcut,
+        bottleneck_stride=m.bottleneck_stride, stem=m.stem, input_size=input_size,
+        zero_init_residual=m.zero_init_residual,
+    )  # fmt: skip
+
+
+def config_from_plain(stored: dict, overrides: list[str] = (), schema: type = Config):
+    """A stored config (plain values, enums by name) with `overrides` (dotted key=value), validated by
+    `schema`."""
+    try:
+        merged = OmegaConf.merge(
+            OmegaConf.structured(schema), stored, OmegaConf.from_dotlist(list(overrides))
+        )
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        raise UserError(f"bad override or stored config: {str(error).splitlines()[0]}") from None
+
+
+@dataclass
+class Restored:
+    """What a checkpoint holds, ready to use. `classes` and `stats` are None for a checkpoint written before
+    checkpoints carried them (then the data's training set gives them)."""
+
+    config: Config
+    model: torch.nn.Module  # on the CPU, in eval mode, weights loaded strictly
+    classes: list[str] | None
+    stats: InputStats | None
+    iteration: int | None
+
+    def normalizer(self, device: torch.device | str = "cpu") -> Normalizer:
+        """The input normalisation the net was trained with (uint8 images in, network inputs out)."""
+        if self.stats is None:
+            raise UserError("this checkpoint holds no input statistics (written by an older version)")
+        return Normalizer(self.stats, self.config.data.normalize, device)
+
+
+def restore(
+    checkpoint: dict | str | Path, overrides: list[str] = (), schema: type = Config, source: str | None = None
+) -> Restored:
+    """Rebuild what `checkpoint` (loaded, or its path) holds, its config changed by `overrides`."""
+    if not isinstance(checkpoint, dict):
+        source = source or str(checkpoint)
+        checkpoint = load_checkpoint(Path(checkpoint).expanduser())
+    if "config" not in checkpoint:
+        raise UserError(f"{source or 'the checkpoint'} holds no config; it was not written by resnet-train")
+    config = config_from_plain(checkpoint["config"], overrides, schema)
+    inputs = checkpoint.get("input")
+    classes = list(inputs["classes"]) if inputs else None
+    stats = InputStats.from_state_dict(inputs["stats"]) if inputs else None
+    num_classes = len(classes) if classes else checkpoint["model"]["fc.weight"].shape[0]
+    model = model_from_config(config.model, num_classes, config.data.image_size)
+    model.load_state_dict(checkpoint["model"])
+    iteration = checkpoint.get("trainer", {}).get("iteration")
+    return Restored(config, model.eval(), classes, stats, iteration)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The trained net of the checkpoint at `path`, in eval mode on `device`. Its inputs are images
+    normalised as in training: `restore(path).normalizer(device)(uint8_images)`."""
+    return restore(path).model.to(device)
