@@ -47,6 +47,7 @@ from resnet_train.config import (
     Shortcut,
     TrainerConfig,
 )  # fmt: skip
+from resnet_train.data import TrainBatches
 from resnet_train.engine.distributed import World
 from resnet_train.engine.evaluate import evaluate
 from resnet_train.engine.run import Runtime, build_trainer
@@ -84,9 +85,9 @@ def cifar_config(model: str, args, setting: str, iters: int) -> Config:
 
 
 class EpochClock:
-    """Wraps the loop's batch source and records when each epoch starts (after the device is idle)."""
+    """A TrainBatches that wraps the loop's batch source and records when each epoch starts (device idle)."""
 
-    def __init__(self, inner, device):
+    def __init__(self, inner: TrainBatches, device: torch.device):
         self.inner, self.device, self.marks = inner, device, []
         self.iters_per_epoch = inner.iters_per_epoch
 

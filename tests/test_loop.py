@@ -48,7 +48,7 @@ def make_trainer(tmp_path, batches, nan_policy=NanPolicy.stop, max_iters=8, chec
         tmp_path, enabled=True, start_iteration=0, max_iters=max_iters, progress=False, synthetic=True
     )
     settings = LoopSettings(
-        max_iters,
+        max_iters=max_iters,
         eval_every=4,
         log_every=log_every,
         checkpoint_every=checkpoint_every,
@@ -58,14 +58,14 @@ def make_trainer(tmp_path, batches, nan_policy=NanPolicy.stop, max_iters=8, chec
     evals = {"test": [(batches.images[0], batches.labels[0])]}
     return Trainer(
         model,
-        model,
-        optimizer,
-        schedule,
-        batches,
-        evals,
-        logger,
-        tmp_path / "checkpoints",
-        settings,
+        raw_model=model,
+        optimizer=optimizer,
+        schedule=schedule,
+        train_batches=batches,
+        eval_sets=evals,
+        logger=logger,
+        checkpoint_dir=tmp_path / "checkpoints",
+        settings=settings,
         device=CPU,
         world=World(),
         evaluate=evaluate,

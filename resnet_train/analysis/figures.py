@@ -18,12 +18,13 @@ from typing import Sequence
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ..engine.logger import TRAIN_ERROR, eval_tags
 from .runs import Run
 
 log = logging.getLogger("resnet_train")
 
-TRAIN_TAG = "train/error"
-EVAL_TAGS = ("test/error", "val/error")  # the bold curve: the test error, or the validation error if no test
+TRAIN_TAG = TRAIN_ERROR  # the tags the trainer writes (engine/logger.py)
+EVAL_TAGS = (eval_tags("test")[0], eval_tags("val")[0])  # the bold curve: test error, else validation error
 ITERATION_UNIT = 1e4  # the paper's x axis is "iter. (1e4)"
 COLOURS = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",

@@ -13,14 +13,11 @@ from .distributed import all_reduce_sum
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Mean loss, top-1 and top-5 error (fractions). Unpacks as `loss, error = evaluate(...)`."""
+    """Mean loss, top-1 and top-5 error (fractions), read by name."""
 
     loss: float
     error: float
     top5_error: float
-
-    def __iter__(self):
-        return iter((self.loss, self.error))
 
 
 def topk_wrong(scores: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:

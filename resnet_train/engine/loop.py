@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from ..config import NanPolicy
+from ..data import EvalBatches, TrainBatches
 from ..errors import UserError
 from . import distributed
-from .checkpoint import rng_state, save_checkpoint, set_rng_state
+from .checkpoint import FORMAT_VERSION, rng_state, save_checkpoint, set_rng_state
 from .graph import StepGraph
 from .logger import RunLogger
 from .optim import LrSchedule
@@ -59,8 +60,10 @@ class LoopState:
     wall_time_s: float = 0.0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LoopSettings:
+    """When the loop logs, evaluates and saves, and how it steps; keyword-only, so no two can be swapped."""
+
     max_iters: int
     eval_every: int
     log_every: int
@@ -68,7 +71,7 @@ class LoopSettings:
     amp_dtype: torch.dtype | None = None  # None = fp32
     nan_policy: NanPolicy = NanPolicy.stop
     cuda_graph: bool = False  # capture the whole step once and replay it (graph.py)
-    batch_size: int = 0  # this rank's batch: the shape a CUDA graph is captured for
+    rank_batch_size: int = 0  # this rank's share of the global batch: the shape a CUDA graph is captured for
     extra_state: dict = field(default_factory=dict)  # identity and config, stored in every checkpoint
 
 
@@ -103,15 +106,15 @@ class Trainer:
     def __init__(
         self,
         model: torch.nn.Module,
+        *,
         raw_model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
         schedule: LrSchedule,
-        train_batches,
-        eval_sets: dict,
+        train_batches: TrainBatches,
+        eval_sets: dict[str, EvalBatches],
         logger: RunLogger,
         checkpoint_dir: Path,
         settings: LoopSettings,
-        *,
         device: torch.device,
         world: distributed.World,
         evaluate: Callable,
@@ -123,9 +126,9 @@ class Trainer:
         self.device, self.world, self.evaluate = device, world, evaluate
         self.state = LoopState()
         self.scaler = torch.amp.GradScaler(device.type, enabled=settings.amp_dtype is torch.float16)
-        self.graph = (
-            StepGraph(self._step, optimizer, device, settings.batch_size) if settings.cuda_graph else None
-        )
+        self.graph = None
+        if settings.cuda_graph:
+            self.graph = StepGraph(self._step, optimizer, device, settings.rank_batch_size)
         self.lr: float | None = None  # the lr of the latest step
         self.last_metrics: dict = {}
         # Device meters of the current logging window; a CUDA graph holds their addresses, so they are
@@ -139,7 +142,7 @@ class Trainer:
     # ---- state -------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
-            "format": 1,
+            "format": FORMAT_VERSION,
             "model": self.raw_model.state_dict(),
             "optimizer": _plain_lr(self.optimizer.state_dict()),
             "schedule": self.schedule.state_dict(),
@@ -311,8 +314,7 @@ class Trainer:
         st = self.state
         for split, batches in self.eval_sets.items():
             result = self.evaluate(self.raw_model, batches, self.device, self.settings.amp_dtype)
-            loss, error = result
-            top5_error = getattr(result, "top5_error", None)
+            loss, error, top5_error = result.loss, result.error, result.top5_error
             self.logger.eval_point(st.iteration, split, loss, error, top5_error)
             self.last_metrics[f"{split}_error"] = error
             self.last_metrics[f"{split}_loss"] = loss

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import torch
 
-from ..config import OptimizerName, ScheduleName
+from ..config import OptimizerName, SchedConfig, ScheduleName
 
 
 def build_optimizer(
@@ -76,6 +76,16 @@ class LrSchedule:
         self.warming_up = warmup
         self.patience, self.threshold = patience, threshold
         self.drops, self.best_val_error, self.evaluations_without_gain = 0, None, 0
+
+    @classmethod
+    def from_config(cls, sc: SchedConfig, base_lr: float, max_iters: int, *, warmup: bool) -> LrSchedule:
+        """The schedule a `sched` config group describes (`warmup`: whether this net warms up)."""
+        return cls(
+            sc.name, base_lr, max_iters, milestones=sc.milestones, gamma=sc.gamma, step_every=sc.step_every,
+            min_lr=sc.min_lr, warmup=warmup, warmup_lr=sc.warmup_lr,
+            warmup_until_train_error=sc.warmup_until_train_error, patience=sc.patience,
+            threshold=sc.threshold,
+        )  # fmt: skip
 
     def lr(self, iteration: int) -> float:
         if self.warming_up:
