@@ -142,3 +142,30 @@ def test_undecodable_image_is_named(tmp_path):
     bad.write_bytes(b"\xff\xd8\xff not a jpeg at all")
     with pytest.raises(UserError, match="broken.jpg"):
         load_splits(DatasetName.cifar10, str(tmp_path), num_classes=2)
+
+
+def test_a_test_folder_whose_classes_differ_from_trains_is_refused(tmp_path):
+    write_tree(tmp_path)
+    (tmp_path / "test" / "class1").rename(tmp_path / "test" / "zeppelin")
+    with pytest.raises(UserError, match="class folders that the training set lacks: zeppelin"):
+        load_splits(DatasetName.cifar10, str(tmp_path), num_classes=2)
+
+
+def test_an_empty_image_in_a_tree_is_one_error_naming_it(tmp_path):
+    write_tree(tmp_path)
+    (tmp_path / "test" / "class0" / "empty.jpg").write_bytes(b"")
+    with pytest.raises(UserError, match="empty.jpg: empty file"):
+        load_splits(DatasetName.cifar10, str(tmp_path), num_classes=2)
+
+
+def test_a_tree_without_test_names_the_missing_folder(tmp_path):
+    write_tree(tmp_path, splits=("train",))
+    with pytest.raises(UserError, match="test is missing: an ImageFolder tree needs test/"):
+        load_splits(DatasetName.cifar10, str(tmp_path), num_classes=2)
+
+
+def test_an_image_of_another_size_is_named(tmp_path):
+    write_tree(tmp_path)
+    Image.new("RGB", (64, 64)).save(tmp_path / "train" / "class1" / "big.jpg")
+    with pytest.raises(UserError, match="big.jpg is 64x64, but .*0.jpg is 8x8"):
+        load_splits(DatasetName.cifar10, str(tmp_path), num_classes=2)

@@ -88,10 +88,12 @@ def check_class_count(files: ImageFiles, num_classes: int | None) -> None:
 
 
 def read_bytes(path: str) -> torch.Tensor | None:
-    """The file's bytes as a uint8 tensor, or None when it cannot be read."""
+    """The file's bytes as a uint8 tensor (empty for an empty file), or None when it cannot be read."""
     try:
         return read_file(path)
     except (RuntimeError, OSError):
+        if Path(path).is_file() and Path(path).stat().st_size == 0:  # read_file refuses empty files
+            return torch.empty(0, dtype=torch.uint8)
         return None
 
 

@@ -49,6 +49,8 @@ def read_cifar(name: str, root: str | Path, download: bool, num_classes: int) ->
     if (root / "train").is_dir() and (root / "test").is_dir():
         train = read_image_folder(root / "train", num_classes)
         return train, read_image_folder(root / "test", num_classes, train.classes)
+    if (root / "train").is_dir() and not (root / folder).is_dir() and not (root / archive).is_file():
+        raise UserError(f"{root / 'test'} is missing: an ImageFolder tree needs test/ beside train/")
     if (root / folder).is_dir():
         missing = [f for f, _ in cls.train_list + cls.test_list if not (root / folder / f).is_file()]
         if missing:
@@ -90,9 +92,13 @@ def read_image_folder(
     files = scan_folder(folder, classes)
     check_class_count(files, num_classes)
     images = decode_all(files.paths)
-    sizes = {tuple(image.shape) for image in images}
-    if len(sizes) != 1:
-        raise UserError(f"{folder}: images of different sizes {sorted(sizes)[:3]}; expected one size")
+    size = images[0].shape
+    for path, image in zip(files.paths, images):
+        if image.shape != size:
+            raise UserError(
+                f"{path} is {image.shape[2]}x{image.shape[1]}, but {files.paths[0]} is {size[2]}x{size[1]}: "
+                f"an in-memory image tree needs one size (the streamed loader, data.loader=stream, resizes)"
+            )
     return ImageSet(torch.stack(images), torch.tensor(files.labels, dtype=torch.int64), files.classes)
 
 
