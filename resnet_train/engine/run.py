@@ -30,11 +30,11 @@ from ..data.stream import build_stream_data
 from ..errors import UserError
 from ..models import build_model, count_parameters, model_name
 from . import distributed
-from .checkpoint import check_identity, latest_checkpoint, load_checkpoint
 from .evaluate import evaluate
 from .logger import RunLogger
 from .loop import LoopSettings, Trainer
 from .optim import LrSchedule, build_optimizer
+from .rundir import find_resume_checkpoint
 
 log = logging.getLogger("resnet_train")
 
@@ -54,7 +54,7 @@ def resolve_device(kind: DeviceKind, local_rank: int = 0) -> torch.device:
 
 
 def identity(config: Config) -> dict:
-    """What a checkpoint must match to be resumed by this config."""
+    """What the run trains, as its log and metrics.json name it."""
     m = config.model
     return {
         "model": model_name(m.residual, m.depth),
@@ -68,21 +68,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def find_resume_checkpoint(resume: str, run_dir: Path) -> dict | None:
-    checkpoint_dir = run_dir / "checkpoints"
-    if resume == "auto":
-        return latest_checkpoint(checkpoint_dir)
-    if resume == "never":
-        leftovers = [name for name in ("checkpoints", "tb", "metrics.json") if (run_dir / name).exists()]
-        if leftovers:
-            raise UserError(
-                f"trainer.resume=never, but {run_dir} already holds {', '.join(leftovers)}; "
-                f"choose another directory (hydra.run.dir=...) or resume (trainer.resume=auto)"
-            )
-        return None
-    return load_checkpoint(Path(resume).expanduser())
 
 
 @dataclass
@@ -231,7 +216,7 @@ def build_trainer(
     settings = LoopSettings(
         t.max_iters, t.eval_every, t.log_every, t.checkpoint_every, rt.amp_dtype, t.nan_policy, rt.cuda_graph,
         t.batch_size // world.world_size,
-        extra_state={"identity": identity(config), "config": _plain(config), **data.checkpoint_extra},
+        extra_state={"config": _plain(config), **data.checkpoint_extra},
     )  # fmt: skip
     logger = RunLogger(
         run_dir, enabled=world.is_main, start_iteration=start, max_iters=t.max_iters,
@@ -253,9 +238,7 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         torch.backends.cudnn.benchmark = True
     seed_everything(t.seed + world.rank)
     expected = identity(config)
-    checkpoint = find_resume_checkpoint(t.resume, run_dir)
-    if checkpoint is not None:
-        check_identity(checkpoint, expected, str(t.resume if t.resume not in ("auto", "never") else run_dir))
+    checkpoint = find_resume_checkpoint(t.resume, run_dir, _plain(config), _plain(Config()))
     start = checkpoint["trainer"]["iteration"] if checkpoint else 0
     trainer, data, params = build_trainer(config, run_dir, world, rt, start=start)
     logger = trainer.logger
