@@ -145,3 +145,19 @@ def test_a_checkpoint_does_not_carry_the_optimizer_implementation_of_the_machine
     reader.load_state_dict(state)
     group, defaults = reader.optimizer.param_groups[0], reader.optimizer.defaults
     assert (group["foreach"], group["fused"]) == (defaults["foreach"], defaults["fused"]) == (None, None)
+
+
+def test_best_checkpoint_keeps_the_lowest_val_error_beside_last(tmp_path):
+    val_errors = iter([0.5, 0.3, 0.4])  # at iterations 4, 8 and 12
+
+    def evaluate_with_val(model, batches, device, amp_dtype):
+        return (1.0, next(val_errors)) if batches == "val" else evaluate(model, batches, device, amp_dtype)
+
+    trainer = make_trainer(tmp_path, Batches(), max_iters=12)
+    trainer.eval_sets["val"], trainer.evaluate = "val", evaluate_with_val
+    trainer.fit()
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")  # verified by its .sha256
+    assert best["trainer"]["iteration"] == 8 and best["trainer"]["best_val_error"] == 0.3
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["trainer"]["iteration"] == 12
+    assert (tmp_path / "checkpoints" / "best.pt.sha256").is_file()
+    assert not list((tmp_path / "checkpoints").glob("*.tmp*"))
