@@ -53,7 +53,7 @@ def make_trainer(tmp_path, batches, nan_policy=NanPolicy.stop, max_iters=8, chec
         log_every=log_every,
         checkpoint_every=checkpoint_every,
         nan_policy=nan_policy,
-        extra_state={"identity": {"model": "linear"}},
+        extra_state={"config": {"model": {"name": "linear"}}},
     )
     evals = {"test": [(batches.images[0], batches.labels[0])]}
     return Trainer(
