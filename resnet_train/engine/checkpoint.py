@@ -138,7 +138,7 @@ def save_checkpoint(directory: Path, state: dict, name: str = "last", previous: 
         reason = _io_reason(error)
         if reason is None:
             raise
-        kept = [p.name for p in (directory / "last.pt", directory / "prev.pt") if p.exists()]
+        kept = [f"{n}.pt" for n in (name, previous) if n is not None and (directory / f"{n}.pt").exists()]
         raise CheckpointError(
             f"could not write a checkpoint in {directory}: {reason}; "
             f"kept {', '.join(kept) if kept else 'no earlier checkpoint'}"
