@@ -29,7 +29,7 @@ LOCK_NAME = ".lock"
 # processes, ...) is part of the trajectory: changing it mid-run would put two experiments into one curve.
 # `harmless_change` below narrows three of them where they do steer the run.
 HARMLESS = frozenset({
-    "trainer.max_iters",  # a longer run continues the same trajectory
+    "trainer.max_iters",  # a longer or shorter run follows the same trajectory up to its end
     "trainer.eval_every",  # evaluation runs in eval mode and leaves the weights alone
     "trainer.eval_batch_size",
     "trainer.log_every",
