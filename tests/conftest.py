@@ -24,3 +24,25 @@ def cifar10_jpeg(tmp_path_factory) -> Path:
     with tarfile.open(archive) as tar:
         tar.extractall(target, filter="data")
     return target / "cifar10-jpeg"
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """mount(size) -> a fresh tmpfs of `size` ("96k"), unmounted after the test. Needs root (as in CI); the
+    test is skipped where it cannot mount one."""
+    import subprocess
+
+    mounts = []
+
+    def mount(size: str) -> Path:
+        path = tmp_path / f"small{len(mounts)}"
+        path.mkdir()
+        command = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]
+        if subprocess.run(command, capture_output=True).returncode:
+            pytest.skip("cannot mount a tmpfs here")
+        mounts.append(path)
+        return path
+
+    yield mount
+    for path in mounts:
+        subprocess.run(["umount", str(path)], check=True)

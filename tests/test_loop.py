@@ -9,7 +9,7 @@ import torch
 from resnet_train.config import NanPolicy, ScheduleName
 from resnet_train.engine.checkpoint import load_checkpoint
 from resnet_train.engine.distributed import World
-from resnet_train.engine.evaluate import evaluate
+from resnet_train.engine.evaluate import EvalResult, evaluate
 from resnet_train.engine.logger import RunLogger
 from resnet_train.engine.loop import Diverged, LoopSettings, Preempted, Trainer
 from resnet_train.engine.optim import LrSchedule
@@ -53,7 +53,7 @@ def make_trainer(tmp_path, batches, nan_policy=NanPolicy.stop, max_iters=8, chec
         log_every=log_every,
         checkpoint_every=checkpoint_every,
         nan_policy=nan_policy,
-        extra_state={"identity": {"model": "linear"}},
+        extra_state={"config": {"model": {"name": "linear"}}},
     )
     evals = {"test": [(batches.images[0], batches.labels[0])]}
     return Trainer(
@@ -145,3 +145,21 @@ def test_a_checkpoint_does_not_carry_the_optimizer_implementation_of_the_machine
     reader.load_state_dict(state)
     group, defaults = reader.optimizer.param_groups[0], reader.optimizer.defaults
     assert (group["foreach"], group["fused"]) == (defaults["foreach"], defaults["fused"]) == (None, None)
+
+
+def test_best_checkpoint_keeps_the_lowest_val_error_beside_last(tmp_path):
+    val_errors = iter([0.5, 0.3, 0.4])  # at iterations 4, 8 and 12
+
+    def evaluate_with_val(model, batches, device, amp_dtype):
+        if batches == "val":
+            return EvalResult(loss=1.0, error=next(val_errors), top5_error=0.0)
+        return evaluate(model, batches, device, amp_dtype)
+
+    trainer = make_trainer(tmp_path, Batches(), max_iters=12)
+    trainer.eval_sets["val"], trainer.evaluate = "val", evaluate_with_val
+    trainer.fit()
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")  # verified by its .sha256
+    assert best["trainer"]["iteration"] == 8 and best["trainer"]["best_val_error"] == 0.3
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["trainer"]["iteration"] == 12
+    assert (tmp_path / "checkpoints" / "best.pt.sha256").is_file()
+    assert not list((tmp_path / "checkpoints").glob("*.tmp*"))

@@ -1,6 +1,7 @@
 """Never lose a run: exact resume after SIGKILL, pre-emption by signal, refusals (through the CLI)."""
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -12,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from resnet_train.engine.checkpoint import load_checkpoint
 from resnet_train.engine.loop import PREEMPTED_EXIT_CODE
+from resnet_train.engine.rundir import RunLock
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +106,55 @@ def test_resume_never_refuses_a_used_directory_and_other_models_are_refused(tmp_
         f"hydra.run.dir={tmp_path / 'other'}",
     )
     assert other.returncode == 2
-    assert "made for model=resnet8" in other.stdout and "asks for model=plain8" in other.stdout
+    assert "made for another net" in other.stdout and "model.residual: true -> false" in other.stdout
     again = run_cli(*TINY, "trainer.max_iters=2", "trainer.eval_every=2", f"hydra.run.dir={tmp_path}")
     assert again.returncode == 0 and "already complete" in again.stdout
+
+
+def test_after_a_preemption_the_run_resumes_from_its_own_checkpoint_not_from_resume_path(tmp_path):
+    first = run_cli(*RUN, "trainer.max_iters=10", f"hydra.run.dir={tmp_path / 'first'}")
+    assert first.returncode == 0, first.stdout
+    path = f"trainer.resume={tmp_path / 'first' / 'checkpoints' / 'last.pt'}"
+    process = start(tmp_path / "run", path)
+    wait_for_checkpoint(tmp_path / "run", process)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == PREEMPTED_EXIT_CODE, output
+    stopped_at = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["trainer"]["iteration"]
+    assert 10 < stopped_at < 60
+    again = run_cli(*RUN, path, f"hydra.run.dir={tmp_path / 'run'}")  # the same command (a requeue)
+    assert again.returncode == 0, again.stdout
+    assert (
+        f"resumed from iteration {stopped_at}" in again.stdout
+        and "was only where the run started" in again.stdout
+    )
+
+
+def test_config_changes_on_resume_are_refused_in_one_message_or_allowed(tmp_path):
+    run = [*TINY, "trainer.max_iters=2", "trainer.eval_every=2", f"hydra.run.dir={tmp_path}"]
+    assert run_cli(*run).returncode == 0
+    changed = run_cli(*run, "optim.lr=0.05", "data.num_classes=5")
+    assert changed.returncode == 2 and "Traceback" not in changed.stdout, changed.stdout
+    assert "  optim.lr: 0.1 -> 0.05" in changed.stdout and "  data.num_classes: 10 -> 5" in changed.stdout
+    assert "revert them (data.num_classes=10 optim.lr=0.1)" in changed.stdout
+    longer = run_cli(*run, "trainer.max_iters=4", "trainer.log_every=1")
+    assert longer.returncode == 0, longer.stdout
+    assert "trainer.max_iters: 2 -> 4" in longer.stdout and "resumed from iteration 2" in longer.stdout
+
+
+def test_a_second_command_on_a_running_directory_is_refused(tmp_path):
+    with RunLock(tmp_path):  # as a first command running in this directory holds it
+        second = run_cli(*TINY, "trainer.max_iters=2", f"hydra.run.dir={tmp_path}")
+    assert second.returncode == 2 and "Traceback" not in second.stdout, second.stdout
+    assert f"is in use by another resnet-train (pid {os.getpid()} on " in second.stdout
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_disk_that_fills_during_a_checkpoint_is_one_line_and_leaves_the_previous_one(small_filesystem):
+    disk = small_filesystem("1200k")  # room for the run's files and one checkpoint (~640 KB), not two
+    result = run_cli(*TINY, "trainer.max_iters=4", "trainer.checkpoint_every=2", "trainer.eval_every=4",
+                     f"hydra.run.dir={disk}")  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stdout, result.stdout
+    assert "No space left on device; kept last.pt" in result.stdout
+    assert load_checkpoint(disk / "checkpoints" / "last.pt")["trainer"]["iteration"] == 2
+    assert sorted(p.name for p in (disk / "checkpoints").iterdir()) == ["last.pt", "last.pt.sha256"]

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import hydra
@@ -26,6 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..config import Config, DeviceKind, config_dir, register_configs
 from ..engine import distributed
 from ..engine.loop import PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, Preempted
+from ..engine.rundir import RunLock
 from ..errors import UserError
 
 log = logging.getLogger("resnet_train")
@@ -113,13 +115,15 @@ def launch(config: Config, run_dir: Path) -> None:
             f"trainer.batch_size={config.trainer.batch_size} (the global batch) does not divide among "
             f"{processes} processes"
         )
-    if world is not None:
-        distributed.export_slurm_rendezvous()
-        run_worker(config, run_dir, world, join_group=True)
-    elif config.trainer.devices > 1:
-        spawn_workers(config, run_dir, config.trainer.devices)
-    else:
-        run_worker(config, run_dir, distributed.World(), join_group=False)
+    # One lock per run, held by this command (or rank 0 under torchrun/SLURM), never by spawned workers.
+    with RunLock(run_dir) if world is None or world.is_main else nullcontext():
+        if world is not None:
+            distributed.export_slurm_rendezvous()
+            run_worker(config, run_dir, world, join_group=True)
+        elif config.trainer.devices > 1:
+            spawn_workers(config, run_dir, config.trainer.devices)
+        else:
+            run_worker(config, run_dir, distributed.World(), join_group=False)
 
 
 class OutputDirCheck(Callback):

@@ -3,10 +3,16 @@
 Layout in a run's `checkpoints/` folder:
     last.pt, last.pt.sha256     the newest checkpoint and the SHA-256 of its bytes
     prev.pt, prev.pt.sha256     the one before, kept until a newer one is complete on disk
+    best.pt, best.pt.sha256     with a validation split: the one with the lowest val error so far
 
-A save writes `last.pt.tmp`, fsyncs it, then renames last -> prev and tmp -> last. A crash or a full disk at
-any point leaves at least one complete, verifiable checkpoint. Loading always uses `weights_only=True`, so a
-file crafted to run code when unpickled is refused rather than executed.
+A save writes `NAME.pt.tmp` and fsyncs it, then records its digest in `NAME.pt.tmp.sha256`: that is the
+moment the save is committed. Then renames move last -> prev and the new file into place, one file at a
+time. A file is trusted when its SHA-256 equals a digest recorded in any `.sha256` file of its folder, so a
+crash between two renames, which may leave a digest under its old or its new name, still leaves every
+committed file verifiable; `latest_checkpoint` also finds a committed `last.pt.tmp` whose renames were cut
+short, and the next save finishes them. A file with no digest anywhere (one copied by hand) is checked
+against the CRCs of its zip records (torch.save writes a zip) before it is trusted. Loading always uses
+`weights_only=True`, so a file crafted to run code when unpickled is refused rather than executed.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import hashlib
 import logging
 import os
 import random
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -47,32 +54,125 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(directory: Path, state: dict) -> Path:
-    """Write `state` as directory/last.pt, keeping the previous checkpoint as prev.pt."""
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _recorded_digests(directory: Path) -> set[str]:
+    """Every SHA-256 recorded in a `.sha256` file of `directory`."""
+    digests = set()
+    for sidecar in directory.glob("*.sha256"):
+        try:
+            digests.add(sidecar.read_text().strip())
+        except (OSError, UnicodeDecodeError):  # a digest file torn by a crash records nothing
+            continue
+    return digests
+
+
+def _committed(tmp: Path) -> bool:
+    """A save's temporary file whose digest was recorded: complete, only its renames were cut short."""
+    sidecar = _digest_path(tmp)
+    return tmp.is_file() and sidecar.is_file() and sidecar.read_text().strip() == _sha256(tmp)
+
+
+def _move_into_place(directory: Path, name: str, previous: str | None) -> None:
+    """The renames of a committed save (NAME.pt.tmp -> NAME.pt, NAME.pt -> PREVIOUS.pt, and their digests),
+    in an order that a crash can cut anywhere: run again, it finishes what is left."""
+    path, tmp = directory / f"{name}.pt", directory / f"{name}.pt.tmp"
+    if tmp.exists():
+        if previous is not None:
+            if path.exists():
+                os.replace(path, directory / f"{previous}.pt")
+            if _digest_path(path).exists():  # the digest of what is now PREVIOUS.pt
+                os.replace(_digest_path(path), _digest_path(directory / f"{previous}.pt"))
+        os.replace(tmp, path)
+    if _digest_path(tmp).exists():
+        os.replace(_digest_path(tmp), _digest_path(path))
+    _fsync_dir(directory)
+
+
+def _finish_interrupted_save(directory: Path, name: str, previous: str | None) -> None:
+    """Complete the renames of a save that was committed before a crash; drop a write that was not."""
+    tmp = directory / f"{name}.pt.tmp"
+    if tmp.exists() and not _committed(tmp):
+        _digest_path(tmp).unlink(missing_ok=True)
+        tmp.unlink()
+    if tmp.exists() or _digest_path(tmp).exists():
+        _move_into_place(directory, name, previous)
+
+
+def _io_reason(error: BaseException | None) -> str | None:
+    """The system's words for a failed write; torch.save wraps the OSError of its file in a RuntimeError."""
+    while error is not None:
+        if isinstance(error, OSError):
+            return error.strerror or str(error)
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def save_checkpoint(directory: Path, state: dict, name: str = "last", previous: str | None = "prev") -> Path:
+    """Write `state` as directory/NAME.pt, keeping the one it replaces as PREVIOUS.pt (None: not kept).
+
+    A failed write (a full disk) leaves the earlier files as they were and no temporary file, and raises
+    CheckpointError naming what was kept.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    last, tmp = directory / "last.pt", directory / "last.pt.tmp"
+    tmp = directory / f"{name}.pt.tmp"
     try:
-        with open(tmp, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        digest = _sha256(tmp)
-        if last.exists():
-            os.replace(last, directory / "prev.pt")
-            if (directory / "last.pt.sha256").exists():
-                os.replace(directory / "last.pt.sha256", directory / "prev.pt.sha256")
-        os.replace(tmp, last)
-        (directory / "last.pt.sha256.tmp").write_text(digest + "\n")
-        os.replace(directory / "last.pt.sha256.tmp", directory / "last.pt.sha256")
-        _fsync_dir(directory)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        kept = [p.name for p in (last, directory / "prev.pt") if p.exists()]
+        _finish_interrupted_save(directory, name, previous)
+        try:
+            with open(tmp, "wb") as file:
+                torch.save(state, file)
+                file.flush()
+                os.fsync(file.fileno())
+            with open(_digest_path(tmp), "w") as file:  # the commit point: the file is complete
+                file.write(_sha256(tmp) + "\n")
+                file.flush()
+                os.fsync(file.fileno())
+        except Exception:
+            _digest_path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
+            raise
+        _move_into_place(directory, name, previous)
+    except (OSError, RuntimeError) as error:
+        reason = _io_reason(error)
+        if reason is None:
+            raise
+        kept = [f"{n}.pt" for n in (name, previous) if n is not None and (directory / f"{n}.pt").exists()]
         raise CheckpointError(
-            f"could not write a checkpoint in {directory}: {error.strerror or error}; "
+            f"could not write a checkpoint in {directory}: {reason}; "
             f"kept {', '.join(kept) if kept else 'no earlier checkpoint'}"
         ) from None
-    return last
+    return directory / f"{name}.pt"
+
+
+def _zip_problem(path: Path) -> str | None:
+    """What is wrong with `path` as a zip archive (torch.save's format), checking every record's CRC."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except Exception as error:  # BadZipFile, or a struct/zlib error from a damaged header
+        return f"it is not a readable zip archive ({error})"
+    return f"the CRC of its record {bad} does not match" if bad else None
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Refuse a file whose bytes are not the ones its writer recorded.
+
+    Trusted: a SHA-256 recorded in any `.sha256` file beside it (mid-rotation a digest may sit under the
+    file's old or new name). A file with its own `.sha256` that does not match is corrupted. A file without
+    any recorded digest (copied by hand) must pass the CRC check of its zip records.
+    """
+    digest = _sha256(path)
+    if digest in _recorded_digests(path.parent):
+        return
+    sidecar = _digest_path(path)
+    if sidecar.exists():
+        raise CheckpointError(f"checkpoint {path} is corrupted (its SHA-256 does not match {sidecar.name})")
+    problem = _zip_problem(path)
+    if problem:
+        raise CheckpointError(f"checkpoint {path} is corrupted (it has no {sidecar.name}, and {problem})")
+    log.info("checkpoint %s has no %s; the CRCs of its zip records check out", path, sidecar.name)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -80,9 +180,7 @@ def load_checkpoint(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    sidecar = path.with_name(path.name + ".sha256")
-    if sidecar.exists() and sidecar.read_text().strip() != _sha256(path):
-        raise CheckpointError(f"checkpoint {path} is corrupted (its SHA-256 does not match {sidecar.name})")
+    verify_checkpoint(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, bad pickle, or a forbidden global in the pickle
@@ -94,8 +192,13 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def latest_checkpoint(directory: Path) -> dict | None:
-    """The newest usable checkpoint in `directory` (last.pt, else prev.pt with a warning), or None."""
-    candidates = [directory / "last.pt", directory / "prev.pt"]
+    """The newest usable checkpoint in `directory`, or None if it holds none.
+
+    Newest first: a committed last.pt.tmp whose renames a crash cut short, last.pt, then prev.pt (with a
+    warning when a newer one was unusable). An uncommitted last.pt.tmp is an unfinished write: ignored.
+    """
+    tmp = directory / "last.pt.tmp"
+    candidates = ([tmp] if _committed(tmp) else []) + [directory / "last.pt", directory / "prev.pt"]
     errors = []
     for path in candidates:
         if not path.exists():
@@ -106,24 +209,15 @@ def latest_checkpoint(directory: Path) -> dict | None:
             log.warning("%s", error)
             errors.append(str(error))
             continue
-        if errors:
-            log.warning(
-                "using the previous checkpoint %s (iteration %d)", path, state["trainer"]["iteration"]
-            )
+        iteration = state["trainer"]["iteration"]
+        if path == tmp:
+            log.warning("using %s (iteration %d): complete; a crash cut its renames short", tmp, iteration)
+        elif errors or path.name == "prev.pt":
+            log.warning("using the previous checkpoint %s (iteration %d)", path, iteration)
         return state
     if errors:
         raise CheckpointError(f"no usable checkpoint in {directory}: {'; '.join(errors)}")
     return None
-
-
-def check_identity(state: dict, expected: dict, source: str) -> None:
-    """Refuse a checkpoint made for another model or dataset than the config asks for."""
-    found = state.get("identity", {})
-    differs = [key for key in expected if found.get(key) != expected[key]]
-    if differs:
-        have = ", ".join(f"{k}={found.get(k)}" for k in differs)
-        want = ", ".join(f"{k}={expected[k]}" for k in differs)
-        raise CheckpointError(f"checkpoint {source} was made for {have}, but the config asks for {want}")
 
 
 def rng_state() -> dict:

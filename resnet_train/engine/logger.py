@@ -39,11 +39,9 @@ class RunLogger:
             return
         from torch.utils.tensorboard import SummaryWriter
 
-        # purge_step drops points a killed run logged after its last checkpoint, so a resumed curve has
-        # neither duplicates nor gaps.
-        self.writer = SummaryWriter(
-            str(self.run_dir / "tb"), purge_step=start_iteration + 1 if start_iteration else None
-        )
+        # purge_step drops points a killed run logged after its last checkpoint (on a fresh start, every
+        # point of an attempt that left none), so a resumed curve has neither duplicates nor gaps.
+        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_iteration + 1)
         if progress:
             # disable=None: no bar when stderr is not a terminal (batch jobs, CI).
             self.bar = tqdm(

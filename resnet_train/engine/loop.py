@@ -312,6 +312,7 @@ class Trainer:
 
     def _evaluate_all(self) -> None:
         st = self.state
+        improved = False
         for split, batches in self.eval_sets.items():
             result = self.evaluate(self.raw_model, batches, self.device, self.settings.amp_dtype)
             loss, error, top5_error = result.loss, result.error, result.top5_error
@@ -323,7 +324,9 @@ class Trainer:
             if split == ("val" if "val" in self.eval_sets else "test"):
                 self.schedule.observe_val_error(error)
             if split == "val" and (st.best_val_error is None or error < st.best_val_error):
-                st.best_val_error = error
+                st.best_val_error, improved = error, True
+        if improved and self.world.is_main:  # best.pt: the weights with the lowest val error so far
+            save_checkpoint(self.checkpoint_dir, self.state_dict(), name="best", previous=None)
         self.meter_start = time.perf_counter()  # evaluation time is not training time
 
 

@@ -28,12 +28,12 @@ from ..data import RunData, Shard, build_data
 from ..errors import UserError
 from ..models import count_parameters, model_name
 from . import distributed
-from .checkpoint import check_identity, latest_checkpoint, load_checkpoint
 from .evaluate import evaluate
 from .logger import RunLogger
 from .loop import LoopSettings, Trainer
 from .optim import LrSchedule, build_optimizer
 from .restore import model_from_config
+from .rundir import find_resume_checkpoint
 
 log = logging.getLogger("resnet_train")
 
@@ -53,7 +53,7 @@ def resolve_device(kind: DeviceKind, local_rank: int = 0) -> torch.device:
 
 
 def identity(config: Config) -> dict:
-    """What a checkpoint must match to be resumed by this config."""
+    """What the run trains, as its log and metrics.json name it."""
     m = config.model
     return {
         "model": model_name(m.residual, m.depth),
@@ -69,19 +69,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def find_resume_checkpoint(resume: str, run_dir: Path) -> dict | None:
-    checkpoint_dir = run_dir / "checkpoints"
-    if resume == "auto":
-        return latest_checkpoint(checkpoint_dir)
-    if resume == "never":
-        leftovers = [name for name in ("checkpoints", "tb", "metrics.json") if (run_dir / name).exists()]
-        if leftovers:
-            raise UserError(
-                f"trainer.resume=never, but {run_dir} already holds {', '.join(leftovers)}; "
-                f"choose another directory (hydra.run.dir=...) or resume (trainer.resume=auto)"
-            )
-        return None
-    return load_checkpoint(Path(resume).expanduser())
 
 
 def build_model_and_optimizer(
@@ -183,7 +170,7 @@ def build_trainer(
         max_iters=t.max_iters, eval_every=t.eval_every, log_every=t.log_every,
         checkpoint_every=t.checkpoint_every, amp_dtype=rt.amp_dtype, nan_policy=t.nan_policy,
         cuda_graph=rt.cuda_graph, rank_batch_size=t.batch_size // world.world_size,
-        extra_state={"identity": identity(config), "config": _plain(config), **data.checkpoint_state()},
+        extra_state={"config": _plain(config), **data.checkpoint_state()},
     )  # fmt: skip
     logger = RunLogger(
         run_dir, enabled=world.is_main, start_iteration=start, max_iters=t.max_iters,
@@ -206,9 +193,7 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         torch.backends.cudnn.benchmark = True
     seed_everything(t.seed + world.rank)
     expected = identity(config)
-    checkpoint = find_resume_checkpoint(t.resume, run_dir)
-    if checkpoint is not None:
-        check_identity(checkpoint, expected, str(t.resume if t.resume not in ("auto", "never") else run_dir))
+    checkpoint = find_resume_checkpoint(t.resume, run_dir, _plain(config), _plain(Config()))
     start = checkpoint["trainer"]["iteration"] if checkpoint else 0
     trainer, data, params = build_trainer(config, run_dir, world, rt, start=start)
     logger = trainer.logger

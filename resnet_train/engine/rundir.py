@@ -1,0 +1,211 @@
+"""The rules of a run directory: one command at a time, which checkpoint a run resumes from, and which config
+changes a resume accepts.
+
+- A lock (`flock` on `<run>/.lock`) refuses a second command on a directory that one is running in. The
+  kernel drops it when its holder exits or is killed, so a SIGKILL never leaves a stale lock.
+- Once the run directory holds a checkpoint, resuming takes it; `trainer.resume=PATH` is only where a run
+  without one starts.
+- A resume compares the config stored in the checkpoint with the new one: a change that alters the run's
+  trajectory is refused, one that only changes how the run is watched, saved or executed is logged.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+from pathlib import Path
+
+from ..errors import UserError
+from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+
+log = logging.getLogger("resnet_train")
+
+LOCK_NAME = ".lock"
+
+# Settings a resume may change: they decide how a run is watched, saved, fed or executed, not which numbers it
+# computes. Every other key (model, data, optimizer, schedule, batch, seed, precision, device, number of
+# processes, ...) is part of the trajectory: changing it mid-run would put two experiments into one curve.
+# `harmless_change` below narrows three of them where they do steer the run.
+HARMLESS = frozenset({
+    "trainer.max_iters",  # a longer or shorter run follows the same trajectory up to its end
+    "trainer.eval_every",  # evaluation runs in eval mode and leaves the weights alone
+    "trainer.eval_batch_size",
+    "trainer.log_every",
+    "trainer.checkpoint_every",
+    "trainer.progress",
+    "trainer.compile",  # the same step, run by other kernels
+    "trainer.compile_mode",
+    "trainer.channels_last",
+    "trainer.cuda_graph",
+    "trainer.nan_policy",  # decides only what happens at a non-finite loss, which `stop` does not survive
+    "data.root",  # the same dataset in another place (a node's local copy); its classes are checked on load
+    "data.download",
+    "data.workers",  # streamed data: other processes draw the same augmentations' random numbers
+})  # fmt: skip
+
+# What a checkpoint given as trainer.resume=PATH must match to be loaded at all: the net's structure, the
+# classes its last layer predicts and the optimizer whose state it carries. Other changes are the point of
+# starting a new run from it, and are logged.
+LOADABLE = (
+    "model.family", "model.depth", "model.residual", "model.shortcut", "model.bottleneck_stride",
+    "model.stem", "data.name", "data.image_size", "data.num_classes", "optim.name",
+)  # fmt: skip
+
+
+class RunLock:
+    """Holds a run directory for this command; a second command on it is refused in one line."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.file = Path(run_dir), None
+
+    def __enter__(self) -> RunLock:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        file = open(self.run_dir / LOCK_NAME, "a+")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "a process that has not said its id yet"
+            file.close()
+            raise UserError(
+                f"{self.run_dir} is in use by another resnet-train ({holder}); wait for it to end, or choose "
+                f"another directory (hydra.run.dir=...)"
+            ) from None
+        except OSError as error:  # a file system without flock (some network file systems)
+            file.close()
+            log.warning(
+                "cannot lock %s (%s): a second command on this directory would not be refused",
+                self.run_dir, error.strerror or error,
+            )  # fmt: skip
+            return self
+        file.seek(0)
+        file.truncate()
+        file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        file.flush()
+        self.file = file
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()  # closing the last descriptor drops the lock
+            self.file = None
+
+
+def find_resume_checkpoint(resume: str, run_dir: Path, config: dict, defaults: dict) -> dict | None:
+    """The checkpoint this run continues from (None: a fresh start), checked against `config`.
+
+    `config` is the run's resolved config as plain values, `defaults` the schema's defaults (the value of a
+    key that a checkpoint written before the key existed does not hold).
+    """
+    checkpoint_dir = run_dir / "checkpoints"
+    if resume == "never":
+        leftovers = [name for name in ("checkpoints", "tb", "metrics.json") if (run_dir / name).exists()]
+        if leftovers:
+            raise UserError(
+                f"trainer.resume=never, but {run_dir} already holds {', '.join(leftovers)}; "
+                f"choose another directory (hydra.run.dir=...) or resume (trainer.resume=auto)"
+            )
+        return None
+    own = latest_checkpoint(checkpoint_dir)
+    if own is not None:
+        if resume != "auto":
+            log.info(
+                "%s holds this run's own checkpoint (iteration %d): resuming from it; trainer.resume=%s "
+                "was only where the run started", checkpoint_dir, own["trainer"]["iteration"], resume,
+            )  # fmt: skip
+        check_own_config(own, config, defaults, run_dir)
+        return own
+    if resume == "auto":
+        return None
+    start = load_checkpoint(Path(resume).expanduser())
+    check_start_config(start, config, defaults, resume)
+    return start
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _override(value) -> str:
+    """A value as it is written in a Hydra override."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ",".join(_override(v) for v in value) + "]"
+    return str(value)
+
+
+def config_changes(saved: dict, config: dict, defaults: dict) -> dict[str, tuple]:
+    """key -> (saved value, new value) for every key whose value differs, except trainer.resume (where a run
+    came from, not what it does)."""
+    old, new, default = _flat(saved), _flat(config), _flat(defaults)
+    return {
+        key: (old.get(key, default.get(key)), value)
+        for key, value in new.items()
+        if old.get(key, default.get(key)) != value and key != "trainer.resume"
+    }
+
+
+def harmless_change(key: str, old, new, config: dict, checkpoint: dict) -> bool:
+    """Whether changing `key` from `old` to `new` on resuming `checkpoint` leaves the trajectory as it was."""
+    if key not in HARMLESS:
+        return False
+    schedule = config["sched"]["name"]
+    if key == "trainer.max_iters":  # sched=cosine spreads its curve over max_iters
+        return new >= checkpoint["trainer"]["iteration"] and schedule != "cosine"
+    if key == "trainer.eval_every":  # sched=paper_imagenet divides the lr on a plateau of these evaluations
+        return schedule != "paper_imagenet"
+    if key == "trainer.log_every":  # the warm-up ends at the first logging point below its train error
+        return not checkpoint.get("schedule", {}).get("warming_up", False)
+    return True
+
+
+def _describe(changes: dict[str, tuple]) -> str:
+    return "\n".join(f"  {key}: {_override(old)} -> {_override(new)}" for key, (old, new) in changes.items())
+
+
+def _stored_config(checkpoint: dict, source) -> dict:
+    if not isinstance(checkpoint.get("config"), dict):
+        raise CheckpointError(f"checkpoint {source} carries no config, so nothing can be checked against it")
+    return checkpoint["config"]
+
+
+def check_own_config(checkpoint: dict, config: dict, defaults: dict, run_dir: Path) -> None:
+    """Refuse to continue a run with a config that alters its trajectory; log the changes that do not."""
+    changes = config_changes(_stored_config(checkpoint, run_dir), config, defaults)
+    refused = {k: v for k, v in changes.items() if not harmless_change(k, *v, config, checkpoint)}
+    allowed = {k: v for k, v in changes.items() if k not in refused}
+    if refused:
+        revert = " ".join(f"{key}={_override(old)}" for key, (old, _) in refused.items())
+        raise UserError(
+            f"the run in {run_dir} was made with another config; resuming it with these changes would mix "
+            f"two trajectories in one run:\n{_describe(refused)}\n"
+            f"Either revert them ({revert}), or run the new config in another directory: "
+            f"hydra.run.dir=NEW_DIR to start from scratch, or hydra.run.dir=NEW_DIR "
+            f"trainer.resume={run_dir / 'checkpoints' / 'last.pt'} to start from this run's checkpoint"
+        )
+    if allowed:
+        log.info("resuming with changed settings that leave the trajectory alone:\n%s", _describe(allowed))
+
+
+def check_start_config(checkpoint: dict, config: dict, defaults: dict, source: str) -> None:
+    """Refuse a starting checkpoint whose net, classes or optimizer differ from the config; log the rest."""
+    changes = config_changes(_stored_config(checkpoint, source), config, defaults)
+    refused = {k: v for k, v in changes.items() if k in LOADABLE}
+    if refused:
+        raise CheckpointError(
+            f"checkpoint {source} was made for another net, dataset or optimizer than the config asks for:\n"
+            f"{_describe(refused)}"
+        )
+    if changes:
+        log.info("starting from %s with other settings than its own:\n%s", source, _describe(changes))
