@@ -96,6 +96,19 @@ def test_two_job_sweep_writes_two_run_directories(tmp_path):
     assert models == {"resnet8", "plain8"}
 
 
+@pytest.mark.slow
+def test_a_failing_sweep_job_is_one_line_the_others_run_and_the_sweep_ends_with_a_summary(tmp_path):
+    result = run_cli("-m", *TINY, "model.depth=21,8", "trainer.max_iters=2", "trainer.eval_every=2",
+                     f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stdout and "Error executing job" not in result.stdout
+    assert "1 of 2 jobs finished; failed: model.depth=21: CIFAR nets have 6n+2 layers" in result.stdout
+    assert [p.parent.name for p in tmp_path.glob("*/metrics.json")] == [
+        next(p.name for p in tmp_path.iterdir() if "model.depth=8" in p.name)
+    ]
+    assert not list(tmp_path.glob(".outcomes-*"))
+
+
 def one_line_error(result) -> str:
     errors = [line for line in result.stdout.splitlines() if "[ERROR]" in line]
     assert len(errors) == 1, result.stdout

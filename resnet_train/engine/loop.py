@@ -96,6 +96,11 @@ class SignalFlag:
                 self.previous[signum] = signal.signal(signum, self._handle)
             except ValueError:  # not the main thread: signals cannot be caught here
                 break
+        # A signal the enclosing StopOutsideLoop could not act on (its exception raised where Python drops
+        # exceptions, in a finaliser or a callback) still stops the run, after the first step.
+        outer = getattr(self.previous.get(signal.SIGTERM), "__self__", None)
+        if isinstance(outer, SignalFlag) and outer.signum is not None:
+            self.signum = outer.signum
         return self
 
     def _handle(self, signum, frame) -> None:
@@ -116,6 +121,7 @@ class StopOutsideLoop(SignalFlag):
     grace period a scheduler gives before SIGKILL."""
 
     def _handle(self, signum, frame) -> None:
+        self.signum = signum
         raise Preempted(signum, None)
 
 
