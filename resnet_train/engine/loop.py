@@ -199,6 +199,7 @@ class Trainer:
 
     def save(self) -> None:
         self._update_wall_time()
+        window = self._window_state()  # a collective: every rank takes part before any can stop below
         if self.settings.nan_policy is NanPolicy.stop:
             self._check_finite()
         weights = [p.detach().float().abs().sum() for p in self.raw_model.parameters()]
@@ -207,7 +208,6 @@ class Trainer:
                 f"the weights became non-finite by iteration {self.state.iteration}; stopped without "
                 f"overwriting the last checkpoint (lower optim.lr)"
             )
-        window = self._window_state()  # a collective: every rank takes part
         if self.world.is_main:
             path = save_checkpoint(self.checkpoint_dir, {**self.state_dict(), "window": window})
             log.info("checkpoint %s at iteration %d", path, self.state.iteration)
