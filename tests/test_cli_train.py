@@ -215,3 +215,11 @@ def test_out_of_range_numbers_end_in_one_line_before_anything_loads(tmp_path):
     assert "trainer.batch_size=-5 (must be >= 1)" in line and "optim.lr=nan" in line
     assert "trainer.log_every=0" in line
     assert not (tmp_path / "tb").exists() and "SYNTHETIC" not in result.stdout
+
+
+def test_a_sweep_summary_names_each_job_by_the_overrides_that_set_it_apart():
+    from resnet_train.cli.sweep import distinguishing
+
+    jobs = [["model=resnet20", "model.depth=8"], ["model=resnet20", "model.depth=21"]]
+    assert distinguishing(jobs) == ["model.depth=8", "model.depth=21"]
+    assert distinguishing([["model.depth=21", "trainer.seed=1"]]) == ["model.depth=21,trainer.seed=1"]

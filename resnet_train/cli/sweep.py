@@ -29,9 +29,9 @@ FAILED_SWEEP_EXIT_CODE = 1
 def job_error(job_return: JobReturn) -> str | None:
     """Why a job failed, or None if it finished."""
     if job_return.status is JobStatus.FAILED:  # not a UserError: a bug, whose traceback Hydra prints
-        error = job_return._return_value
+        error = job_return._return_value  # the public `return_value` re-raises it
         return f"{type(error).__name__}: {error}"
-    value = job_return._return_value
+    value = job_return.return_value
     return value["error"] if isinstance(value, dict) and "error" in value else None
 
 
