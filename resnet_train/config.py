@@ -8,11 +8,15 @@ types, so the model, data and engine code import them without ever seeing a Hydr
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
+
+from .errors import UserError
 
 
 class Family(Enum):
@@ -234,6 +238,65 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= low), f">= {low}"
+
+
+_POSITIVE = (lambda v: math.isfinite(v) and v > 0), "finite and > 0"
+_NON_NEGATIVE = (lambda v: math.isfinite(v) and v >= 0), "finite and >= 0"
+_COUNT = _at_least(1)
+_SIZE = _at_least(0)
+
+# Every numeric setting and the range it must lie in: (dotted key, (predicate, wording)). Checked once, before
+# anything is built or loaded, so a wrong number is one line and never a hang, a traceback or a wasted step.
+RANGES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
+    ("model.depth", _COUNT),
+    ("data.num_classes", ((lambda v: v is None or v >= 2), ">= 2")),
+    ("data.image_size", _COUNT),
+    ("data.val_size", _SIZE),
+    ("data.train_size", _COUNT),
+    ("data.test_size", _COUNT),
+    ("data.lighting", _NON_NEGATIVE),
+    ("data.scale_range", ((lambda v: len(v) == 2 and 1 <= v[0] <= v[1]), "[low, high], 1 <= low <= high")),
+    ("data.test_resize", _COUNT),
+    ("data.test_scales", ((lambda v: len(v) > 0 and min(v) >= 1), "a non-empty list of sizes >= 1")),
+    ("data.mean_samples", _COUNT),
+    ("data.workers", _SIZE),
+    ("optim.lr", _POSITIVE),
+    ("optim.momentum", ((lambda v: 0 <= v < 1), "in [0, 1)")),
+    ("optim.weight_decay", _NON_NEGATIVE),
+    ("optim.betas", ((lambda v: len(v) == 2 and all(0 <= b < 1 for b in v)), "two values in [0, 1)")),
+    ("sched.milestones", ((lambda v: all(a < b for a, b in zip([0, *v], v))), "increasing iterations > 0")),
+    ("sched.gamma", ((lambda v: 0 < v <= 1), "in (0, 1]")),
+    ("sched.step_every", _SIZE),
+    ("sched.min_lr", _NON_NEGATIVE),
+    ("sched.warmup_lr", _POSITIVE),
+    ("sched.warmup_until_train_error", ((lambda v: 0 < v <= 1), "in (0, 1]")),
+    ("sched.patience", _COUNT),
+    ("sched.threshold", _NON_NEGATIVE),
+    ("trainer.max_iters", _COUNT),
+    ("trainer.batch_size", _COUNT),
+    ("trainer.eval_every", _COUNT),
+    ("trainer.eval_batch_size", _COUNT),
+    ("trainer.log_every", _COUNT),
+    ("trainer.checkpoint_every", _COUNT),
+    ("trainer.seed", _SIZE),
+    ("trainer.devices", _COUNT),
+)
+
+
+def check_ranges(config: Config) -> None:
+    """Refuse every numeric setting outside its range (`RANGES`), all of them in one line."""
+    wrong = []
+    for key, (ok, wording) in RANGES:
+        group, name = key.split(".")
+        value = getattr(getattr(config, group), name)
+        if not ok(value):
+            wrong.append(f"{key}={value} (must be {wording})")
+    if wrong:
+        raise UserError("out of range: " + "; ".join(wrong))
 
 
 def config_dir() -> str:

@@ -96,6 +96,19 @@ def test_two_job_sweep_writes_two_run_directories(tmp_path):
     assert models == {"resnet8", "plain8"}
 
 
+@pytest.mark.slow
+def test_a_failing_sweep_job_is_one_line_the_others_run_and_the_sweep_ends_with_a_summary(tmp_path):
+    result = run_cli("-m", *TINY, "model.depth=21,8", "trainer.max_iters=2", "trainer.eval_every=2",
+                     f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stdout and "Error executing job" not in result.stdout
+    assert "1 of 2 jobs finished; failed: model.depth=21: CIFAR nets have 6n+2 layers" in result.stdout
+    assert [p.parent.name for p in tmp_path.glob("*/metrics.json")] == [
+        next(p.name for p in tmp_path.iterdir() if "model.depth=8" in p.name)
+    ]
+    assert not list(tmp_path.glob(".outcomes-*"))
+
+
 def one_line_error(result) -> str:
     errors = [line for line in result.stdout.splitlines() if "[ERROR]" in line]
     assert len(errors) == 1, result.stdout
@@ -153,3 +166,60 @@ def test_run_directory_names_are_stable_and_short():
     long = ",".join(f"trainer.key{i}=value{i}" for i in range(40))
     assert run_name(long) == run_name(long) and len(run_name(long).encode()) <= 160
     assert run_name(long) != run_name(long + "x")
+
+
+def test_every_numeric_setting_has_a_range_and_the_defaults_lie_in_it():
+    import dataclasses
+    import typing
+
+    from resnet_train.config import RANGES, Config, check_ranges
+
+    numeric = {int, float, typing.Optional[int], typing.List[int], typing.List[float]}
+    schema = typing.get_type_hints(Config)
+    fields = {
+        f"{group}.{f.name}"
+        for group, cls in schema.items()
+        for f in dataclasses.fields(cls)
+        if typing.get_type_hints(cls)[f.name] in numeric
+    }
+    assert fields == {key for key, _ in RANGES}
+    check_ranges(Config())
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("trainer.batch_size", -5), ("trainer.batch_size", 0), ("trainer.eval_every", 0),
+        ("trainer.log_every", 0), ("trainer.checkpoint_every", 0), ("trainer.devices", 0),
+        ("trainer.eval_batch_size", 0), ("trainer.max_iters", 0), ("optim.lr", float("nan")),
+        ("optim.lr", float("inf")), ("optim.momentum", 1.0), ("sched.gamma", 0.0), ("data.workers", -1),
+        ("data.val_size", -1), ("sched.milestones", [48000, 32000]), ("optim.betas", [0.9]),
+    ],
+)  # fmt: skip
+def test_a_number_out_of_range_is_refused_naming_the_key(key, value):
+    from resnet_train.config import Config, check_ranges
+    from resnet_train.errors import UserError
+
+    config = Config()
+    group, name = key.split(".")
+    setattr(getattr(config, group), name, value)
+    with pytest.raises(UserError, match=f"out of range: {key}="):
+        check_ranges(config)
+
+
+def test_out_of_range_numbers_end_in_one_line_before_anything_loads(tmp_path):
+    result = run_cli(*TINY, "trainer.batch_size=-5", "optim.lr=nan", "trainer.log_every=0",
+                     f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "trainer.batch_size=-5 (must be >= 1)" in line and "optim.lr=nan" in line
+    assert "trainer.log_every=0" in line
+    assert not (tmp_path / "tb").exists() and "SYNTHETIC" not in result.stdout
+
+
+def test_a_sweep_summary_names_each_job_by_the_overrides_that_set_it_apart():
+    from resnet_train.cli.sweep import distinguishing
+
+    jobs = [["model=resnet20", "model.depth=8"], ["model=resnet20", "model.depth=21"]]
+    assert distinguishing(jobs) == ["model.depth=8", "model.depth=21"]
+    assert distinguishing([["model.depth=21", "trainer.seed=1"]]) == ["model.depth=21,trainer.seed=1"]

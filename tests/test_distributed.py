@@ -131,6 +131,25 @@ def test_a_dead_worker_ends_the_job_instead_of_hanging(tmp_path):
     assert "worker 1 failed" in output and "all workers stopped" in output
 
 
+@pytest.mark.slow
+def test_sigterm_to_the_launcher_reports_the_iteration_the_workers_stopped_at(tmp_path):
+    process = subprocess.Popen(
+        [console_script("resnet-train"), *TINY, "trainer.max_iters=100000", "trainer.devices=2",
+         "trainer.log_every=2", "trainer.checkpoint_every=4", f"hydra.run.dir={tmp_path}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "checkpoints" / "last.pt").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 75, output
+    stopped_at = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["trainer"]["iteration"]
+    launcher = [line for line in output.splitlines() if "re-run the same command to resume" in line]
+    assert len(launcher) == 1 and f"stopped by SIGTERM at iteration {stopped_at};" in launcher[0], output
+
+
 def test_slurm_launcher_config_maps_devices_onto_tasks_and_gpus():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     from hydra import compose, initialize_config_dir

@@ -11,7 +11,7 @@ from resnet_train.engine.checkpoint import load_checkpoint
 from resnet_train.engine.distributed import World
 from resnet_train.engine.evaluate import EvalResult, evaluate
 from resnet_train.engine.logger import RunLogger
-from resnet_train.engine.loop import Diverged, LoopSettings, Preempted, Trainer
+from resnet_train.engine.loop import Diverged, EmptyEpoch, LoopSettings, Preempted, StopOutsideLoop, Trainer
 from resnet_train.engine.optim import LrSchedule
 
 CPU = torch.device("cpu")
@@ -163,3 +163,51 @@ def test_best_checkpoint_keeps_the_lowest_val_error_beside_last(tmp_path):
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["trainer"]["iteration"] == 12
     assert (tmp_path / "checkpoints" / "best.pt.sha256").is_file()
     assert not list((tmp_path / "checkpoints").glob("*.tmp*"))
+
+
+class NoBatches(Batches):
+    """A training set smaller than one batch: every epoch is empty."""
+
+    def epoch(self, epoch, start=0):
+        return iter(())
+
+
+def test_an_epoch_without_batches_is_an_error_not_a_hang(tmp_path):
+    trainer = make_trainer(tmp_path, NoBatches())
+    with pytest.raises(EmptyEpoch, match="epoch 0 yielded no training batch"):
+        trainer.fit()
+
+
+def test_a_signal_outside_the_loop_stops_at_once_and_the_loop_takes_over(tmp_path):
+    with pytest.raises(Preempted, match="SIGUSR1 outside the training loop; nothing new to checkpoint"):
+        with StopOutsideLoop():
+            os.kill(os.getpid(), signal.SIGUSR1)
+            pytest.fail("the signal did not stop the run")  # reached only if the handler did not raise
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+
+    def send_sigusr1(iteration):
+        if iteration == 3:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    with StopOutsideLoop(), pytest.raises(Preempted, match="at iteration 3; checkpoint written"):
+        make_trainer(tmp_path, Batches(on_batch=send_sigusr1), checkpoint_every=100).fit()
+
+
+def test_resuming_between_logging_points_reports_the_same_curve_as_the_uninterrupted_run(tmp_path):
+    full = make_trainer(tmp_path / "full", Batches(), log_every=4)
+    full.fit()
+
+    def send_sigusr1(iteration):
+        if iteration == 6:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    part = make_trainer(tmp_path / "part", Batches(on_batch=send_sigusr1), log_every=4, checkpoint_every=100)
+    with pytest.raises(Preempted, match="iteration 6"):
+        part.fit()
+    resumed = make_trainer(tmp_path / "resumed", Batches(), log_every=4)
+    resumed.load_state_dict(load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt"))
+    resumed.fit()
+    # The point at 8 averages steps 5-8, two of them from before the resume, exactly as without it.
+    assert resumed.last_metrics["train_loss"] == full.last_metrics["train_loss"]
+    assert resumed.last_metrics["train_error"] == full.last_metrics["train_error"]
+    assert resumed.state.train_images == full.state.train_images == 8 * 8

@@ -93,6 +93,23 @@ def test_signal_writes_a_checkpoint_and_exits_with_the_preemption_code(tmp_path,
     assert not (tmp_path / "metrics.json").exists()
 
 
+def test_a_signal_while_the_data_loads_stops_at_once_with_the_preemption_code(tmp_path):
+    process = subprocess.Popen(
+        [console_script("resnet-train"), *TINY, "data.train_size=100000", "data.image_size=32",
+         "trainer.max_iters=3", f"hydra.run.dir={tmp_path}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    while not (tmp_path / ".hydra" / "config.yaml").exists():  # written just before the job starts
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.01)
+    time.sleep(0.3)  # into the data loading (generating 100,000 images takes seconds)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == PREEMPTED_EXIT_CODE, output
+    assert "stopped by SIGTERM outside the training loop; nothing new to checkpoint; re-run" in output
+    assert "Traceback" not in output and not (tmp_path / "checkpoints").exists()
+
+
 def test_resume_never_refuses_a_used_directory_and_other_models_are_refused(tmp_path):
     done = run_cli(*TINY, "trainer.max_iters=2", "trainer.eval_every=2", f"hydra.run.dir={tmp_path}")
     assert done.returncode == 0, done.stdout

@@ -24,9 +24,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..config import Config, DeviceKind, config_dir, register_configs
+from ..config import Config, DeviceKind, check_ranges, config_dir, register_configs
 from ..engine import distributed
-from ..engine.loop import PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, Preempted
+from ..engine.loop import PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, Preempted, StopOutsideLoop
 from ..engine.rundir import RunLock
 from ..errors import UserError
 
@@ -39,21 +39,26 @@ class WorkerFailed(UserError):
 
 def run_worker(config: Config, run_dir: Path, world: distributed.World, join_group: bool) -> dict:
     """Train on one rank; `join_group` starts the process group (DDP), even for a world of one."""
-    from ..engine.run import resolve_device, train
-
-    if join_group:
-        distributed.init_process_group(world, resolve_device(config.trainer.device, world.local_rank))
-    if not world.is_main:
-        logging.getLogger().setLevel(logging.WARNING)
     try:
-        with logging_redirect_tqdm():
-            return train(config, run_dir, world)
+        # From here a signal stops the run at once (exit 75), until the loop installs its own handling.
+        with StopOutsideLoop():
+            from ..engine.run import resolve_device, train
+
+            if join_group:
+                distributed.init_process_group(world, resolve_device(config.trainer.device, world.local_rank))
+            if not world.is_main:
+                logging.getLogger().setLevel(logging.WARNING)
+            with logging_redirect_tqdm():
+                return train(config, run_dir, world)
     finally:
         distributed.destroy()
 
 
-def _spawned_worker(local_rank: int, config: Config, run_dir: str, port: int, world_size: int) -> None:
-    """Entry point of a worker started by `spawn_workers` (a fresh interpreter without Hydra's logging)."""
+def _spawned_worker(
+    local_rank: int, config: Config, run_dir: str, port: int, world_size: int, stopped_at
+) -> None:
+    """Entry point of a worker started by `spawn_workers` (a fresh interpreter without Hydra's logging).
+    `stopped_at` (a shared integer) receives the iteration a pre-empted worker stopped at."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     on_cpu = config.trainer.device is DeviceKind.cpu or not torch.cuda.is_available()
     if on_cpu and "OMP_NUM_THREADS" not in os.environ:
@@ -69,6 +74,8 @@ def _spawned_worker(local_rank: int, config: Config, run_dir: str, port: int, wo
         run_worker(config, Path(run_dir), distributed.World(local_rank, world_size, local_rank), True)
     except Preempted as stop:
         log.warning("%s", stop)
+        if stop.iteration is not None:
+            stopped_at.value = stop.iteration
         sys.exit(PREEMPTED_EXIT_CODE)
     except UserError as error:
         log.error("%s", error)
@@ -76,27 +83,37 @@ def _spawned_worker(local_rank: int, config: Config, run_dir: str, port: int, wo
 
 
 def spawn_workers(config: Config, run_dir: Path, count: int) -> None:
-    """Start `count` local workers and wait for them. Pre-emption signals are passed on to every worker; if
-    one worker dies, the others are terminated and this raises (no hang)."""
+    """Start `count` local workers and wait for them. Pre-emption signals are passed on to every worker, and
+    the launcher reports the iteration they stopped at; if one worker dies, the others are terminated and
+    this raises (no hang)."""
     import torch.multiprocessing as mp
 
-    context = mp.start_processes(
-        _spawned_worker, args=(config, str(run_dir), distributed.free_port(), count), nprocs=count,
-        join=False, start_method="spawn",
-    )  # fmt: skip
+    received: list[int] = []
+    processes = []
 
     def forward(signum, frame):
-        for process in context.processes:
+        received.append(signum)
+        for process in processes:
             if process.is_alive():
                 os.kill(process.pid, signum)
 
     previous = {signum: signal.signal(signum, forward) for signum in PREEMPTION_SIGNALS}
+    stopped_at = mp.get_context("spawn").Value("q", -1)
     try:
+        context = mp.start_processes(
+            _spawned_worker, args=(config, str(run_dir), distributed.free_port(), count, stopped_at),
+            nprocs=count, join=False, start_method="spawn",
+        )  # fmt: skip
+        processes.extend(context.processes)
+        if received:  # a signal came while the workers were starting
+            forward(received[0], None)
         while not context.join():
             pass
     except mp.ProcessExitedException as error:
-        if error.exit_code == PREEMPTED_EXIT_CODE:
-            raise Preempted(signal.SIGTERM, -1) from None
+        if received or error.exit_code == PREEMPTED_EXIT_CODE:
+            # A worker killed by the forwarded signal before it could catch it has nothing to save either.
+            iteration = stopped_at.value if stopped_at.value >= 0 else None
+            raise Preempted(received[0] if received else signal.SIGTERM, iteration) from None
         failure = WorkerFailed(f"worker {error.error_index} failed ({error}); all workers stopped")
         failure.exit_code = error.exit_code if error.exit_code and error.exit_code > 0 else 1
         raise failure from None
@@ -151,11 +168,12 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def hydra_main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> dict | None:
     config: Config = OmegaConf.to_object(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode is RunMode.MULTIRUN
     try:
+        check_ranges(config)
         launch(config, run_dir)
     except Preempted as stop:
         log.warning("%s; re-run the same command to resume (exit code %d)", stop, PREEMPTED_EXIT_CODE)
@@ -167,8 +185,9 @@ def hydra_main(cfg: DictConfig) -> None:
     except UserError as error:
         log.error("%s", error)
         if multirun:
-            raise  # Hydra records the failed job, runs the others and exits non-zero at the end
+            return {"error": str(error)}  # the sweep goes on; cli/sweep.py reports it at the end
         sys.exit(error.exit_code)
+    return None
 
 
 def main() -> None:

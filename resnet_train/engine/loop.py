@@ -32,14 +32,25 @@ PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped by a signal after writing a che
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 
-class Preempted(Exception):
-    """Raised after the checkpoint of a run stopped by a signal has been written."""
+class Preempted(BaseException):
+    """A run stopped by a signal: after its checkpoint was written, or outside the loop (`iteration` None:
+    loading data before the first step, or writing the results after the last; nothing new to save).
 
-    def __init__(self, signum: int, iteration: int):
+    A BaseException, as KeyboardInterrupt: code that catches `Exception` to recover from damaged input (a
+    checkpoint reader falling back to the previous file) must not catch it."""
+
+    def __init__(self, signum: int, iteration: int | None):
+        name = signal.Signals(signum).name
         super().__init__(
-            f"stopped by {signal.Signals(signum).name} at iteration {iteration}; checkpoint written"
+            f"stopped by {name} outside the training loop; nothing new to checkpoint"
+            if iteration is None
+            else f"stopped by {name} at iteration {iteration}; checkpoint written"
         )
         self.signum, self.iteration = signum, iteration
+
+
+class EmptyEpoch(UserError):
+    """An epoch yielded no batch: the loop would otherwise spin forever."""
 
 
 class Diverged(UserError):
@@ -88,6 +99,11 @@ class SignalFlag:
                 self.previous[signum] = signal.signal(signum, self._handle)
             except ValueError:  # not the main thread: signals cannot be caught here
                 break
+        # A signal the enclosing StopOutsideLoop could not act on (its exception raised where Python drops
+        # exceptions, in a finaliser or a callback) still stops the run, after the first step.
+        outer = getattr(self.previous.get(signal.SIGTERM), "__self__", None)
+        if isinstance(outer, SignalFlag) and outer.signum is not None:
+            self.signum = outer.signum
         return self
 
     def _handle(self, signum, frame) -> None:
@@ -100,6 +116,16 @@ class SignalFlag:
     def __exit__(self, *exc) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
+
+
+class StopOutsideLoop(SignalFlag):
+    """Wherever the loop's own `SignalFlag` is not installed, a pre-emption signal stops the run at once:
+    while data loads or a checkpoint is read there is nothing new to save, and waiting could outlast the
+    grace period a scheduler gives before SIGKILL."""
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+        raise Preempted(signum, None)
 
 
 class Trainer:
@@ -167,6 +193,7 @@ class Trainer:
         self.state = LoopState(**checkpoint["trainer"])
         self.last_metrics = dict(checkpoint.get("metrics", {}))
         set_rng_state(checkpoint["rng"])
+        self._restore_window(checkpoint.get("window"))
 
     def _update_wall_time(self) -> None:
         now = time.perf_counter()
@@ -175,6 +202,7 @@ class Trainer:
 
     def save(self) -> None:
         self._update_wall_time()
+        window = self._window_state()  # a collective: every rank takes part before any can stop below
         if self.settings.nan_policy is NanPolicy.stop:
             self._check_finite()
         weights = [p.detach().float().abs().sum() for p in self.raw_model.parameters()]
@@ -184,7 +212,7 @@ class Trainer:
                 f"overwriting the last checkpoint (lower optim.lr)"
             )
         if self.world.is_main:
-            path = save_checkpoint(self.checkpoint_dir, self.state_dict())
+            path = save_checkpoint(self.checkpoint_dir, {**self.state_dict(), "window": window})
             log.info("checkpoint %s at iteration %d", path, self.state.iteration)
         distributed.barrier()  # no rank leaves (or exits on a signal) before the checkpoint is on disk
 
@@ -197,6 +225,38 @@ class Trainer:
         self.window_start = self.state.iteration
         self.seen = 0
         self.meter_start = time.perf_counter()
+        self.resumed_window_s = 0.0  # training time of the window before the checkpoint it resumed from
+
+    def _window_totals(self) -> list[float]:
+        """The logging window so far, summed over ranks: [loss sum, wrong count, images]."""
+        local = [self.loss_sum.double(), self.wrong_sum.double()]
+        seen = torch.tensor(float(self.seen), device=self.device, dtype=torch.float64)
+        return distributed.all_reduce_sum(torch.stack([*local, seen])).tolist()
+
+    def _window_state(self) -> dict:
+        """The unfinished logging window, stored in a checkpoint: a run resumed between two logging points
+        then reports the same first point as the uninterrupted run, not an average of the steps since."""
+        loss_sum, wrong, seen = self._window_totals()
+        return {
+            "start": self.window_start,
+            "end": self.state.iteration,
+            "steps": int(self.window_steps),
+            "loss_sum": loss_sum,
+            "wrong": wrong,
+            "seen": int(seen),
+            "time_s": time.perf_counter() - self.meter_start,
+        }
+
+    def _restore_window(self, window: dict | None) -> None:
+        self._reset_meter()
+        if not window or window["end"] != self.state.iteration:
+            return  # a checkpoint written before windows were stored: the window starts here
+        self.window_start, self.resumed_window_s = window["start"], window["time_s"]
+        self.window_steps.fill_(window["steps"])
+        if self.world.is_main:  # the sums are over all ranks: one rank carries them
+            self.loss_sum.fill_(window["loss_sum"])
+            self.wrong_sum.fill_(int(window["wrong"]))
+            self.seen = window["seen"]
 
     def step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> None:
         """One optimizer step on one batch at learning rate `lr`."""
@@ -251,10 +311,12 @@ class Trainer:
     def fit(self) -> dict:
         s, st = self.settings, self.state
         self._wall_mark = time.perf_counter()
-        self._reset_meter()  # the window starts at the (possibly resumed) iteration
+        self.meter_start = time.perf_counter() - self.resumed_window_s
         with SignalFlag() as signals:
             while st.iteration < s.max_iters:
+                fresh_epoch, batches = st.batch_in_epoch == 0, 0
                 for images, labels in self.train_batches.epoch(st.epoch, st.batch_in_epoch):
+                    batches += 1
                     self.step(images, labels, self.schedule.lr(st.iteration))
                     st.iteration += 1
                     st.batch_in_epoch += 1
@@ -262,6 +324,11 @@ class Trainer:
                     if self._after_step(signals):
                         break
                 else:
+                    if fresh_epoch and not batches:  # (a resumed epoch may legitimately have none left)
+                        raise EmptyEpoch(
+                            f"epoch {st.epoch} yielded no training batch (is the training set smaller than "
+                            f"one batch per process?)"
+                        )
                     st.epoch, st.batch_in_epoch = st.epoch + 1, 0
         self._update_wall_time()
         return self.last_metrics
@@ -287,19 +354,10 @@ class Trainer:
 
     def _log_train_point(self) -> None:
         st = self.state
-        totals = distributed.all_reduce_sum(
-            torch.stack(
-                [
-                    self.loss_sum.double(),
-                    self.wrong_sum.double(),
-                    torch.tensor(float(self.seen), device=self.device, dtype=torch.float64),
-                ]
-            )
-        )
+        loss_sum, wrong, seen = self._window_totals()
         if self.settings.nan_policy is NanPolicy.stop:
             self._check_finite()
         elapsed = time.perf_counter() - self.meter_start
-        loss_sum, wrong, seen = totals.tolist()
         if seen:
             train_error, train_loss = wrong / seen, loss_sum / seen
             st.train_time_s += elapsed
