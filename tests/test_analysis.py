@@ -41,9 +41,9 @@ def write_run(
     """A run directory as resnet-train leaves it; `finished=False` leaves out metrics.json (still running)."""
     residual, depth = model.startswith("resnet"), int(model.removeprefix("resnet").removeprefix("plain"))
     run_dir.mkdir(parents=True)
-    curves = {"train/error": TRAIN, "test/error": TEST} if curves is None else curves
+    curves = {"error/train": TRAIN, "error/test": TEST} if curves is None else curves
     if curves:
-        writer = SummaryWriter(str(run_dir / "tb"))
+        writer = SummaryWriter(str(run_dir))
         for tag, points in curves.items():
             for step, value in points:
                 writer.add_scalar(tag, value, step)
@@ -67,7 +67,7 @@ def write_run(
 
 
 def events_file(run_dir: Path) -> Path:
-    return next((run_dir / "tb").glob("events.out.tfevents.*"))
+    return next(run_dir.glob("events.out.tfevents.*"))
 
 
 # --- finding and reading runs ------------------------------------------------------------------------------
@@ -75,7 +75,7 @@ def events_file(run_dir: Path) -> Path:
 
 def test_find_runs_searches_sweeps_recursively(tmp_path):
     a = write_run(tmp_path / "sweep" / "a")
-    b = write_run(tmp_path / "sweep" / "deeper" / "b", finished=False)  # in progress: tb/ only
+    b = write_run(tmp_path / "sweep" / "deeper" / "b", finished=False)  # in progress: events only
     c = write_run(tmp_path / "sweep" / "c", curves={})  # metrics.json only
     (tmp_path / "sweep" / "not_a_run").mkdir()
     single = write_run(tmp_path / "single")
@@ -100,8 +100,8 @@ def test_a_run_is_named_by_metrics_then_config_then_directory(tmp_path):
 def test_curves_keep_every_point(tmp_path):
     # TensorBoard's reader samples 10,000 points per tag unless told otherwise (docs/pitfalls.md).
     points = [(step, step / 20000) for step in range(1, 10_201)]
-    run = load_run(write_run(tmp_path / "long", curves={"train/error": points}))
-    steps, values = zip(*run.curves["train/error"])
+    run = load_run(write_run(tmp_path / "long", curves={"error/train": points}))
+    steps, values = zip(*run.curves["error/train"])
     assert list(steps) == [step for step, _ in points]
     assert list(values) == pytest.approx([value for _, value in points], rel=1e-6)  # stored as float32
 
@@ -113,7 +113,7 @@ def test_a_cut_events_file_warns_and_keeps_the_points_before_the_cut(tmp_path, c
     with caplog.at_level(logging.WARNING, logger="resnet_train"):
         curves = read_curves(run_dir)
     assert any(str(run_dir) in r.message and "incomplete record" in r.message for r in caplog.records)
-    assert 0 < len(curves["train/error"]) + len(curves.get("test/error", [])) < len(TRAIN) + len(TEST)
+    assert 0 < len(curves["error/train"]) + len(curves.get("error/test", [])) < len(TRAIN) + len(TEST)
 
 
 def test_damaged_metrics_json_is_a_warning(tmp_path, caplog):
@@ -255,8 +255,8 @@ def test_plot_report_and_responses_of_a_real_sweep(tmp_path):
     runs = [load_run(path) for path in find_runs([sweep])]
     assert sorted(run.model for run in runs) == ["plain8", "resnet8"]
     for run in runs:
-        assert [step for step, _ in run.curves["train/error"]] == [2, 4]
-        assert [step for step, _ in run.curves["test/error"]] == [2, 4]
+        assert [step for step, _ in run.curves["error/train"]] == [2, 4]
+        assert [step for step, _ in run.curves["error/test"]] == [2, 4]
 
     out = tmp_path / "fig6.png"
     assert plot.main([str(sweep), "--out", str(out)]) == 0

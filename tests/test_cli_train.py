@@ -29,7 +29,7 @@ def compose_config(*overrides):
 
 
 def scalars(run_dir: Path) -> dict:
-    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
@@ -78,9 +78,9 @@ def test_end_to_end_run_writes_events_checkpoint_and_metrics(tmp_path):
     assert 0 <= metrics["test_error"] <= 1 and 0 <= metrics["val_error"] <= 1
     assert "SYNTHETIC" in result.stdout
     curves = scalars(run_dir)
-    assert {"train/error", "train/loss", "test/error", "test/loss", "val/error", "lr"} <= set(curves)
-    assert [step for step, _ in curves["train/error"]] == [4, 8, 12]
-    assert [step for step, _ in curves["test/error"]] == [6, 12]
+    assert {"error/train", "loss/train", "error/test", "loss/test", "error/val", "lr"} <= set(curves)
+    assert [step for step, _ in curves["error/train"]] == [4, 8, 12]
+    assert [step for step, _ in curves["error/test"]] == [6, 12]
     assert (run_dir / "checkpoints" / "last.pt").is_file()
     assert (run_dir / "train.log").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
 

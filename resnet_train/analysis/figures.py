@@ -22,8 +22,8 @@ from .runs import Run
 
 log = logging.getLogger("resnet_train")
 
-TRAIN_TAG = "train/error"
-EVAL_TAGS = ("test/error", "val/error")  # the bold curve: the test error, or the validation error if no test
+TRAIN_TAG = "error/train"
+EVAL_TAGS = ("error/test", "error/val")  # the bold curve: the test error, or the validation error if no test
 ITERATION_UNIT = 1e4  # the paper's x axis is "iter. (1e4)"
 COLOURS = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -101,7 +101,7 @@ def plot_error_curves(
     names = _curve_names(drawable)
     colour_keys = list(dict.fromkeys(colour_key for _, colour_key in names.values()))
     colour_of = {key: COLOURS[index % len(COLOURS)] for index, key in enumerate(colour_keys)}
-    splits = sorted({_eval_tag(run).split("/")[0] for run in drawable if _eval_tag(run)}, reverse=True)
+    splits = sorted({_eval_tag(run).split("/")[1] for run in drawable if _eval_tag(run)}, reverse=True)
     line_styles = [
         Line2D([], [], color="black", linestyle="--", linewidth=0.9, label="training error"),
         Line2D(
