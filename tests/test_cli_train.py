@@ -91,7 +91,9 @@ def test_two_job_sweep_writes_two_run_directories(tmp_path):
                      "trainer.log_every=2", f"hydra.sweep.dir={tmp_path}")  # fmt: skip
     assert result.returncode == 0, result.stdout
     runs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.json"))
-    assert len(runs) == 2 and any("plain20" in r for r in runs) and any("resnet20" in r for r in runs)
+    # Named after the net built (model.depth=8) and the dataset first; TensorBoard lists them by these names.
+    assert [r.split(",")[0] for r in runs] == ["plain8-synthetic", "resnet8-synthetic"]
+    assert all(any(tmp_path.joinpath(r).glob("events.out.tfevents.*")) for r in runs)
     models = {json.loads((tmp_path / r / "metrics.json").read_text())["model"] for r in runs}
     assert models == {"resnet8", "plain8"}
 
@@ -148,8 +150,23 @@ def test_unwritable_output_directory_is_one_clear_error(tmp_path):
 def test_run_directory_names_are_stable_and_short():
     from resnet_train.config import run_name
 
-    assert run_name("") == "default"
-    assert run_name("model=resnet56,trainer.seed=1") == "model=resnet56,trainer.seed=1"
+    assert run_name("") == "resnet20-cifar10"
+    # The net actually built comes first: model=plain20 with model.depth=8 is a plain-8.
+    name = run_name("data=cifar10,model.depth=8,model=plain20,trainer.seed=1", False, 8, "cifar10")
+    assert name == "plain8-cifar10,model=plain20,trainer.seed=1"
+    assert run_name("model=resnet56,trainer.seed=1", True, 56) == "resnet56-cifar10,trainer.seed=1"
     long = ",".join(f"trainer.key{i}=value{i}" for i in range(40))
     assert run_name(long) == run_name(long) and len(run_name(long).encode()) <= 160
     assert run_name(long) != run_name(long + "x")
+
+
+def test_run_directory_names_hold_no_shell_glob_characters():
+    from resnet_train.config import run_name
+
+    assert run_name("sched.milestones=[100,200],trainer.seed=1") == (
+        "resnet20-cifar10,sched.milestones=100_200,trainer.seed=1"
+    )
+    star, question = run_name("data.x=a*b"), run_name("data.x=a?b")
+    assert star != question  # replaced characters leave a digest, so names stay unique
+    for name in (star, question, run_name("a={x: 1},b='y z'")):
+        assert not set(name) & set("[]*?{}'\" $!~")
