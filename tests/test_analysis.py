@@ -18,7 +18,7 @@ from clitools import run_cli
 from matplotlib.image import imread
 from torch.utils.tensorboard import SummaryWriter
 
-from resnet_train.analysis.figures import _panels
+from resnet_train.analysis.figures import _panels, error_figure
 from resnet_train.analysis.runs import find_runs, load_run, read_curves
 from resnet_train.cli import plot, report, responses
 
@@ -155,6 +155,31 @@ def test_plot_draws_a_nonblank_png_and_warns_about_broken_runs(tmp_path, caplog)
     image = imread(out)
     assert image.shape[:2] == (675, 1800)  # two panels: 12 x 4.5 inches at 150 dpi
     assert image[..., :3].std() > 0.05  # not blank
+
+
+def test_error_figure_shares_the_y_range_and_keys_colour_to_net_and_style_to_split(tmp_path):
+    plain = [(100 * i, 0.85 - 0.01 * i) for i in range(1, 26)]  # up to 85%: the left panel's top
+    runs = [
+        load_run(write_run(tmp_path / "plain20", "plain20", shortcut=None, curves={"error/train": plain})),
+        load_run(write_run(tmp_path / "resnet20", "resnet20")),  # up to 85% train, 70% test
+    ]
+    figure = error_figure(runs)
+    left, right = figure.axes
+    assert left.get_ylim() == right.get_ylim() and left.get_ylim()[0] == 0
+    legend = [(type(h).__name__, t.get_text()) for h, t in zip(right.get_legend().legend_handles,
+                                                               right.get_legend().get_texts())]  # fmt: skip
+    # The net is a colour swatch, not a line; the line styles name the splits.
+    assert legend == [("Rectangle", "ResNet-20"), ("Line2D", "training error"), ("Line2D", "test error")]
+    assert [h.get_linestyle() for h in right.get_legend().legend_handles[1:]] == ["--", "-"]
+
+
+@pytest.mark.parametrize(("last", "label", "tick_max"), [(2500, "iter.", 2500), (64000, "iter. (1e4)", 6.4)])
+def test_error_figure_x_ticks_read_well_at_every_run_length(tmp_path, last, label, tick_max):
+    curve = [(last // 4 * i, 0.5) for i in range(1, 5)]
+    figure = error_figure([load_run(write_run(tmp_path / "run", curves={"error/train": curve}))])
+    (ax,) = figure.axes
+    assert ax.get_xlabel() == label
+    assert max(line.get_xdata().max() for line in ax.get_lines()) == pytest.approx(tick_max)
 
 
 @pytest.mark.parametrize(("suffix", "magic"), [(".svg", b"<svg"), (".pdf", b"%PDF")])
