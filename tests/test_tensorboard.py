@@ -41,18 +41,18 @@ def test_events_sit_in_the_run_directory_with_error_cards_first(tmp_path):
 def test_hparams_hold_the_columns_that_tell_runs_apart(tmp_path):
     events = write_tiny_run(tmp_path, residual=False)
     content = events.PluginTagToContent("hparams")
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    # No experiment summary: TensorBoard builds the view from all runs' rows, differing columns first, and
+    # reads the metrics from the scalar curves.
+    assert set(content) == {"_hparams_/session_start_info", "_hparams_/session_end_info"}
     start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     hparams = start.session_start_info.hparams
-    assert [info.name for info in experiment.hparam_infos] == [
+    assert set(hparams) == {
         "model", "depth", "residual", "shortcut", "dataset", "lr", "batch", "schedule", "seed", "iterations",
         "precision",
-    ]  # fmt: skip
+    }  # fmt: skip
     assert hparams["model"].string_value == "plain8" and hparams["depth"].number_value == 8
     assert hparams["residual"].string_value == "no" and hparams["shortcut"].string_value == "none"
     assert hparams["precision"].string_value == "fp32" and hparams["dataset"].string_value == "cifar10"
-    # The metric columns read the last value of the error curves; val is absent without a validation split.
-    assert [metric.name.tag for metric in experiment.metric_infos] == ["error/train", "error/test"]
 
 
 def test_resnet_hparams_name_the_shortcut(tmp_path):

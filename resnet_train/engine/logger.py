@@ -88,17 +88,18 @@ class RunLogger:
         log.info("iteration %d: %s error %.2f%% loss %.4f", iteration, split, 100 * error, loss)
 
     def finish(self, metrics: dict, hparams: dict) -> None:
-        """Write metrics.json and the hparams summary (into this run's own event file, no sub-run).
+        """Write metrics.json and this run's row of the HPARAMS view (into its own event file, no sub-run).
 
-        The HPARAMS view's metric columns are the error curves' tags: it shows each curve's last value, which
-        is the final error, so no extra one-point scalars are needed."""
+        Only the session summaries are written, not an experiment summary: TensorBoard then builds the
+        view from every run's row, puts the columns whose values differ between runs first, and takes each
+        metric's value as the last point of the run's scalar curves (error/train, error/test, ...), so the
+        final errors need no one-point scalars of their own."""
         if not self.enabled:
             return
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-        splits = [split for split in ("train", "val", "test") if metrics.get(f"{split}_error") is not None]
-        # The values are not written here: TensorBoard reads each metric from its scalar curve.
-        for summary in hparams_summary(hparams, {eval_tags(split)[0]: 0.0 for split in splits}):
+        _experiment, session_start, session_end = hparams_summary(hparams, {})
+        for summary in (session_start, session_end):
             self.writer.file_writer.add_summary(summary)
         self.close()
         write_json(self.run_dir / "metrics.json", metrics)
