@@ -308,17 +308,55 @@ def config_dir() -> str:
 
 
 MAX_RUN_NAME = 160  # bytes; file systems refuse names over 255
+# What a directory name may hold as written: nothing a shell expands ([ ] * ? { } ~ $ ! quotes, spaces...).
+_NAME_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._,=+-:@%")
 
 
-def run_name(overrides: str) -> str:
-    """A run directory's name from its overrides (`hydra.job.override_dirname`): readable and stable, so the
-    same command lands in the same directory. Empty -> "default"; too long -> a prefix plus a digest."""
-    if not overrides:
-        return "default"
-    if len(overrides.encode()) <= MAX_RUN_NAME:
-        return overrides
+def _split_overrides(overrides: str) -> list[str]:
+    """`a=1,b=[2,3]` -> ["a=1", "b=[2,3]"]: Hydra's override_dirname joins items with commas, and a list
+    value holds commas of its own."""
+    items, depth, current = [], 0, ""
+    for char in overrides:
+        depth += {"[": 1, "(": 1, "{": 1, "]": -1, ")": -1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    return [*items, current] if overrides else []
+
+
+def _safe_item(item: str) -> tuple[str, bool]:
+    """An override with its list brackets dropped (`m=[100,200]` -> `m=100_200`) and any other character a
+    shell would expand replaced by "_"; and whether such a replacement was needed."""
+    key, _, value = item.partition("=")
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1].replace(",", "_")
+    text = f"{key}={value}"
+    return "".join(char if char in _NAME_SAFE else "_" for char in text), not set(text) <= _NAME_SAFE
+
+
+def run_name(overrides: str, residual: bool = True, depth: int = 20, dataset: object = "cifar10") -> str:
+    """A run directory's name: the net actually built and the dataset, then the other overrides
+    (`hydra.job.override_dirname`), e.g. `plain8-cifar10,model=plain20,trainer.seed=1`.
+
+    Stable (the same command lands in the same directory, to resume there) and unique: only what the first
+    part states is left out (model.depth, model.residual, and model=/data= where they name the same net and
+    dataset). No shell glob characters; a name that needed other characters replaced, or is too long, ends
+    in a digest of the overrides."""
+    net = f"{'resnet' if residual else 'plain'}{depth}"
+    dataset = getattr(dataset, "value", dataset)  # a DatasetName from the composed config
+    stated = {"model.depth", "model.residual"}
+    rest = [
+        _safe_item(item)
+        for item in _split_overrides(overrides)
+        if item.partition("=")[0] not in stated and item not in (f"model={net}", f"data={dataset}")
+    ]
+    name = ",".join([f"{net}-{dataset}", *(text for text, _ in rest)])
+    if not any(replaced for _, replaced in rest) and len(name.encode()) <= MAX_RUN_NAME:
+        return name
     digest = hashlib.sha256(overrides.encode()).hexdigest()[:12]
-    return f"{overrides.encode()[: MAX_RUN_NAME - 16].decode(errors='ignore')}...{digest}"
+    return f"{name.encode()[: MAX_RUN_NAME - 16].decode(errors='ignore')}...{digest}"
 
 
 def register_configs() -> None:

@@ -18,7 +18,7 @@ from clitools import run_cli
 from matplotlib.image import imread
 from torch.utils.tensorboard import SummaryWriter
 
-from resnet_train.analysis.figures import _panels
+from resnet_train.analysis.figures import _panels, error_figure
 from resnet_train.analysis.runs import find_runs, load_run, read_curves
 from resnet_train.cli import plot, report, responses
 
@@ -41,9 +41,9 @@ def write_run(
     """A run directory as resnet-train leaves it; `finished=False` leaves out metrics.json (still running)."""
     residual, depth = model.startswith("resnet"), int(model.removeprefix("resnet").removeprefix("plain"))
     run_dir.mkdir(parents=True)
-    curves = {"train/error": TRAIN, "test/error": TEST} if curves is None else curves
+    curves = {"error/train": TRAIN, "error/test": TEST} if curves is None else curves
     if curves:
-        writer = SummaryWriter(str(run_dir / "tb"))
+        writer = SummaryWriter(str(run_dir))
         for tag, points in curves.items():
             for step, value in points:
                 writer.add_scalar(tag, value, step)
@@ -67,7 +67,7 @@ def write_run(
 
 
 def events_file(run_dir: Path) -> Path:
-    return next((run_dir / "tb").glob("events.out.tfevents.*"))
+    return next(run_dir.glob("events.out.tfevents.*"))
 
 
 # --- finding and reading runs ------------------------------------------------------------------------------
@@ -75,7 +75,7 @@ def events_file(run_dir: Path) -> Path:
 
 def test_find_runs_searches_sweeps_recursively(tmp_path):
     a = write_run(tmp_path / "sweep" / "a")
-    b = write_run(tmp_path / "sweep" / "deeper" / "b", finished=False)  # in progress: tb/ only
+    b = write_run(tmp_path / "sweep" / "deeper" / "b", finished=False)  # in progress: events only
     c = write_run(tmp_path / "sweep" / "c", curves={})  # metrics.json only
     (tmp_path / "sweep" / "not_a_run").mkdir()
     single = write_run(tmp_path / "single")
@@ -100,8 +100,8 @@ def test_a_run_is_named_by_metrics_then_config_then_directory(tmp_path):
 def test_curves_keep_every_point(tmp_path):
     # TensorBoard's reader samples 10,000 points per tag unless told otherwise (docs/pitfalls.md).
     points = [(step, step / 20000) for step in range(1, 10_201)]
-    run = load_run(write_run(tmp_path / "long", curves={"train/error": points}))
-    steps, values = zip(*run.curves["train/error"])
+    run = load_run(write_run(tmp_path / "long", curves={"error/train": points}))
+    steps, values = zip(*run.curves["error/train"])
     assert list(steps) == [step for step, _ in points]
     assert list(values) == pytest.approx([value for _, value in points], rel=1e-6)  # stored as float32
 
@@ -113,7 +113,7 @@ def test_a_cut_events_file_warns_and_keeps_the_points_before_the_cut(tmp_path, c
     with caplog.at_level(logging.WARNING, logger="resnet_train"):
         curves = read_curves(run_dir)
     assert any(str(run_dir) in r.message and "incomplete record" in r.message for r in caplog.records)
-    assert 0 < len(curves["train/error"]) + len(curves.get("test/error", [])) < len(TRAIN) + len(TEST)
+    assert 0 < len(curves["error/train"]) + len(curves.get("error/test", [])) < len(TRAIN) + len(TEST)
 
 
 def test_damaged_metrics_json_is_a_warning(tmp_path, caplog):
@@ -155,6 +155,31 @@ def test_plot_draws_a_nonblank_png_and_warns_about_broken_runs(tmp_path, caplog)
     image = imread(out)
     assert image.shape[:2] == (675, 1800)  # two panels: 12 x 4.5 inches at 150 dpi
     assert image[..., :3].std() > 0.05  # not blank
+
+
+def test_error_figure_shares_the_y_range_and_keys_colour_to_net_and_style_to_split(tmp_path):
+    plain = [(100 * i, 0.85 - 0.01 * i) for i in range(1, 26)]  # up to 85%: the left panel's top
+    runs = [
+        load_run(write_run(tmp_path / "plain20", "plain20", shortcut=None, curves={"error/train": plain})),
+        load_run(write_run(tmp_path / "resnet20", "resnet20")),  # up to 85% train, 70% test
+    ]
+    figure = error_figure(runs)
+    left, right = figure.axes
+    assert left.get_ylim() == right.get_ylim() and left.get_ylim()[0] == 0
+    legend = [(type(h).__name__, t.get_text()) for h, t in zip(right.get_legend().legend_handles,
+                                                               right.get_legend().get_texts())]  # fmt: skip
+    # The net is a colour swatch, not a line; the line styles name the splits.
+    assert legend == [("Rectangle", "ResNet-20"), ("Line2D", "training error"), ("Line2D", "test error")]
+    assert [h.get_linestyle() for h in right.get_legend().legend_handles[1:]] == ["--", "-"]
+
+
+@pytest.mark.parametrize(("last", "label", "tick_max"), [(2500, "iter.", 2500), (64000, "iter. (1e4)", 6.4)])
+def test_error_figure_x_ticks_read_well_at_every_run_length(tmp_path, last, label, tick_max):
+    curve = [(last // 4 * i, 0.5) for i in range(1, 5)]
+    figure = error_figure([load_run(write_run(tmp_path / "run", curves={"error/train": curve}))])
+    (ax,) = figure.axes
+    assert ax.get_xlabel() == label
+    assert max(line.get_xdata().max() for line in ax.get_lines()) == pytest.approx(tick_max)
 
 
 @pytest.mark.parametrize(("suffix", "magic"), [(".svg", b"<svg"), (".pdf", b"%PDF")])
@@ -204,11 +229,13 @@ def test_report_numbers_are_the_metrics_over_seeds(tmp_path, capsys, caplog):
     tests = [100 * test for test, _ in SEEDS.values()]
     trains = [100 * train for _, train in SEEDS.values()]
     assert int(r20["runs"]) == 3 and int(r20["depth"]) == 20 and int(r20["params"]) == 269722
-    assert float(r20["test_error_mean"]) == pytest.approx(statistics.mean(tests), abs=1e-12)
-    assert float(r20["test_error_std"]) == pytest.approx(statistics.stdev(tests), abs=1e-12)
-    assert float(r20["test_error_best"]) == pytest.approx(min(tests), abs=1e-12)
-    assert float(r20["train_error_mean"]) == pytest.approx(statistics.mean(trains), abs=1e-12)
-    assert float(r20["train_error_std"]) == pytest.approx(statistics.stdev(trains), abs=1e-12)
+    # Percent rounded to 3 decimals: 57.305, not 57.30468749999999.
+    assert r20["test_error_mean"] == str(round(statistics.mean(tests), 3))
+    assert r20["test_error_std"] == str(round(statistics.stdev(tests), 3))
+    assert float(r20["test_error_best"]) == pytest.approx(min(tests), abs=5e-4)
+    assert r20["train_error_mean"] == str(round(statistics.mean(trains), 3))
+    assert r20["train_error_std"] == str(round(statistics.stdev(trains), 3))
+    assert all(len(r20[key].partition(".")[2]) <= 3 for key in ("test_error_mean", "train_error_std"))
     # The paper's number only for the same dataset, model and shortcut option.
     assert float(r20["paper_test_error"]) == 8.75
     assert rows["plain20", "cifar10"]["paper_test_error"] == ""  # plain nets are only drawn (Fig. 6)
@@ -255,8 +282,8 @@ def test_plot_report_and_responses_of_a_real_sweep(tmp_path):
     runs = [load_run(path) for path in find_runs([sweep])]
     assert sorted(run.model for run in runs) == ["plain8", "resnet8"]
     for run in runs:
-        assert [step for step, _ in run.curves["train/error"]] == [2, 4]
-        assert [step for step, _ in run.curves["test/error"]] == [2, 4]
+        assert [step for step, _ in run.curves["error/train"]] == [2, 4]
+        assert [step for step, _ in run.curves["error/test"]] == [2, 4]
 
     out = tmp_path / "fig6.png"
     assert plot.main([str(sweep), "--out", str(out)]) == 0

@@ -29,7 +29,7 @@ def compose_config(*overrides):
 
 
 def scalars(run_dir: Path) -> dict:
-    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
@@ -78,9 +78,9 @@ def test_end_to_end_run_writes_events_checkpoint_and_metrics(tmp_path):
     assert 0 <= metrics["test_error"] <= 1 and 0 <= metrics["val_error"] <= 1
     assert "SYNTHETIC" in result.stdout
     curves = scalars(run_dir)
-    assert {"train/error", "train/loss", "test/error", "test/loss", "val/error", "lr"} <= set(curves)
-    assert [step for step, _ in curves["train/error"]] == [4, 8, 12]
-    assert [step for step, _ in curves["test/error"]] == [6, 12]
+    assert {"error/train", "loss/train", "error/test", "loss/test", "error/val", "lr"} <= set(curves)
+    assert [step for step, _ in curves["error/train"]] == [4, 8, 12]
+    assert [step for step, _ in curves["error/test"]] == [6, 12]
     assert (run_dir / "checkpoints" / "last.pt").is_file()
     assert (run_dir / "train.log").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
 
@@ -91,7 +91,9 @@ def test_two_job_sweep_writes_two_run_directories(tmp_path):
                      "trainer.log_every=2", f"hydra.sweep.dir={tmp_path}")  # fmt: skip
     assert result.returncode == 0, result.stdout
     runs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.json"))
-    assert len(runs) == 2 and any("plain20" in r for r in runs) and any("resnet20" in r for r in runs)
+    # Named after the net built (model.depth=8) and the dataset first; TensorBoard lists them by these names.
+    assert [r.split(",")[0] for r in runs] == ["plain8-synthetic", "resnet8-synthetic"]
+    assert all(any(tmp_path.joinpath(r).glob("events.out.tfevents.*")) for r in runs)
     models = {json.loads((tmp_path / r / "metrics.json").read_text())["model"] for r in runs}
     assert models == {"resnet8", "plain8"}
 
@@ -161,8 +163,11 @@ def test_unwritable_output_directory_is_one_clear_error(tmp_path):
 def test_run_directory_names_are_stable_and_short():
     from resnet_train.config import run_name
 
-    assert run_name("") == "default"
-    assert run_name("model=resnet56,trainer.seed=1") == "model=resnet56,trainer.seed=1"
+    assert run_name("") == "resnet20-cifar10"
+    # The net actually built comes first: model=plain20 with model.depth=8 is a plain-8.
+    name = run_name("data=cifar10,model.depth=8,model=plain20,trainer.seed=1", False, 8, "cifar10")
+    assert name == "plain8-cifar10,model=plain20,trainer.seed=1"
+    assert run_name("model=resnet56,trainer.seed=1", True, 56) == "resnet56-cifar10,trainer.seed=1"
     long = ",".join(f"trainer.key{i}=value{i}" for i in range(40))
     assert run_name(long) == run_name(long) and len(run_name(long).encode()) <= 160
     assert run_name(long) != run_name(long + "x")
@@ -214,7 +219,7 @@ def test_out_of_range_numbers_end_in_one_line_before_anything_loads(tmp_path):
     line = one_line_error(result)
     assert "trainer.batch_size=-5 (must be >= 1)" in line and "optim.lr=nan" in line
     assert "trainer.log_every=0" in line
-    assert not (tmp_path / "tb").exists() and "SYNTHETIC" not in result.stdout
+    assert not list(tmp_path.glob("events.out.tfevents.*")) and "SYNTHETIC" not in result.stdout
 
 
 def test_a_sweep_summary_names_each_job_by_the_overrides_that_set_it_apart():
@@ -223,3 +228,15 @@ def test_a_sweep_summary_names_each_job_by_the_overrides_that_set_it_apart():
     jobs = [["model=resnet20", "model.depth=8"], ["model=resnet20", "model.depth=21"]]
     assert distinguishing(jobs) == ["model.depth=8", "model.depth=21"]
     assert distinguishing([["model.depth=21", "trainer.seed=1"]]) == ["model.depth=21,trainer.seed=1"]
+
+
+def test_run_directory_names_hold_no_shell_glob_characters():
+    from resnet_train.config import run_name
+
+    assert run_name("sched.milestones=[100,200],trainer.seed=1") == (
+        "resnet20-cifar10,sched.milestones=100_200,trainer.seed=1"
+    )
+    star, question = run_name("data.x=a*b"), run_name("data.x=a?b")
+    assert star != question  # replaced characters leave a digest, so names stay unique
+    for name in (star, question, run_name("a={x: 1},b='y z'")):
+        assert not set(name) & set("[]*?{}'\" $!~")

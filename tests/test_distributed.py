@@ -64,7 +64,7 @@ def test_two_workers_with_sync_bn_match_one_process(tmp_path):
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5, msg=key)
     # One output directory: one event file, one log, rank 0's checkpoint.
-    assert len(list((tmp_path / "two" / "tb").iterdir())) == 1
+    assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 1
     assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == [
         "last.pt",
         "last.pt.sha256",
@@ -119,7 +119,7 @@ def test_a_dead_worker_ends_the_job_instead_of_hanging(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    while len(worker_pids(process.pid)) < 2 or not (tmp_path / "tb").exists():
+    while len(worker_pids(process.pid)) < 2 or not any(tmp_path.glob("events.out.tfevents.*")):
         assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
         time.sleep(0.1)
     time.sleep(2)  # well into training
@@ -177,4 +177,4 @@ def test_torchrun_workers_share_one_run_directory(tmp_path):
     assert result.returncode == 0, result.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["iterations"] == 6
-    assert len(list((tmp_path / "tb").iterdir())) == 1
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1

@@ -37,6 +37,16 @@ def test_input_size_and_num_classes(capsys):
     assert rows["resnet18"]["params"] == 11_515_688 - 9_408 + 1_728 - 513_000 + 5_130
 
 
+def test_input_size_applies_to_the_imagenet_nets_only(capsys):
+    # One table mixing the families: CIFAR nets stay at their 32 px unless asked with --cifar-input-size.
+    rows = run_json(capsys, "resnet20", "resnet50", "--input-size", "320")
+    assert rows["resnet20"]["input_size"] == 32 and rows["resnet20"]["macs"] == pytest.approx(41e6, rel=0.02)
+    assert rows["resnet50"]["input_size"] == 320
+    rows = run_json(capsys, "resnet20", "resnet50", "--cifar-input-size", "64")
+    assert rows["resnet20"]["input_size"] == 64 and rows["resnet50"]["input_size"] == 224
+    assert rows["resnet20"]["macs"] == pytest.approx(4 * 41e6, rel=0.02)
+
+
 def test_table(capsys):
     assert main(["resnet56", "plain56"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -53,7 +53,7 @@ def weights(run_dir):
 
 
 def steps(run_dir, tag):
-    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
     return [(e.step, e.value) for e in events.Scalars(tag)]
 
@@ -74,7 +74,7 @@ def test_sigkill_then_rerun_ends_bitwise_equal_to_the_uninterrupted_run(tmp_path
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     # The curves: no duplicated or missing points after the resume, the same values as without the kill.
-    for tag in ("train/error", "train/loss", "test/error"):
+    for tag in ("error/train", "loss/train", "error/test"):
         assert steps(tmp_path / "killed", tag) == steps(tmp_path / "full", tag)
     assert json.loads((tmp_path / "killed" / "metrics.json").read_text())["iterations"] == 60
 

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from resnet_train.config import Config
 from resnet_train.engine.checkpoint import CheckpointError, save_checkpoint
-from resnet_train.engine.logger import RunLogger
+from resnet_train.engine.logger import TRAIN_LOSS, RunLogger
 from resnet_train.engine.run import _plain
 from resnet_train.engine.rundir import LOCK_NAME, RunLock, find_resume_checkpoint
 from resnet_train.errors import UserError
@@ -161,6 +161,6 @@ def log_points(run_dir, steps):
 def test_a_fresh_start_over_the_events_of_a_killed_attempt_does_not_double_its_points(tmp_path):
     log_points(tmp_path, [5, 10, 15])  # killed before its first checkpoint: nothing to resume
     log_points(tmp_path, [5, 10, 15, 20])
-    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
     events.Reload()
-    assert [e.step for e in events.Scalars("train/loss")] == [5, 10, 15, 20]
+    assert [e.step for e in events.Scalars(TRAIN_LOSS)] == [5, 10, 15, 20]

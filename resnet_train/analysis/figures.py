@@ -1,7 +1,8 @@
 """The paper's figures, drawn from runs read back by `runs.py`.
 
 - Fig. 4 / Fig. 6 style error curves (`plot_error_curves`): training error dashed, test error bold, x in units
-  of 1e4 iterations, y in percent, one colour per depth, plain nets and ResNets side by side.
+  of 1e4 iterations (plain iterations for runs shorter than that), y in percent on one range for both panels,
+  one colour per depth, plain nets and ResNets side by side.
 - Fig. 7 style layer responses (`plot_responses`): the std of each 3x3 layer's response, in layer order and
   sorted by magnitude.
 
@@ -17,6 +18,7 @@ from typing import Sequence
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from ..engine.logger import TRAIN_ERROR, eval_tags
 from .runs import Run
@@ -76,19 +78,33 @@ def _eval_tag(run: Run) -> str | None:
     return next((tag for tag in EVAL_TAGS if tag in run.curves), None)
 
 
-def _draw_curve(ax, points, style: str, colour: str, linewidth: float, label: str | None) -> None:
+def _x_unit(runs: Sequence[Run]) -> tuple[float, str]:
+    """The paper's "iter. (1e4)" once a run reaches 1e4 iterations; plain iterations below, where 1e4 units
+    would read 0.0025."""
+    longest = max(step for run in runs for points in run.curves.values() for step, _ in points)
+    return (ITERATION_UNIT, "iter. (1e4)") if longest >= ITERATION_UNIT else (1.0, "iter.")
+
+
+def _draw_curve(ax, points, style: str, colour: str, linewidth: float, x_unit: float) -> None:
     steps, values = zip(*points)
-    ax.plot([s / ITERATION_UNIT for s in steps], [100 * v for v in values], style,
-            color=colour, linewidth=linewidth, label=label, marker=_marker(steps))  # fmt: skip
+    ax.plot([s / x_unit for s in steps], [100 * v for v in values], style,
+            color=colour, linewidth=linewidth, marker=_marker(steps))  # fmt: skip
 
 
 def plot_error_curves(
     runs: Sequence[Run], out: str | Path, *, title: str | None = None, ymax: float | None = None
 ) -> Path:
-    """Draw the runs' error curves as the paper's Fig. 4 and Fig. 6 and save them to `out`.
+    """Draw the runs' error curves as the paper's Fig. 4 and Fig. 6 and save them to `out`; returns the path
+    written. Raises ValueError if no run has a curve (see `error_figure`)."""
+    return _save(error_figure(runs, title=title, ymax=ymax), out)
 
-    Runs without any error curve are left out with a warning. Several runs of one model (seeds) share its
-    colour and one legend entry. Returns the path written; raises ValueError if no run has a curve.
+
+def error_figure(runs: Sequence[Run], *, title: str | None = None, ymax: float | None = None) -> Figure:
+    """The runs' error curves, one panel for plain nets and one for ResNets, on one y range.
+
+    Colour = net, line style = split (training error dashed, test error bold), as in the paper. Runs
+    without any error curve are left out with a warning. Several runs of one model (seeds) share its
+    colour and one legend entry. Raises ValueError if no run has a curve.
     """
     drawable = []
     for run in runs:
@@ -102,47 +118,39 @@ def plot_error_curves(
     names = _curve_names(drawable)
     colour_keys = list(dict.fromkeys(colour_key for _, colour_key in names.values()))
     colour_of = {key: COLOURS[index % len(COLOURS)] for index, key in enumerate(colour_keys)}
-    splits = sorted({_eval_tag(run).split("/")[0] for run in drawable if _eval_tag(run)}, reverse=True)
+    splits = sorted({_eval_tag(run).split("/")[1] for run in drawable if _eval_tag(run)}, reverse=True)
+    eval_label = " / ".join(splits or ["test"]) + " error"
     line_styles = [
         Line2D([], [], color="black", linestyle="--", linewidth=0.9, label="training error"),
-        Line2D(
-            [],
-            [],
-            color="black",
-            linestyle="-",
-            linewidth=2.2,
-            label=" / ".join(splits or ["test"]) + " error",
-        ),
+        Line2D([], [], color="black", linestyle="-", linewidth=2.2, label=eval_label),
     ]
+    x_unit, x_label = _x_unit(drawable)
 
     panels = _panels(drawable)
     figure = Figure(figsize=(6.0 * len(panels), 4.5), layout="constrained")
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    # sharey: plain nets and ResNets are read against one error scale, as in the paper's Fig. 4 and 6.
+    axes = figure.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     for ax, (panel_title, panel_runs) in zip(axes, panels):
-        shown = set()
+        nets: dict[str, Patch] = {}  # one legend entry per net (seeds share it), in its colour
         for run in panel_runs:
             label, colour_key = names[run.path]
-            legend = None if label in shown else label  # seeds of one model: one legend entry
-            shown.add(label)
+            colour = colour_of[colour_key]
+            nets.setdefault(label, Patch(color=colour, label=label))
             if TRAIN_TAG in run.curves:  # training error dashed, thin
-                _draw_curve(ax, run.curves[TRAIN_TAG], "--", colour_of[colour_key], 0.9, legend)
-                legend = None
+                _draw_curve(ax, run.curves[TRAIN_TAG], "--", colour, 0.9, x_unit)
             if _eval_tag(run):  # test (or validation) error bold
-                _draw_curve(ax, run.curves[_eval_tag(run)], "-", colour_of[colour_key], 2.2, legend)
-        ax.set_xlabel("iter. (1e4)")
+                _draw_curve(ax, run.curves[_eval_tag(run)], "-", colour, 2.2, x_unit)
+        ax.set_xlabel(x_label)
         ax.set_ylabel("error (%)")
-        ax.set_ylim(bottom=0, top=ymax)
         ax.set_xlim(left=0)
         ax.grid(True, alpha=0.3)
         if panel_title:
             ax.set_title(panel_title)
-        handles, legend_names = ax.get_legend_handles_labels()
-        ax.legend(
-            handles + line_styles, legend_names + [line.get_label() for line in line_styles], fontsize="small"
-        )
+        ax.legend(handles=[*nets.values(), *line_styles], fontsize="small")
+    axes[0].set_ylim(bottom=0, top=ymax)  # shared by every panel
     if title:
         figure.suptitle(title)
-    return _save(figure, out)
+    return figure
 
 
 def plot_responses(results: Sequence[dict], out: str | Path, *, title: str | None = None) -> Path:

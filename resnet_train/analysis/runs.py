@@ -1,6 +1,6 @@
 """Reading finished and running runs back: where they are, what they are, and what they logged.
 
-A run is a directory holding a `tb/` folder (TensorBoard events) or a `metrics.json` (the final summary), as
+A run is a directory holding TensorBoard event files or a `metrics.json` (the final summary), as
 `resnet-train` leaves it (one per job of a sweep). Everything here tolerates runs that are still going, were
 killed, or left a damaged file: such a run is reported with a warning that names it and read as far as it
 can be, never a crash.
@@ -19,7 +19,8 @@ from typing import Iterable
 log = logging.getLogger("resnet_train")
 
 # Folders inside a run that never hold another run: not worth walking into.
-RUN_INTERNALS = {"tb", "checkpoints", ".hydra", ".submitit"}
+RUN_INTERNALS = {"checkpoints", ".hydra", ".submitit"}
+EVENTS = "events.out.tfevents.*"  # TensorBoard's event file names
 
 Curve = list[tuple[int, float]]  # (iteration, value), sorted by iteration
 
@@ -59,7 +60,7 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
             raise FileNotFoundError(f"{path} is not a directory")
         for directory, subdirs, files in os.walk(path, followlinks=False):
             here = Path(directory)
-            if (here / "tb").is_dir() or "metrics.json" in files:
+            if "metrics.json" in files or any(here.glob(EVENTS)):
                 found.add(here.resolve())
                 subdirs.clear()  # a run does not nest another run
             else:
@@ -115,16 +116,15 @@ def _events_end_cleanly(path: Path) -> bool:
 
 
 def read_curves(run_dir: Path) -> dict[str, Curve]:
-    """Every scalar the run logged to `tb/`, tag -> [(iteration, value)], sorted by iteration.
+    """Every scalar in the run's TensorBoard events, tag -> [(iteration, value)], sorted by iteration.
 
     All of the folder's event files are read (a resumed run may have several); where an iteration was
     logged twice the later value wins. A missing, empty or damaged file gives a warning naming the run and
     whatever points could be read before the damage.
     """
-    tb = run_dir / "tb"
-    files = sorted(tb.glob("events.out.tfevents.*")) if tb.is_dir() else []
+    files = sorted(run_dir.glob(EVENTS))
     if not files:
-        log.warning("run %s: no TensorBoard events (%s)", run_dir, "empty tb/" if tb.is_dir() else "no tb/")
+        log.warning("run %s: no TensorBoard events", run_dir)
         return {}
     for path in files:
         if not _events_end_cleanly(path):
@@ -138,7 +138,7 @@ def read_curves(run_dir: Path) -> dict[str, Curve]:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
         # size_guidance 0 keeps every point (the default samples 10,000 per tag); one folder, no subfolders.
-        events = EventAccumulator(str(tb), size_guidance={"scalars": 0})
+        events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
         events.Reload()
         curves = {}
         for tag in events.Tags()["scalars"]:

@@ -1,9 +1,12 @@
 """`resnet-info`: the size and compute of the model configs, e.g. `resnet-info resnet20 resnet56 plain56`.
 
-    resnet-info NAME... [--input-size N] [--num-classes K] [--json]
+    resnet-info NAME... [--input-size N] [--cifar-input-size N] [--num-classes K] [--json]
 
-NAME is a file of the `model` config group (configs/model/NAME.yaml). The input size defaults to the family's
-natural size (32 for CIFAR, 224 for ImageNet) and the class count to its dataset's (10 or 1000).
+NAME is a file of the `model` config group (configs/model/NAME.yaml). Each family has its own input size, so
+one table can mix them: `--input-size` sets the ImageNet nets' (default 224; they also run at other sizes,
+e.g. the multi-scale test or 32 px with the CIFAR stem), `--cifar-input-size` the CIFAR nets' (default 32,
+the only size the paper defines them for, Sec. 4.2). The class count defaults to the family's dataset's
+(10 or 1000).
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ def natural_order(path: Path) -> tuple[str, int, str]:
     return path.stem.rstrip("0123456789"), len(path.stem), path.stem
 
 
-def describe(name: str, path: Path, input_size: int | None, num_classes: int | None) -> dict:
-    """One model config, validated against the schema, as a plain dict of its size and compute."""
+def describe(name: str, path: Path, input_sizes: dict[Family, int | None], num_classes: int | None) -> dict:
+    """One model config, validated against the schema, as a plain dict of its size and compute at its
+    family's entry of `input_sizes` (None: the family's natural size)."""
     m = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path))
-    size = input_size or NATURAL_INPUT_SIZE[m.family]
+    size = input_sizes.get(m.family) or NATURAL_INPUT_SIZE[m.family]
     with torch.device("meta"):  # shapes only: no memory for the weights and no time spent initialising them
         model = model_from_config(m, num_classes or NATURAL_NUM_CLASSES[m.family], size)
     return {
@@ -83,7 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "names", nargs="+", metavar="NAME", help="a model config, e.g. resnet56, plain20, resnet50"
     )
     parser.add_argument(
-        "--input-size", type=int, default=None, help="image side (default: 32 CIFAR, 224 ImageNet)"
+        "--input-size", type=int, default=None, help="image side of the ImageNet nets (default 224)"
+    )
+    parser.add_argument(
+        "--cifar-input-size", type=int, default=None, help="image side of the CIFAR nets (default 32)"
     )
     parser.add_argument(
         "--num-classes", type=int, default=None, help="classes (default: 10 CIFAR, 1000 ImageNet)"
@@ -99,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    rows = [describe(name, available[name], args.input_size, args.num_classes) for name in args.names]
+    input_sizes = {Family.imagenet: args.input_size, Family.cifar: args.cifar_input_size}
+    rows = [describe(name, available[name], input_sizes, args.num_classes) for name in args.names]
     print(json.dumps(rows, indent=2) if args.json else table(rows))
     return 0
 

@@ -2,11 +2,12 @@
 
     resnet-plot RUN_OR_SWEEP_DIR... [--out FILE] [--title TEXT] [--ymax PERCENT]
 
-Every run at or below the given directories is drawn (a run is a directory with a `tb/` folder or a
+Every run at or below the given directories is drawn (a run is a directory with TensorBoard events or a
 metrics.json): training error dashed, test error bold (validation error if the run has no test curve), x in
-1e4 iterations, y in percent, one colour per depth, plain nets and ResNets in two panels when both are
-present. Runs still in progress are drawn as far as they got; a run whose events are missing or damaged is
-named in a warning and drawn as far as it can be read, or left out.
+1e4 iterations (in iterations for runs shorter than 1e4), y in percent, one colour per depth, plain nets and
+ResNets in two panels on one y range when both are present. Runs still in progress are drawn as far as they
+got; a run whose events are missing or damaged is named in a warning and drawn as far as it can be read, or
+left out.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", error)
         return 2
     if not run_dirs:
-        log.error("no runs (directories with tb/ or metrics.json) under %s", ", ".join(args.dirs))
+        log.error("no runs (folders with TensorBoard events or metrics.json) under %s", ", ".join(args.dirs))
         return 2
     runs = [load_run(path) for path in run_dirs]
     try:

@@ -14,12 +14,17 @@ from tqdm import tqdm
 
 log = logging.getLogger("resnet_train")
 
-# Stable TensorBoard tags; the plotting tools read these names.
-TRAIN_ERROR, TRAIN_LOSS, LR = "train/error", "train/loss", "lr"
+# Stable TensorBoard tags; the plotting tools read these names. TensorBoard groups and orders its cards by the
+# part before the "/", alphabetically: "error/" first puts every run's train, val and test error on top.
+TRAIN_ERROR, TRAIN_LOSS, LR = "error/train", "loss/train", "lr"
 
 
 def eval_tags(split: str) -> tuple[str, str]:
-    return f"{split}/error", f"{split}/loss"
+    return f"error/{split}", f"loss/{split}"
+
+
+# The Custom Scalars tab: one chart with the train (dashed in the paper's Fig. 6) and test error of every run.
+ERROR_LAYOUT = {"error": {"train and val/test error": ["Multiline", [r"^error/(train|val|test)$"]]}}
 
 
 class RunLogger:
@@ -39,9 +44,11 @@ class RunLogger:
             return
         from torch.utils.tensorboard import SummaryWriter
 
+        # Events go straight into the run directory, so TensorBoard's run list shows the run's own name.
         # purge_step drops points a killed run logged after its last checkpoint (on a fresh start, every
         # point of an attempt that left none), so a resumed curve has neither duplicates nor gaps.
-        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_iteration + 1)
+        self.writer = SummaryWriter(str(self.run_dir), purge_step=start_iteration + 1)
+        self.writer.add_custom_scalars(ERROR_LAYOUT)
         if progress:
             # disable=None: no bar when stderr is not a terminal (batch jobs, CI).
             self.bar = tqdm(
@@ -74,21 +81,24 @@ class RunLogger:
         self.writer.add_scalar(error_tag, error, iteration)
         self.writer.add_scalar(loss_tag, loss, iteration)
         if top5_error is not None:
-            self.writer.add_scalar(f"{split}/top5_error", top5_error, iteration)
+            self.writer.add_scalar(f"top5_error/{split}", top5_error, iteration)
         self.writer.flush()
         log.info("iteration %d: %s error %.2f%% loss %.4f", iteration, split, 100 * error, loss)
 
     def finish(self, metrics: dict, hparams: dict) -> None:
-        """Write metrics.json and the hparams summary (into this run's own event file, no sub-run)."""
+        """Write metrics.json and this run's row of the HPARAMS view (into its own event file, no sub-run).
+
+        Only the session summaries are written, not an experiment summary: TensorBoard then builds the
+        view from every run's row, puts the columns whose values differ between runs first, and takes each
+        metric's value as the last point of the run's scalar curves (error/train, error/test, ...), so the
+        final errors need no one-point scalars of their own."""
         if not self.enabled:
             return
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-        final = {f"final/{k}": v for k, v in metrics.items() if k.endswith("_error") and v is not None}
-        for summary in hparams_summary(hparams, final):
+        _experiment, session_start, session_end = hparams_summary(hparams, {})
+        for summary in (session_start, session_end):
             self.writer.file_writer.add_summary(summary)
-        for tag, value in final.items():
-            self.writer.add_scalar(tag, value, metrics["iterations"])
         self.close()
         write_json(self.run_dir / "metrics.json", metrics)
         label = " (SYNTHETIC DATA)" if self.synthetic else ""

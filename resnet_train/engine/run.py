@@ -249,7 +249,7 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         "wall_time_s": round(st.wall_time_s, 3),
         "images_per_s": round(st.train_images / st.train_time_s, 1) if st.train_time_s else None,
     }
-    logger.finish(metrics, _hparams(trainer.settings.extra_state["config"]))
+    logger.finish(metrics, _hparams(config, rt))
     return metrics
 
 
@@ -270,10 +270,20 @@ def _plain(config: Config) -> dict:
     return convert(asdict(config))
 
 
-def _hparams(plain_config: dict) -> dict:
-    """Flatten the config for TensorBoard's hparams view (scalars and strings only)."""
-    flat = {}
-    for group, values in plain_config.items():
-        for key, value in values.items():
-            flat[f"{group}.{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return flat
+def _hparams(config: Config, rt: Runtime) -> dict:
+    """The columns of TensorBoard's HPARAMS view: what tells the runs of a sweep apart. Yes/no and the
+    shortcut are strings, which the view shows as written (it shows a bool as 0.0/1.0)."""
+    m, t = config.model, config.trainer
+    return {
+        "model": model_name(m.residual, m.depth),
+        "depth": m.depth,
+        "residual": "yes" if m.residual else "no",
+        "shortcut": m.shortcut.value if m.residual else "none",
+        "dataset": config.data.name.value,
+        "lr": config.optim.lr,
+        "batch": t.batch_size,
+        "schedule": config.sched.name.value,
+        "seed": t.seed,
+        "iterations": t.max_iters,
+        "precision": rt.precision,
+    }

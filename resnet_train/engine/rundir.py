@@ -101,7 +101,9 @@ def find_resume_checkpoint(resume: str, run_dir: Path, config: dict, defaults: d
     """
     checkpoint_dir = run_dir / "checkpoints"
     if resume == "never":
-        leftovers = [name for name in ("checkpoints", "tb", "metrics.json") if (run_dir / name).exists()]
+        leftovers = [name for name in ("checkpoints", "metrics.json") if (run_dir / name).exists()]
+        if any(run_dir.glob("events.out.tfevents.*")):
+            leftovers.append("TensorBoard events")
         if leftovers:
             raise UserError(
                 f"trainer.resume=never, but {run_dir} already holds {', '.join(leftovers)}; "
