@@ -365,7 +365,7 @@ def test_training_batches_are_uint8_crops_normalised_and_the_same_with_workers(t
     files = scan_folder(tree / "train")
     transform = train_transform(Augment.paper, 32, (36, 48))
     normalize = Normalizer(tiny_stats(32), Normalize.mean_image, CPU)
-    common = {"seed": 0, "device": CPU, "lighting": 0.1}
+    common = {"seed": 0, "lighting": 0.1}
     serial = StreamTrainBatches(files, transform, normalize, 4, workers=0, **common)
     parallel = StreamTrainBatches(files, transform, normalize, 4, workers=2, **common)
     assert serial.iters_per_epoch == 3
