@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import List, Optional
 
+from .logs import register_logging
+
 
 class Family(Enum):
     """Which of the paper's two network families: CIFAR (Sec. 4.2, 6n+2 layers) or ImageNet (Table 1)."""
@@ -264,5 +266,6 @@ def register_configs() -> None:
     from omegaconf import OmegaConf
 
     ConfigStore.instance().store(name="config_schema", node=Config)
+    register_logging()
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from ..config import (
     CompileMode,
     Config,
+    DatasetName,
     DeviceKind,
     Family,
     Loader,
@@ -257,7 +259,13 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
     if checkpoint is not None:
         check_identity(checkpoint, expected, str(t.resume if t.resume not in ("auto", "never") else run_dir))
     start = checkpoint["trainer"]["iteration"] if checkpoint else 0
+    if world.is_main:
+        source = "generated images" if d.name is DatasetName.synthetic else d.root
+        log.info("loading %s (%s) and building %s ...", d.name.value, source, expected["model"])
+    loading = time.perf_counter()
     trainer, data, params = build_trainer(config, run_dir, world, rt, start=start)
+    if world.is_main:
+        log.info("data and model ready in %.1f s", time.perf_counter() - loading)
     logger = trainer.logger
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
