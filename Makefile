@@ -36,9 +36,9 @@ train: install ## ResNet-20 on CIFAR-10 with the paper's recipe (ARGS="data.root
 	@trap : INT; $(BIN)/resnet-train model=resnet20 data=cifar10 data.download=true $(ARGS) $(CLEAN_STOP)
 
 demo: install ## a 1-2 minute end-to-end run on synthetic data (nothing to download)
-	$(BIN)/resnet-train model=resnet20 model.depth=8 data=synthetic trainer.max_iters=300 \
-		trainer.batch_size=64 trainer.eval_every=100 trainer.log_every=20 sched.milestones=[200] $(ARGS)
-	@echo "TensorBoard: $(BIN)/tensorboard --logdir outputs"
+	@trap : INT; $(BIN)/resnet-train model=resnet20 model.depth=8 data=synthetic data.image_size=16 \
+		trainer.max_iters=300 trainer.batch_size=64 trainer.eval_every=50 trainer.log_every=25 sched=cosine \
+		$(ARGS) $(CLEAN_STOP)
 
 bench: install ## time the training loop against the common public-trainer loop (ARGS="--models resnet56 ...")
 	$(PY) scripts/bench.py $(ARGS)

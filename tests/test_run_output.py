@@ -4,6 +4,7 @@ format for every tool, the project's --help page, and the hint that a preset's s
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from clitools import TINY, console_script, run_cli
@@ -97,3 +98,21 @@ def test_help_is_the_projects_own_page():
                     "re-run the same command", "tensorboard --logdir outputs"):  # fmt: skip
         assert command in page
     assert "README" in page
+
+
+@pytest.mark.parametrize("code", [75, 2])
+def test_make_train_takes_exit_75_as_a_clean_stop_and_passes_failures_on(tmp_path, code):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / ".installed").touch()  # newer than pyproject.toml: make installs nothing
+    fake = venv / "bin" / "resnet-train"
+    fake.write_text(f"#!/bin/sh\necho 'stopped; re-run the same command to resume'\nexit {code}\n")
+    fake.chmod(0o755)
+    root = Path(__file__).resolve().parents[1]
+    make = ["make", "-C", str(root), "train", f"VENV={venv}"]
+    result = subprocess.run(make, capture_output=True, text=True, timeout=60)
+    assert "re-run the same command" in result.stdout
+    if code == 75:
+        assert result.returncode == 0 and "Error" not in result.stderr, result.stderr
+    else:
+        assert result.returncode != 0 and f"Error {code}" in result.stderr
