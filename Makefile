@@ -6,6 +6,9 @@ ARGS   ?=
 ITERS  ?= 16000
 # torch and torchvision are installed first, on their own, so pip can take a build already on the machine.
 TORCH  ?= 'torch>=2.4' 'torchvision>=0.19'
+# Exit code 75 is a clean stop (Ctrl-C or pre-emption, checkpoint written, the trainer says how to resume), not
+# a failure for make to report. The no-op trap keeps this shell alive through Ctrl-C while the trainer stops.
+CLEAN_STOP = || { status=$$?; [ $$status -eq 75 ] || exit $$status; }
 
 .PHONY: help install test test-fast lint train demo bench fig6 clean
 
@@ -30,12 +33,12 @@ lint: install ## ruff
 	$(BIN)/ruff check resnet_train tests scripts
 
 train: install ## ResNet-20 on CIFAR-10 with the paper's recipe (ARGS="data.root=DIR ..." to change)
-	$(BIN)/resnet-train model=resnet20 data=cifar10 data.download=true $(ARGS)
+	@trap : INT; $(BIN)/resnet-train model=resnet20 data=cifar10 data.download=true $(ARGS) $(CLEAN_STOP)
 
-demo: install ## a 1-2 minute end-to-end run on synthetic data (nothing to download)
-	$(BIN)/resnet-train model=resnet20 model.depth=8 data=synthetic trainer.max_iters=300 \
-		trainer.batch_size=64 trainer.eval_every=100 trainer.log_every=20 sched.milestones=[200] $(ARGS)
-	@echo "TensorBoard: $(BIN)/tensorboard --logdir outputs"
+demo: install ## a 2-minute end-to-end run on synthetic data (nothing to download; longer on a busy machine)
+	@trap : INT; $(BIN)/resnet-train model=resnet20 model.depth=8 data=synthetic data.image_size=16 \
+		trainer.max_iters=300 trainer.batch_size=64 trainer.eval_every=50 trainer.log_every=25 sched=cosine \
+		$(ARGS) $(CLEAN_STOP)
 
 bench: install ## time the training loop against the common public-trainer loop (ARGS="--models resnet56 ...")
 	$(PY) scripts/bench.py $(ARGS)

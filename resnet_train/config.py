@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 from .errors import UserError
+from .logs import register_logging
 
 
 class Family(Enum):
@@ -365,5 +366,6 @@ def register_configs() -> None:
     from omegaconf import OmegaConf
 
     ConfigStore.instance().store(name="config_schema", node=Config)
+    register_logging()
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)

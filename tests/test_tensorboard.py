@@ -19,7 +19,10 @@ def write_tiny_run(run_dir, residual: bool) -> EventAccumulator:
     logger.train_point(2, 2.1, 0.8, 0.1, 100.0)
     logger.train_point(4, 1.9, 0.7, 0.1, 100.0)
     logger.eval_point(4, "test", 2.0, 0.75)
-    metrics = {"model": "plain8", "iterations": 4, "train_error": 0.7, "test_error": 0.75, "val_error": None}
+    metrics = {
+        "model": "plain8", "dataset": "cifar10", "synthetic": True, "iterations": 4, "wall_time_s": 1.0,
+        "images_per_s": 100.0, "train_error": 0.7, "test_error": 0.75, "val_error": None,
+    }  # fmt: skip
     logger.finish(metrics, _hparams(config, Runtime.resolve(config.trainer, World())))
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()

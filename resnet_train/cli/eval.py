@@ -25,6 +25,7 @@ import torch
 
 from ..config import Config, Crops, EvalConfig
 from ..errors import UserError
+from ..logs import setup_logging
 
 log = logging.getLogger("resnet_train")
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="key=value: data.root=DIR, eval.crops=ten, ...")
     parser.add_argument("--out", type=Path, help="also write the JSON here (as eval.out=FILE)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s", stream=sys.stderr)
+    setup_logging(logging.INFO)
     try:
         report, settings = evaluate_checkpoint(args.checkpoint, args.overrides)
     except UserError as error:

@@ -20,6 +20,7 @@ from typing import Sequence
 
 from ..analysis.figures import plot_error_curves
 from ..analysis.runs import find_runs, load_run
+from ..logs import setup_logging
 
 log = logging.getLogger("resnet_train")
 
@@ -44,7 +45,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     # Our messages at INFO, other libraries' (TensorBoard's reader is chatty) only from WARNING.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    setup_logging(logging.WARNING)
     log.setLevel(logging.INFO)
     args = parse_args(argv)
     out = args.out or Path(args.dirs[0]) / "errors.png"

@@ -19,13 +19,14 @@ from typing import Sequence
 
 from ..analysis.runs import find_runs, load_run
 from ..analysis.tables import summarize, to_csv, to_markdown
+from ..logs import setup_logging
 
 log = logging.getLogger("resnet_train")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     # Our messages at INFO, other libraries' (TensorBoard's reader is chatty) only from WARNING.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    setup_logging(logging.WARNING)
     log.setLevel(logging.INFO)
     parser = argparse.ArgumentParser(
         prog="resnet-report", description="A Table 6-style table of runs' metrics.json beside the paper's."

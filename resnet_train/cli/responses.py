@@ -26,6 +26,7 @@ from ..analysis.figures import plot_responses
 from ..analysis.responses import checkpoint_responses
 from ..engine.checkpoint import load_checkpoint
 from ..errors import UserError
+from ..logs import setup_logging
 
 log = logging.getLogger("resnet_train")
 
@@ -76,7 +77,7 @@ def to_csv(results: list[dict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     # Our messages at INFO, other libraries' (TensorBoard's reader is chatty) only from WARNING.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    setup_logging(logging.WARNING)
     log.setLevel(logging.INFO)
     args = parse_args(argv)
     results = []

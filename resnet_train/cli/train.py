@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import sys
 from contextlib import nullcontext
@@ -29,6 +30,7 @@ from ..engine import distributed
 from ..engine.loop import PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, Preempted, StopOutsideLoop
 from ..engine.rundir import RunLock
 from ..errors import UserError
+from ..logs import setup_logging
 
 log = logging.getLogger("resnet_train")
 
@@ -64,12 +66,7 @@ def _spawned_worker(
     if on_cpu and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))  # share the cores (as torchrun)
     os.environ.update(RANK=str(local_rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank))
-    handlers = [logging.StreamHandler()]
-    if local_rank == 0:
-        handlers.append(logging.FileHandler(Path(run_dir) / "train.log"))
-    logging.basicConfig(
-        level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s", handlers=handlers
-    )
+    setup_logging(file=Path(run_dir) / "train.log" if local_rank == 0 else None, stream=sys.stdout)
     try:
         run_worker(config, Path(run_dir), distributed.World(local_rank, world_size, local_rank), True)
     except Preempted as stop:
@@ -164,6 +161,24 @@ class OutputDirCheck(Callback):
             sys.exit(UserError.exit_code)
 
 
+def warn_unswept(cfg: DictConfig, hydra_config: DictConfig) -> None:
+    """An experiment preset defines a sweep (`hydra.sweeper.params`) that only `-m` runs; without it, one
+    job trains. That can be intended (one net with a preset's settings), so this warns in one line, naming
+    the job it trains and the command that runs the whole sweep, and goes on."""
+    params = hydra_config.sweeper.get("params")
+    if not params:
+        return
+    choices = hydra_config.runtime.choices
+    job = " ".join(f"{key}={choices.get(key, OmegaConf.select(cfg, key))}" for key in params)
+    # The command line's own value of a swept key would narrow the sweep to that value: leave it out.
+    kept = [o for o in hydra_config.overrides.task if o.split("=")[0].lstrip("+~") not in params]
+    command = shlex.join(["resnet-train", "-m", *kept])
+    log.warning(
+        "the config defines a sweep (%s) that runs only with -m; training one job, %s. The whole sweep: %s",
+        " ".join(f"{key}={value}" for key, value in params.items()), job, command,
+    )  # fmt: skip
+
+
 register_configs()
 
 
@@ -172,6 +187,8 @@ def hydra_main(cfg: DictConfig) -> dict | None:
     config: Config = OmegaConf.to_object(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode is RunMode.MULTIRUN
+    if not multirun:
+        warn_unswept(cfg, HydraConfig.get())
     try:
         check_ranges(config)
         launch(config, run_dir)

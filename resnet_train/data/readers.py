@@ -105,19 +105,32 @@ def read_image_folder(
 def synthetic(
     num_classes: int, size: int, train_size: int, test_size: int, seed: int = 0
 ) -> tuple[ImageSet, ImageSet]:
-    """Class-conditional random images: each class is a random smooth pattern, each image that pattern plus
-    noise. Learnable in a few hundred iterations, so a smoke test shows the error falling."""
+    """Class-conditional random images that a small net learns gradually, never perfectly.
+
+    Each class has a smooth pattern; each image is its class's pattern at a random contrast, on top of a
+    random smooth background of about the same strength and pixel noise. So the classes overlap, and a
+    ResNet-8 on 16x16 images goes from about 65% to about 25% test error over its first 200 iterations
+    (batch 64) instead of separating them at once. A tenth of the labels (train and test
+    alike) are redrawn at random, so no net gets below about 9% test error: a curve that reaches zero means
+    something is wrong."""
+    contrast_low, contrast_high, clutter, noise, label_noise = 0.25, 0.75, 0.4, 0.15, 0.1
     generator = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(num_classes, 3, 4, 4, generator=generator)
-    patterns = torch.nn.functional.interpolate(
-        coarse, size=(size, size), mode="bilinear", align_corners=False
-    )
+    interpolate = torch.nn.functional.interpolate
+
+    def smooth(count: int) -> torch.Tensor:  # random fields with 4x4 degrees of freedom, zero mean
+        coarse = torch.rand(count, 3, 4, 4, generator=generator) - 0.5
+        return interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+
+    patterns = smooth(num_classes)
 
     def draw(count: int) -> ImageSet:
         labels = torch.randint(num_classes, (count,), generator=generator)
-        noise = torch.randn(count, 3, size, size, generator=generator) * 0.25
-        images = ((patterns[labels] + noise).clamp(0, 1) * 255).round().to(torch.uint8)
-        return ImageSet(images, labels, classes)
+        contrast = torch.empty(count, 1, 1, 1).uniform_(contrast_low, contrast_high, generator=generator)
+        images = 0.5 + contrast * patterns[labels] + clutter * smooth(count)
+        images = images + noise * torch.randn(count, 3, size, size, generator=generator)
+        relabel = torch.rand(count, generator=generator) < label_noise
+        labels = torch.where(relabel, torch.randint(num_classes, (count,), generator=generator), labels)
+        return ImageSet((images.clamp(0, 1) * 255).round().to(torch.uint8), labels, classes)
 
     classes = [f"class{i}" for i in range(num_classes)]
     return draw(train_size), draw(test_size)

@@ -1,6 +1,9 @@
 """What a run shows and leaves behind: TensorBoard events, a progress bar, log lines and metrics.json.
 
-Only the main rank writes; on other ranks a `RunLogger(enabled=False)` does nothing.
+Only the main rank writes; on other ranks a `RunLogger(enabled=False)` does nothing. On a terminal the bar
+shows the iteration, loss, training error and images/s; without one (batch jobs, `nohup`, `| tee`) each
+logging point is one log line instead, with the lr, the elapsed time and an ETA, as torchvision's and timm's
+trainers print.
 """
 
 from __future__ import annotations
@@ -8,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from datetime import timedelta
 from pathlib import Path
 
 from tqdm import tqdm
@@ -39,6 +44,8 @@ class RunLogger:
         synthetic: bool,
     ):
         self.run_dir, self.enabled, self.synthetic = Path(run_dir), enabled, synthetic
+        self.start_iteration, self.max_iters = start_iteration, max_iters
+        self.started = time.perf_counter()
         self.writer = self.bar = None
         if not enabled:
             return
@@ -54,6 +61,8 @@ class RunLogger:
             self.bar = tqdm(
                 total=max_iters, initial=start_iteration, disable=None, unit="it", dynamic_ncols=True
             )
+            if self.bar.disable:
+                self.bar = None
         if synthetic:
             log.warning("data=synthetic: this run trains on generated images, not a real dataset")
 
@@ -62,6 +71,8 @@ class RunLogger:
             self.bar.update(iterations)
 
     def train_point(self, iteration: int, loss: float, error: float, lr: float, images_per_s: float) -> None:
+        """One logging point; `images_per_s` is the run's training throughput so far (evaluation and
+        checkpoints excluded), the figure metrics.json reports at the end."""
         if not self.enabled:
             return
         self.writer.add_scalar(TRAIN_LOSS, loss, iteration)
@@ -69,8 +80,17 @@ class RunLogger:
         self.writer.add_scalar(LR, lr, iteration)
         if self.bar is not None:
             self.bar.set_postfix(
-                loss=f"{loss:.3f}", err=f"{error:.2%}", img_s=f"{images_per_s:,.0f}", refresh=False
+                {"loss": f"{loss:.3f}", "train error": f"{error:.2%}", "images/s": rate(images_per_s)}
             )
+            return
+        elapsed = time.perf_counter() - self.started
+        done = iteration - self.start_iteration
+        eta = elapsed / done * (self.max_iters - iteration) if done else 0.0
+        log.info(
+            "iteration %d/%d | loss %.4f | train error %.2f%% | lr %.4g | %s images/s | elapsed %s | ETA %s",
+            iteration, self.max_iters, loss, 100 * error, lr, rate(images_per_s), duration(elapsed),
+            duration(eta),
+        )  # fmt: skip
 
     def eval_point(
         self, iteration: int, split: str, loss: float, error: float, top5_error: float | None = None
@@ -101,8 +121,7 @@ class RunLogger:
             self.writer.file_writer.add_summary(summary)
         self.close()
         write_json(self.run_dir / "metrics.json", metrics)
-        label = " (SYNTHETIC DATA)" if self.synthetic else ""
-        log.info("done%s: %s", label, json.dumps(metrics))
+        log_summary(metrics, self.run_dir)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -111,6 +130,42 @@ class RunLogger:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def log_summary(metrics: dict, run_dir: Path) -> None:
+    """The end of a run in three lines: what was trained, the final errors, and where to look."""
+    label = " (SYNTHETIC DATA)" if metrics.get("synthetic") else ""
+    speed = f", {rate(metrics['images_per_s'])} images/s" if metrics.get("images_per_s") else ""
+    log.info(
+        "done%s: %s on %s, %d iterations in %s%s", label, metrics["model"], metrics["dataset"],
+        metrics["iterations"], duration(metrics["wall_time_s"]), speed,
+    )  # fmt: skip
+    errors = [
+        f"{split} error {100 * metrics[f'{split}_error']:.2f}%"
+        for split in ("train", "val", "test")
+        if metrics.get(f"{split}_error") is not None
+    ]
+    log.info("final %s", ", ".join(errors))
+    where = shown_path(run_dir)
+    log.info("run directory %s; view it with: tensorboard --logdir %s", where, where)
+
+
+def rate(images_per_s: float) -> str:
+    """images/s as metrics.json rounds it (one decimal), without the decimal from 100 up."""
+    return f"{images_per_s:,.1f}" if images_per_s < 100 else f"{images_per_s:,.0f}"
+
+
+def duration(seconds: float) -> str:
+    return str(timedelta(seconds=round(seconds)))
+
+
+def shown_path(path: Path) -> str:
+    """`path` relative to the working directory when it lies below it, else absolute."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -362,7 +362,10 @@ class Trainer:
             train_error, train_loss = wrong / seen, loss_sum / seen
             st.train_time_s += elapsed
             st.train_images += int(seen)
-            self.logger.train_point(st.iteration, train_loss, train_error, self.lr, seen / max(elapsed, 1e-9))
+            # One images/s figure everywhere (bar, log, metrics.json): all training images over all training
+            # time so far; a single window's rate swings with warm-up and with other load on the machine.
+            images_per_s = st.train_images / max(st.train_time_s, 1e-9)
+            self.logger.train_point(st.iteration, train_loss, train_error, self.lr, images_per_s)
             self.schedule.observe_train_error(train_error)
             self.last_metrics["train_error"] = train_error
             self.last_metrics["train_loss"] = train_loss

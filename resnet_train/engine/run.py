@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from ..config import (
     CompileMode,
     Config,
+    DatasetName,
     DeviceKind,
     Family,
     NanPolicy,
@@ -195,7 +197,13 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
     expected = identity(config)
     checkpoint = find_resume_checkpoint(t.resume, run_dir, _plain(config), _plain(Config()))
     start = checkpoint["trainer"]["iteration"] if checkpoint else 0
+    if world.is_main:
+        source = "generated images" if d.name is DatasetName.synthetic else d.root
+        log.info("loading %s (%s) and building %s ...", d.name.value, source, expected["model"])
+    loading = time.perf_counter()
     trainer, data, params = build_trainer(config, run_dir, world, rt, start=start)
+    if world.is_main:
+        log.info("data and model ready in %.1f s", time.perf_counter() - loading)
     logger = trainer.logger
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
