@@ -35,7 +35,7 @@ lint: install ## ruff
 train: install ## ResNet-20 on CIFAR-10 with the paper's recipe (ARGS="data.root=DIR ..." to change)
 	@trap : INT; $(BIN)/resnet-train model=resnet20 data=cifar10 data.download=true $(ARGS) $(CLEAN_STOP)
 
-demo: install ## a 2-minute end-to-end run on synthetic data (nothing to download; longer on a busy machine)
+demo: install ## an end-to-end run on synthetic data, nothing to download (about 2 min on 2 idle cores)
 	@trap : INT; $(BIN)/resnet-train model=resnet20 model.depth=8 data=synthetic data.image_size=16 \
 		trainer.max_iters=300 trainer.batch_size=64 trainer.eval_every=50 trainer.log_every=25 sched=cosine \
 		$(ARGS) $(CLEAN_STOP)
