@@ -1,11 +1,16 @@
 """A sweep's jobs side by side on one machine (Hydra's joblib launcher): each on its share of the machine,
 each with its own run directory, checkpoint and resume."""
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from clitools import TINY, run_cli
 from hydra.types import RunMode
+from matplotlib.image import imread
 from omegaconf import OmegaConf
 
 from resnet_train.cli.train import JOBLIB_LAUNCHER, job_share
@@ -50,3 +55,24 @@ def test_two_jobs_side_by_side_finish_in_their_own_directories_and_resume(tmp_pa
     again = run_cli(*sweep)
     assert again.returncode == 0, again.stdout
     assert again.stdout.count("is already complete (4 iterations)") == 2, again.stdout
+
+
+@pytest.mark.slow
+def test_fig6_cpu_pipeline_trains_side_by_side_then_draws_and_tabulates(tmp_path):
+    """`make fig6-cpu`'s script and experiment (two jobs side by side), with tiny nets for two iterations."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "BIN": str(Path(sys.executable).parent), "ITERS": "4", "EVALS": "2",
+           "EXPERIMENT": "cifar_plain_vs_resnet_cpu", "MODELS": "resnet20,plain20",
+           "OUT": str(tmp_path)}  # fmt: skip
+    tiny = [arg for arg in TINY if not arg.startswith("model=")]
+    result = subprocess.run(
+        ["bash", str(root / "scripts" / "fig6.sh"), *tiny, "model.depth=8"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.stdout.count("one of 2 jobs side by side") == 2, result.stdout[-3000:]
+    assert imread(tmp_path / "fig6.png")[..., :3].std() > 0.05
+    table = (tmp_path / "table.md").read_text()
+    assert "plain-8" in table and "ResNet-8" in table, table
+    metrics = [json.loads(p.read_text()) for p in tmp_path.glob("*/metrics.json")]
+    assert sorted(m["iterations"] for m in metrics) == [4, 4]
