@@ -53,6 +53,16 @@ def resolve_device(kind: DeviceKind, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (the avx512_bf16 or amx_bf16 flags of Linux's cpuinfo).
+    Without them bf16 autocast is emulated in fp32 and only adds conversions."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: assume no native bf16
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def identity(config: Config) -> dict:
     """What a checkpoint must match to be resumed by this config."""
     m = config.model
