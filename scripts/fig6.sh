@@ -3,7 +3,7 @@
 # nets, draw the figure, print the table.
 #
 #   scripts/fig6.sh [HYDRA_OVERRIDE...]          e.g. scripts/fig6.sh data.root=/data/cifar10 trainer.seed=0,1,2
-#   EXPERIMENT=cifar_plain_vs_resnet_cpu ITERS=1200 EVALS=2 MODELS=plain56,resnet56,plain20,resnet20 \
+#   EXPERIMENT=cifar_plain_vs_resnet_cpu ITERS=800 EVALS=2 MODELS=plain56,resnet56,plain20,resnet20 \
 #       scripts/fig6.sh data.root=cifar10-jpeg                                 # `make fig6-cpu`
 #
 # Environment (all optional):
