@@ -95,7 +95,8 @@ def assert_paper_imagenet_recipe(cfg):
 
 
 def test_cifar_cpu_experiment_is_fig6_cut_to_an_hour_two_jobs_side_by_side():
-    assert sweep_params("cifar_plain_vs_resnet_cpu") == {"model": ["plain56", "resnet56", "plain20", "resnet20"]}
+    models = ["plain56", "resnet56", "plain20", "resnet20"]  # the long runs first
+    assert sweep_params("cifar_plain_vs_resnet_cpu") == {"model": models}
     cfg = compose_config("experiment=cifar_plain_vs_resnet_cpu")
     t = cfg.trainer
     assert (t.max_iters, list(cfg.sched.milestones)) == (800, [400, 600])  # lr / 10 at 1/2 and 3/4
