@@ -5,7 +5,8 @@ For each CIFAR model, in one process on one device:
 - project/<setting>: the project's own loop (GPU-resident data, on-device crop/flip, the Trainer with its
   TensorBoard logging) for each setting: `fast` (what a GPU gets by default: bf16, channels_last, compiled),
   `graph` (fast, with the whole step replayed as one CUDA graph: trainer.cuda_graph=true; CUDA only) and
-  `plain` (fp32, eager);
+  `plain` (fp32, eager), and the CPU options `cpu_cl` (fp32 channels_last), `cpu_compile`, `cpu_cl_compile`
+  and `cpu_bf16` (bf16 autocast, channels_last);
 - baseline: the loop most public CIFAR trainers use: a torchvision-style dataset of PIL images with
   per-sample RandomCrop/RandomHorizontalFlip/ToTensor/Normalize in a DataLoader with 4 workers, eager fp32,
   reading the loss back (`loss.item()`) every step.
@@ -14,8 +15,14 @@ for the test set, and, for the project, the share of the epoch spent producing b
 With --imagenet, also ResNet-50 at 224x224 on synthetic tensors: the eager bf16 channels_last step against
 the project's fast step (and, on CUDA, its CUDA-graph step), in images/s.
 
+--steps-only times only the bare steps, the settings and the baseline in turns (medians of --rounds), so that
+load from other work on the machine falls on all of them alike; --side-by-side N compares N jobs running at
+once, each on threads / N intra-op threads, with one job on all of them (--threads N sets the threads).
+
     python scripts/bench.py --models resnet20,resnet56 --json bench.json
     python scripts/bench.py --device cpu --train-size 2560 --epochs 2 --models resnet20   # a quick CPU run
+    python scripts/bench.py --device cpu --steps-only --settings plain,cpu_cl,cpu_compile,cpu_bf16
+    python scripts/bench.py --device cpu --side-by-side 2 --settings cpu_cl
 """
 
 from __future__ import annotations
