@@ -149,8 +149,9 @@ def launch(config: Config, run_dir: Path, share: JobShare | None = None) -> None
         spawn_workers(config, run_dir, config.trainer.devices)
     elif share is not None:  # one of several jobs side by side: a world of one on its share
         torch.set_num_threads(share.threads)
+        on_gpu = config.trainer.device is not DeviceKind.cpu and torch.cuda.is_available()
         log.info("one of %d jobs side by side: %d thread(s)%s", share.jobs, share.threads,
-                 f", GPU {share.gpu}" if torch.cuda.is_available() else "")  # fmt: skip
+                 f", GPU {share.gpu}" if on_gpu else "")  # fmt: skip
         run_worker(config, run_dir, distributed.World(local_rank=share.gpu), join_group=False)
     else:
         run_worker(config, run_dir, distributed.World(), join_group=False)
