@@ -4,13 +4,17 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 ARGS   ?=
 ITERS  ?= 16000
+# make fig6-cpu: CPU_ITERS iterations per net, fitted to one hour of a 2-core CPU (see the target); DATA is the
+# CIFAR-10 tree (tar xzf cifar10-jpeg.tar.gz gives cifar10-jpeg/train/<class>/*.jpg and test/...).
+CPU_ITERS ?= 800
+DATA   ?=
 # torch and torchvision are installed first, on their own, so pip can take a build already on the machine.
 TORCH  ?= 'torch>=2.4' 'torchvision>=0.19'
 # Exit code 75 is a clean stop (Ctrl-C or pre-emption, checkpoint written, the trainer says how to resume), not
 # a failure for make to report. The no-op trap keeps this shell alive through Ctrl-C while the trainer stops.
 CLEAN_STOP = || { status=$$?; [ $$status -eq 75 ] || exit $$status; }
 
-.PHONY: help install test test-fast lint train demo bench fig6 clean
+.PHONY: help install test test-fast lint train demo bench fig6 fig6-cpu clean
 
 help:
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -48,3 +52,9 @@ clean:
 
 fig6: install ## Fig. 6 on CIFAR-10: train plain/ResNet-20..56, draw, tabulate (ITERS=16000 MODELS=a,b ARGS=..)
 	BIN=$(BIN) ITERS=$(ITERS) scripts/fig6.sh $(ARGS)
+
+fig6-cpu: install ## Fig. 6 at CPU scale in under an hour on 2 cores (DATA=cifar10-jpeg dir, CPU_ITERS=800)
+	@test -n "$(DATA)" || { echo "make fig6-cpu: give the CIFAR-10 tree, e.g. DATA=cifar10-jpeg" >&2; exit 2; }
+	BIN=$(BIN) ITERS=$(CPU_ITERS) EVALS=2 EXPERIMENT=cifar_plain_vs_resnet_cpu \
+		MODELS=plain56,resnet56,plain20,resnet20 OUT=outputs/fig6-cpu-$(CPU_ITERS) \
+		scripts/fig6.sh data=cifar10 data.root=$(DATA) $(ARGS)

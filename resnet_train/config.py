@@ -215,7 +215,7 @@ class TrainerConfig:
     device: DeviceKind = DeviceKind.auto
     devices: int = 1
     precision: Precision = Precision.auto
-    channels_last: Optional[bool] = None  # None: on for CUDA
+    channels_last: Optional[bool] = None  # None: on (CUDA and CPU, engine/run.py Runtime.resolve)
     compile: Optional[bool] = None  # None: on for CUDA
     compile_mode: CompileMode = CompileMode.default
     cuda_graph: bool = False  # capture the whole training step as one CUDA graph (engine/graph.py)

@@ -5,7 +5,8 @@ For each CIFAR model, in one process on one device:
 - project/<setting>: the project's own loop (GPU-resident data, on-device crop/flip, the Trainer with its
   TensorBoard logging) for each setting: `fast` (what a GPU gets by default: bf16, channels_last, compiled),
   `graph` (fast, with the whole step replayed as one CUDA graph: trainer.cuda_graph=true; CUDA only) and
-  `plain` (fp32, eager);
+  `plain` (fp32, eager), and the CPU options `cpu_cl` (fp32 channels_last), `cpu_compile`, `cpu_cl_compile`
+  and `cpu_bf16` (bf16 autocast, channels_last);
 - baseline: the loop most public CIFAR trainers use: a torchvision-style dataset of PIL images with
   per-sample RandomCrop/RandomHorizontalFlip/ToTensor/Normalize in a DataLoader with 4 workers, eager fp32,
   reading the loss back (`loss.item()`) every step.
@@ -14,14 +15,21 @@ for the test set, and, for the project, the share of the epoch spent producing b
 With --imagenet, also ResNet-50 at 224x224 on synthetic tensors: the eager bf16 channels_last step against
 the project's fast step (and, on CUDA, its CUDA-graph step), in images/s.
 
+--steps-only times only the bare steps, the settings and the baseline in turns (medians of --rounds), so that
+load from other work on the machine falls on all of them alike; --side-by-side N compares N jobs running at
+once, each on threads / N intra-op threads, with one job on all of them (--threads N sets the threads).
+
     python scripts/bench.py --models resnet20,resnet56 --json bench.json
     python scripts/bench.py --device cpu --train-size 2560 --epochs 2 --models resnet20   # a quick CPU run
+    python scripts/bench.py --device cpu --steps-only --settings plain,cpu_cl,cpu_compile,cpu_bf16
+    python scripts/bench.py --device cpu --side-by-side 2 --settings cpu_cl
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -54,9 +62,15 @@ from resnet_train.engine.run import Runtime, build_trainer
 
 EPOCH_IMAGES = 50_000
 SETTINGS = {
-    "fast": {"precision": Precision.auto, "channels_last": None, "compile": None},
+    "fast": {"precision": Precision.auto, "channels_last": None, "compile": None},  # this device's default
     "graph": {"precision": Precision.auto, "channels_last": None, "compile": None, "cuda_graph": True},
     "plain": {"precision": Precision.fp32, "channels_last": False, "compile": False},
+    # The CPU options: fp32 with oneDNN's channels_last kernels, fp32 compiled by Inductor, and bf16 autocast
+    # (fast only where the CPU has AVX512_BF16 or AMX; elsewhere it is emulated).
+    "cpu_cl": {"precision": Precision.fp32, "channels_last": True, "compile": False},
+    "cpu_compile": {"precision": Precision.fp32, "channels_last": False, "compile": True},
+    "cpu_cl_compile": {"precision": Precision.fp32, "channels_last": True, "compile": True},
+    "cpu_bf16": {"precision": Precision.bf16, "channels_last": True, "compile": False},
 }
 
 
@@ -262,12 +276,143 @@ def time_imagenet_step(args) -> list[dict]:
     return rows
 
 
+def project_step(model: str, args, setting: str, run_dir: Path):
+    """A zero-argument function running one training step of the project's loop, and its device."""
+    world = World()
+    config = cifar_config(model, args, setting, 10**6)
+    config = replace(config, data=replace(config.data, train_size=2 * args.batch, test_size=args.batch))
+    rt = Runtime.resolve(config.trainer, world)
+    trainer, data, _ = build_trainer(config, run_dir, world, rt)
+    images, labels = next(data.train.epoch(0))
+    return (lambda: trainer.step(images, labels, 0.1)), rt.device
+
+
+def baseline_step(model: str, args):
+    """One step of the common public loop (eager fp32, `loss.item()`), on a fixed batch."""
+    from resnet_train.models import build_model
+
+    device = Runtime.resolve(TrainerConfig(device=DeviceKind[args.device]), World()).device
+    residual, depth = model.startswith("resnet"), int(model.removeprefix("resnet").removeprefix("plain"))
+    net = build_model(Family.cifar, depth, residual, 10, shortcut=Shortcut.A).to(device).train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    images = torch.randn(args.batch, 3, 32, 32, device=device)
+    labels = torch.randint(0, 10, (args.batch,), device=device)
+
+    def step():
+        loss = F.cross_entropy(net(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss.item()
+
+    return step
+
+
+def time_steps_interleaved(model: str, args) -> list[dict]:
+    """Bare step times of every setting (and the baseline), taken in turns so that load from other work on
+    the machine falls on all of them alike: --rounds rounds of --round-steps steps each, medians reported."""
+    settings = args.settings.split(",")
+    with tempfile.TemporaryDirectory() as run_dir:
+        steps = {}
+        for setting in settings:
+            steps[f"project/{setting}"], device = project_step(model, args, setting, Path(run_dir) / setting)
+        if not args.no_baseline:
+            steps["baseline"] = baseline_step(model, args)
+        for step in steps.values():  # warm-up: compilation, oneDNN primitive caches
+            for _ in range(3):
+                step()
+        times = {name: [] for name in steps}
+        for _ in range(args.rounds):
+            for name, step in steps.items():
+                sync(device)
+                start = time.perf_counter()
+                for _ in range(args.round_steps):
+                    step()
+                sync(device)
+                times[name].append((time.perf_counter() - start) / args.round_steps)
+    rows = []
+    for name, seconds in times.items():
+        step_s = statistics.median(seconds)
+        rows.append({"loop": name, "model": model, "step_ms": 1e3 * step_s,
+                     "images_per_s": args.batch / step_s,
+                     "step_ms_rounds": [round(1e3 * s, 1) for s in seconds]})  # fmt: skip
+    if "baseline" in times:
+        for row in rows[:-1]:
+            row["speedup_vs_baseline"] = rows[-1]["step_ms"] / row["step_ms"]
+    return rows
+
+
+def _side_by_side_job(model, args, setting, threads, barrier, results) -> None:
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as run_dir:
+        step, device = project_step(model, args, setting, Path(run_dir))
+        for _ in range(3):
+            step()
+        barrier.wait()
+        start = time.perf_counter()
+        for _ in range(args.round_steps):
+            step()
+        sync(device)
+        results.put(time.perf_counter() - start)
+
+
+def time_side_by_side(model: str, args) -> list[dict]:
+    """Throughput of 1 job x T threads against N jobs x T/N threads running at once (T = --threads or
+    every core, N = --side-by-side), taken in turns for --rounds rounds; each job times --round-steps steps
+    of the first of --settings, all jobs starting together."""
+    import multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    setting = args.settings.split(",")[0]
+    total = args.threads or torch.get_num_threads()
+    arrangements = [(1, total), (args.side_by_side, max(1, total // args.side_by_side))]
+    rates = {arrangement: [] for arrangement in arrangements}
+    for _ in range(args.rounds):
+        for jobs, threads in arrangements:
+            barrier, results = context.Barrier(jobs), context.Queue()
+            job = (model, args, setting, threads, barrier, results)
+            workers = [context.Process(target=_side_by_side_job, args=job) for _ in range(jobs)]
+            for worker in workers:
+                worker.start()
+            seconds = [results.get() for _ in workers]
+            for worker in workers:
+                worker.join()
+            rates[(jobs, threads)].append(jobs * args.round_steps * args.batch / max(seconds))
+    rows = []
+    for (jobs, threads), values in rates.items():
+        rate = statistics.median(values)
+        rows.append({"loop": f"project/{setting} {jobs} job(s) x {threads} thread(s)", "model": model,
+                     "step_ms": 1e3 * jobs * args.batch / rate, "images_per_s": rate,
+                     "images_per_s_rounds": [round(v, 1) for v in values]})  # fmt: skip
+    rows[1]["speedup_vs_one_job"] = rows[1]["images_per_s"] / rows[0]["images_per_s"]
+    return rows
+
+
 def machine(device: torch.device) -> dict:
     return {
         "host": platform.node(), "cpu": platform.processor() or platform.machine(),
-        "cpus": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__,
+        "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "cpu_capability": cpu_capability(),
+        "python": platform.python_version(), "torch": torch.__version__,
         "card": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
     }  # fmt: skip
+
+
+def cpu_capability() -> str:
+    """The vector instructions torch's CPU kernels use (AVX2, AVX512) and whether bf16 is native."""
+    from resnet_train.engine.run import cpu_has_native_bf16
+
+    native = "native bf16" if cpu_has_native_bf16() else "no native bf16"
+    return f"{torch.backends.cpu.get_cpu_capability()}, {native}"
+
+
+def time_epochs(model: str, args) -> list[dict]:
+    """End-to-end epochs of every setting, then of the baseline."""
+    rows = [time_project(model, args, setting) for setting in args.settings.split(",")]
+    if not args.no_baseline:
+        rows.append(time_baseline(model, args))
+        for row in rows[:-1]:
+            row["speedup_vs_baseline"] = rows[-1]["epoch_s_50k"] / row["epoch_s_50k"]
+    return rows
 
 
 def main(argv=None) -> None:
@@ -288,22 +433,31 @@ def main(argv=None) -> None:
     parser.add_argument("--imagenet", action="store_true", help="also time ResNet-50 at 224")
     parser.add_argument("--in-batch", type=int, default=256, help="batch of the ResNet-50 step")
     parser.add_argument("--in-repeats", type=int, default=5, help="timed rounds of 5 ResNet-50 steps")
+    parser.add_argument("--threads", type=int, help="intra-op threads (torch.set_num_threads)")
+    parser.add_argument("--steps-only", action="store_true",
+                        help="bare step times only, settings and baseline taken in turns")  # fmt: skip
+    parser.add_argument("--side-by-side", type=int, metavar="N",
+                        help="throughput of N jobs at once against one job on all the threads")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=5, help="turns of --steps-only and --side-by-side")
+    parser.add_argument("--round-steps", type=int, default=5, help="steps timed per turn")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = Runtime.resolve(TrainerConfig(device=DeviceKind[args.device]), World()).device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     rows = []
     for model in filter(None, args.models.split(",")):  # --models "" --imagenet: ResNet-50 only
-        for setting in args.settings.split(","):
-            rows.append(time_project(model, args, setting))
-            print_row(rows[-1])
-        if not args.no_baseline:
-            rows.append(time_baseline(model, args))
-            print_row(rows[-1])
-            for row in rows[-1 - len(args.settings.split(",")) : -1]:
-                row["speedup_vs_baseline"] = rows[-1]["epoch_s_50k"] / row["epoch_s_50k"]
-                print(f"  {row['loop']} {model}: {row['speedup_vs_baseline']:.2f}x the baseline's epoch")
+        if args.side_by_side:
+            model_rows = time_side_by_side(model, args)
+        elif args.steps_only:
+            model_rows = time_steps_interleaved(model, args)
+        else:
+            model_rows = time_epochs(model, args)
+        for row in model_rows:
+            print_row(row)
+        rows += model_rows
     if args.imagenet:
         for row in time_imagenet_step(args):
             rows.append(row)
@@ -325,6 +479,9 @@ def print_row(row: dict) -> None:
     parts.append(f"{rate:10,.0f} img/s" if rate >= 100 else f"{rate:10.2f} img/s")
     if row.get("input_share") is not None:
         parts.append(f"input {100 * row['input_share']:4.1f}%")
+    for key in ("speedup_vs_baseline", "speedup_vs_one_job"):
+        if key in row:
+            parts.append(f"{row[key]:.2f}x {key.removeprefix('speedup_vs_').replace('_', ' ')}")
     print("  ".join(parts), flush=True)
 
 

@@ -3,10 +3,15 @@
 # nets, draw the figure, print the table.
 #
 #   scripts/fig6.sh [HYDRA_OVERRIDE...]          e.g. scripts/fig6.sh data.root=/data/cifar10 trainer.seed=0,1,2
+#   EXPERIMENT=cifar_plain_vs_resnet_cpu ITERS=800 EVALS=2 MODELS=plain56,resnet56,plain20,resnet20 \
+#       scripts/fig6.sh data.root=cifar10-jpeg                                 # `make fig6-cpu`
 #
 # Environment (all optional):
 #   ITERS   iterations per run (default 16000; the paper's is 64000). The lr is divided by 10 at 1/2 and 3/4
 #           of ITERS, as the paper's 32k and 48k of 64k.
+#   EVALS   test-set evaluations per run, evenly spaced (default: the experiment's trainer.eval_every)
+#   EXPERIMENT  the experiment preset (default cifar_plain_vs_resnet; cifar_plain_vs_resnet_cpu runs two jobs
+#           side by side on a CPU)
 #   MODELS  comma-separated model configs (default plain20,...,plain56,resnet20,...,resnet56; the paper's
 #           figure also has resnet110)
 #   OUT     the sweep folder (default outputs/fig6-ITERS); re-running the same command resumes the runs there
@@ -17,6 +22,8 @@ BIN=${BIN:-.venv/bin}
 ITERS=${ITERS:-16000}
 MODELS=${MODELS:-plain20,plain32,plain44,plain56,resnet20,resnet32,resnet44,resnet56}
 OUT=${OUT:-outputs/fig6-${ITERS}}
+EXPERIMENT=${EXPERIMENT:-cifar_plain_vs_resnet}
+EVALS=${EVALS:-}
 
 if ! [[ $ITERS =~ ^[0-9]+$ ]] || (( ITERS < 4 )); then
     echo "fig6.sh: ITERS must be a whole number of iterations >= 4, not '$ITERS'" >&2
@@ -24,11 +31,19 @@ if ! [[ $ITERS =~ ^[0-9]+$ ]] || (( ITERS < 4 )); then
 fi
 FIRST_DROP=$(( ITERS / 2 ))
 SECOND_DROP=$(( ITERS * 3 / 4 ))
+EVAL_EVERY=()
+if [[ -n $EVALS ]]; then
+    if ! [[ $EVALS =~ ^[0-9]+$ ]] || (( EVALS < 1 || EVALS > ITERS )); then
+        echo "fig6.sh: EVALS must be a whole number from 1 to ITERS, not '$EVALS'" >&2
+        exit 2
+    fi
+    EVAL_EVERY=("trainer.eval_every=$(( ITERS / EVALS ))")
+fi
 
 echo "Fig. 6: ${MODELS} for ${ITERS} iterations (lr / 10 at ${FIRST_DROP} and ${SECOND_DROP}) -> ${OUT}"
 # The experiment file holds the paper's settings and the default sweep; the command line replaces its models.
-"$BIN/resnet-train" -m experiment=cifar_plain_vs_resnet "model=${MODELS}" "trainer.max_iters=${ITERS}" \
-    "sched.milestones=[${FIRST_DROP},${SECOND_DROP}]" "hydra.sweep.dir=${OUT}" "$@"
+"$BIN/resnet-train" -m "experiment=${EXPERIMENT}" "model=${MODELS}" "trainer.max_iters=${ITERS}" \
+    "sched.milestones=[${FIRST_DROP},${SECOND_DROP}]" "${EVAL_EVERY[@]}" "hydra.sweep.dir=${OUT}" "$@"
 "$BIN/resnet-plot" "$OUT" --out "$OUT/fig6.png" --title "CIFAR-10, ${ITERS} iterations"
 "$BIN/resnet-report" "$OUT" | tee "$OUT/table.md"
 echo "figure: $OUT/fig6.png   table: $OUT/table.md"

@@ -41,7 +41,7 @@ def sweep_params(experiment: str) -> dict[str, list[str]]:
 def test_every_experiment_file_is_global_and_says_what_it_reproduces():
     files = sorted(EXPERIMENTS.glob("*.yaml"))
     assert {f.stem for f in files} == {
-        "cifar_plain_vs_resnet", "cifar_table6",
+        "cifar_plain_vs_resnet", "cifar_plain_vs_resnet_cpu", "cifar_table6",
         "imagenet_plain_vs_resnet", "imagenet_shortcuts", "imagenet_deep",
     }  # fmt: skip
     for path in files:
@@ -92,6 +92,17 @@ def assert_paper_imagenet_recipe(cfg):
     assert cfg.optim.weight_decay == 1e-4
     assert cfg.sched.name.value == "paper_imagenet" and cfg.sched.gamma == 0.1
     assert cfg.model.family.value == "imagenet" and cfg.model.bottleneck_stride.value == "v1"
+
+
+def test_cifar_cpu_experiment_is_fig6_cut_to_an_hour_two_jobs_side_by_side():
+    models = ["plain56", "resnet56", "plain20", "resnet20"]  # the long runs first
+    assert sweep_params("cifar_plain_vs_resnet_cpu") == {"model": models}
+    cfg = compose_config("experiment=cifar_plain_vs_resnet_cpu")
+    t = cfg.trainer
+    assert (t.max_iters, list(cfg.sched.milestones)) == (800, [400, 600])  # lr / 10 at 1/2 and 3/4
+    assert t.batch_size == 128 and cfg.optim.lr == 0.1 and cfg.model.shortcut.value == "A"
+    launcher = compose_config("experiment=cifar_plain_vs_resnet_cpu", hydra_config=True).hydra.launcher
+    assert launcher.n_jobs == 2 and launcher._target_.endswith("JoblibLauncher")
 
 
 def test_imagenet_plain_vs_resnet_is_table2():

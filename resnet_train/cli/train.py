@@ -5,6 +5,8 @@ before anything else sees it. Workers come from one of three places:
 - one process (the default);
 - `trainer.devices=N`: N workers spawned here, sharing this run's directory (see engine/distributed.py);
 - torchrun or SLURM: every process runs this CLI; ranks come from the environment.
+A sweep may also run several one-process jobs side by side (`hydra/launcher=joblib hydra.launcher.n_jobs=N`):
+each takes its share of the cores, or one GPU by its job number (`job_share`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shlex
 import signal
 import sys
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -37,6 +40,32 @@ log = logging.getLogger("resnet_train")
 
 class WorkerFailed(UserError):
     exit_code = 1
+
+
+JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+
+
+@dataclass(frozen=True)
+class JobShare:
+    """What one job of a sweep running `jobs` jobs side by side may use: `threads` intra-op threads (its
+    share of the cores) and, on a machine with GPUs, GPU `gpu` (job number modulo the GPU count)."""
+
+    jobs: int
+    threads: int
+    gpu: int
+
+
+def job_share(hydra_config: DictConfig) -> JobShare | None:
+    """This job's share of the machine, when Hydra's joblib launcher runs the sweep's jobs side by side."""
+    launcher = hydra_config.launcher
+    if hydra_config.mode is not RunMode.MULTIRUN or launcher.get("_target_") != JOBLIB_LAUNCHER:
+        return None
+    from joblib import effective_n_jobs
+
+    jobs = effective_n_jobs(launcher.n_jobs)  # joblib's reading: -1 is one job per core
+    gpus = torch.cuda.device_count()
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    return JobShare(jobs, threads, hydra_config.job.num % gpus if gpus else 0)
 
 
 def run_worker(config: Config, run_dir: Path, world: distributed.World, join_group: bool) -> dict:
@@ -121,7 +150,7 @@ def spawn_workers(config: Config, run_dir: Path, count: int) -> None:
             signal.signal(signum, handler)
 
 
-def launch(config: Config, run_dir: Path) -> None:
+def launch(config: Config, run_dir: Path, share: JobShare | None = None) -> None:
     world = distributed.world_from_env()
     processes = world.world_size if world is not None else config.trainer.devices
     if config.trainer.batch_size % processes:
@@ -136,6 +165,12 @@ def launch(config: Config, run_dir: Path) -> None:
             run_worker(config, run_dir, world, join_group=True)
         elif config.trainer.devices > 1:
             spawn_workers(config, run_dir, config.trainer.devices)
+        elif share is not None:  # one of several jobs side by side: a world of one on its share
+            torch.set_num_threads(share.threads)
+            on_gpu = config.trainer.device is not DeviceKind.cpu and torch.cuda.is_available()
+            log.info("one of %d jobs side by side: %d thread(s)%s", share.jobs, share.threads,
+                     f", GPU {share.gpu}" if on_gpu else "")  # fmt: skip
+            run_worker(config, run_dir, distributed.World(local_rank=share.gpu), join_group=False)
         else:
             run_worker(config, run_dir, distributed.World(), join_group=False)
 
@@ -191,7 +226,7 @@ def hydra_main(cfg: DictConfig) -> dict | None:
         warn_unswept(cfg, HydraConfig.get())
     try:
         check_ranges(config)
-        launch(config, run_dir)
+        launch(config, run_dir, job_share(HydraConfig.get()))
     except Preempted as stop:
         log.warning("%s; re-run the same command to resume (exit code %d)", stop, PREEMPTED_EXIT_CODE)
         handler = signal.getsignal(stop.signum)

@@ -1,0 +1,78 @@
+"""A sweep's jobs side by side on one machine (Hydra's joblib launcher): each on its share of the machine,
+each with its own run directory, checkpoint and resume."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from clitools import TINY, run_cli
+from hydra.types import RunMode
+from matplotlib.image import imread
+from omegaconf import OmegaConf
+
+from resnet_train.cli.train import JOBLIB_LAUNCHER, job_share
+
+
+def hydra_config(n_jobs, num=0, target=JOBLIB_LAUNCHER, mode=RunMode.MULTIRUN):
+    launcher = {"_target_": target, "n_jobs": n_jobs}
+    return OmegaConf.create({"mode": mode, "launcher": launcher, "job": {"num": num}})
+
+
+def test_each_job_takes_its_share_of_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
+    assert job_share(hydra_config(2)).threads == 8
+    assert job_share(hydra_config(3)).threads == 5
+    assert job_share(hydra_config(32)).threads == 1  # never fewer than one
+
+
+def test_each_job_takes_a_gpu_by_its_number(monkeypatch):
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 4)
+    assert [job_share(hydra_config(8, num)).gpu for num in range(6)] == [0, 1, 2, 3, 0, 1]
+
+
+def test_one_job_at_a_time_has_no_share():
+    assert job_share(hydra_config(2, mode=RunMode.RUN)) is None
+    basic = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+    assert job_share(hydra_config(2, target=basic)) is None
+
+
+@pytest.mark.slow
+def test_two_jobs_side_by_side_finish_in_their_own_directories_and_resume(tmp_path):
+    sweep = ["-m", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2", *TINY, "model=resnet20,plain20",
+             "trainer.max_iters=4", "trainer.eval_every=4", "trainer.log_every=2",
+             f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    result = run_cli(*sweep)
+    assert result.returncode == 0, result.stdout
+    runs = sorted(p.parent for p in tmp_path.glob("*/metrics.json"))
+    assert len(runs) == 2 and all((run / "checkpoints" / "last.pt").is_file() for run in runs)
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    share = f"one of 2 jobs side by side: {threads} thread(s)"
+    assert all(share in (run / "train.log").read_text() for run in runs)
+    again = run_cli(*sweep)
+    assert again.returncode == 0, again.stdout
+    assert again.stdout.count("is already complete (4 iterations)") == 2, again.stdout
+
+
+@pytest.mark.slow
+def test_fig6_cpu_pipeline_trains_side_by_side_then_draws_and_tabulates(tmp_path):
+    """`make fig6-cpu`'s script and experiment (two jobs side by side), with tiny nets for two iterations."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "BIN": str(Path(sys.executable).parent), "ITERS": "4", "EVALS": "2",
+           "EXPERIMENT": "cifar_plain_vs_resnet_cpu", "MODELS": "resnet20,plain20",
+           "OUT": str(tmp_path)}  # fmt: skip
+    tiny = [arg for arg in TINY if not arg.startswith("model=")]
+    result = subprocess.run(
+        ["bash", str(root / "scripts" / "fig6.sh"), *tiny, "model.depth=8"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.stdout.count("one of 2 jobs side by side") == 2, result.stdout[-3000:]
+    assert imread(tmp_path / "fig6.png")[..., :3].std() > 0.05
+    table = (tmp_path / "table.md").read_text()
+    assert "plain-8" in table and "ResNet-8" in table, table
+    metrics = [json.loads(p.read_text()) for p in tmp_path.glob("*/metrics.json")]
+    assert sorted(m["iterations"] for m in metrics) == [4, 4]
