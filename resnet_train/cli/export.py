@@ -1,0 +1,80 @@
+"""`resnet-export`: take a trained net's weights out of a checkpoint, for use without resnet-train.
+
+    resnet-export CHECKPOINT --format state_dict|torchvision --out FILE
+
+`state_dict` writes the net's own state_dict (load it into `resnet_train.models.build_model(...)` with the
+run's model settings, or use `resnet_train.load_model(CHECKPOINT)` directly). `torchvision` writes it under
+torchvision's names, for the nets torchvision has (ImageNet stem, option B, v1.5 bottlenecks):
+`torchvision.models.resnetNN(num_classes=K).load_state_dict(torch.load(FILE), strict=True)` then computes the
+same outputs. Any other net is refused with the reason. Inputs are normalised as in training either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from ..logs import setup_logging
+from ..models.export import NotExportable, to_torchvision, torchvision_arch
+
+log = logging.getLogger("resnet_train")
+
+
+def export(checkpoint: Path, form: str, out: Path) -> str:
+    """Write the weights of `checkpoint` to `out` in `form`; returns the line that loads them again."""
+    from ..engine.restore import restore
+
+    restored = restore(checkpoint)
+    model, classes = restored.model, restored.model.fc.out_features
+    if form == "torchvision":
+        try:
+            weights = to_torchvision(model)
+        except NotExportable as error:
+            raise UserError(f"{checkpoint}: {error}") from None
+        usage = f"torchvision.models.{torchvision_arch(model)}(num_classes={classes})"
+    else:
+        weights = model.state_dict()
+        m = restored.config.model
+        usage = (
+            f"resnet_train.models.build_model('{m.family.value}', {m.depth}, {m.residual}, {classes}, "
+            f"shortcut='{m.shortcut.value}', bottleneck_stride='{m.bottleneck_stride.value}', "
+            f"stem='{m.stem.value}', input_size={restored.config.data.image_size})"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".tmp")
+    try:
+        torch.save(weights, partial)
+        os.replace(partial, out)
+    except (OSError, RuntimeError) as error:  # torch.save turns a failed write into a RuntimeError
+        partial.unlink(missing_ok=True)
+        raise UserError(f"could not write {out}: {error}") from None
+    return f"{usage}.load_state_dict(torch.load('{out}'), strict=True)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="resnet-export",
+        description="Write a resnet-train checkpoint's weights as a plain state_dict, or in torchvision's "
+        "layout for the nets torchvision has (ImageNet stem, option B, v1.5 bottlenecks).",
+    )
+    parser.add_argument("checkpoint", type=Path, help="a checkpoint file (a run's checkpoints/last.pt)")
+    parser.add_argument("--format", choices=("state_dict", "torchvision"), default="state_dict")
+    parser.add_argument("--out", type=Path, required=True, help="the file to write")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        usage = export(args.checkpoint, args.format, args.out)
+    except UserError as error:
+        log.error("%s", error)
+        sys.exit(error.exit_code)
+    log.info("wrote %s; load it with: %s", args.out, usage)
+
+
+if __name__ == "__main__":
+    main()

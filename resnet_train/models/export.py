@@ -1,0 +1,89 @@
+"""Export a trained net's weights in torchvision's layout, where torchvision has the same network.
+
+`torchvision.models.resnet18/34/50/101/152` is one structure: the 7x7/2 stem and 3x3/2 max pool of Table 1,
+a projection shortcut (1x1 conv + BN, called `downsample`) exactly where a block changes shape and identity
+elsewhere (the paper's option B), and for the bottleneck nets the stride on the 3x3 conv ("v1.5"). A net of
+ours with the same structure maps onto it name for name, and then computes the same function; every other net
+(option A's zero padding, option C's projections on every block, plain nets, the 3x3 CIFAR stem, the paper's
+v1 bottleneck) has no torchvision twin and is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from ..config import BottleneckStride
+from .blocks import Bottleneck
+from .resnet import IMAGENET_DEPTHS, IMAGENET_WIDTHS, ResNet
+from .shortcuts import PadShortcut, ProjectionShortcut
+
+
+class NotExportable(ValueError):
+    """The net has no torchvision twin; the message says why."""
+
+
+def torchvision_arch(model: ResNet) -> str:
+    """The torchvision constructor of a net's depth (`resnet50`), from its blocks per stage (Table 1)."""
+    blocks = tuple(len(stage) for stage in model.stages)
+    for depth, (block, stage_blocks) in IMAGENET_DEPTHS.items():
+        if stage_blocks == blocks and isinstance(model.stages[0][0], block):
+            return f"resnet{depth}"
+    raise NotExportable(f"no torchvision ResNet has {blocks} blocks per stage")
+
+
+def torchvision_mismatch(model: ResNet) -> str | None:
+    """Why `model` has no torchvision twin, or None when it has one."""
+    if not model.residual:
+        return "a plain net has no shortcuts, and torchvision's ResNets all have them"
+    if model.stem.conv.kernel_size != (7, 7) or not hasattr(model.stem, "pool"):
+        return "it has the 3x3 CIFAR stem; torchvision's ResNets have the 7x7/2 stem and 3x3/2 max pool"
+    widths = tuple(stage[0].conv1.out_channels for stage in model.stages)
+    blocks = tuple(len(stage) for stage in model.stages)
+    if widths != IMAGENET_WIDTHS or blocks not in [b for _, b in IMAGENET_DEPTHS.values()]:
+        return f"its stages ({blocks} blocks of widths {widths}) are not one of Table 1's nets"
+    for stage in model.stages:
+        for block in stage:
+            projects = block.in_channels != block.out_channels or block.stride != 1
+            if isinstance(block.shortcut, PadShortcut):
+                return "it uses option A (zero-padding shortcuts); torchvision projects (option B)"
+            if isinstance(block.shortcut, ProjectionShortcut) and not projects:
+                return (
+                    "it uses option C (a projection on every block); torchvision projects only where the "
+                    "shape changes (option B)"
+                )
+            if isinstance(block, Bottleneck) and block.bottleneck_stride is BottleneckStride.v1:
+                return (
+                    "its bottlenecks stride the first 1x1 conv (the paper's v1); torchvision strides the "
+                    "3x3 (v1.5): train with model.bottleneck_stride=v1_5"
+                )
+    return None
+
+
+# Our names -> torchvision's (`stem.conv` -> `conv1`, `stages.0.1.bn2` -> `layer1.1.bn2`, a projection
+# shortcut's `shortcut.conv`/`shortcut.bn` -> `downsample.0`/`downsample.1`); `fc` is the same.
+_RENAMES = (
+    (re.compile(r"^stem\.conv\."), "conv1."),
+    (re.compile(r"^stem\.bn\."), "bn1."),
+    (re.compile(r"\.shortcut\.conv\."), ".downsample.0."),
+    (re.compile(r"\.shortcut\.bn\."), ".downsample.1."),
+)
+
+
+def _torchvision_name(name: str) -> str:
+    stage = re.match(r"^stages\.(\d+)\.", name)
+    if stage:
+        name = f"layer{int(stage.group(1)) + 1}." + name[stage.end() :]
+    for pattern, replacement in _RENAMES:
+        name = pattern.sub(replacement, name)
+    return name
+
+
+def to_torchvision(model: ResNet) -> dict[str, torch.Tensor]:
+    """`model`'s state_dict under torchvision's names: `torchvision.models.resnetNN(num_classes=K)` loads it
+    with `strict=True`. Raises NotExportable for a net torchvision does not have."""
+    reason = torchvision_mismatch(model)
+    if reason:
+        raise NotExportable(f"this net has no torchvision equivalent: {reason}")
+    return {_torchvision_name(name): tensor for name, tensor in model.state_dict().items()}
