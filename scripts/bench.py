@@ -202,11 +202,7 @@ def time_baseline(model: str, args) -> dict:
         net.train()
         for images, labels in loader:
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            loss = F.cross_entropy(net(images), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            loss.item()  # the running-average meter most trainers keep
+            common_step(net, optimizer, images, labels)
 
     @torch.no_grad()
     def eval_epoch():
@@ -218,11 +214,7 @@ def time_baseline(model: str, args) -> dict:
     images, labels = images.to(device), labels.to(device)
 
     def step():
-        loss = F.cross_entropy(net(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        loss.item()
+        common_step(net, optimizer, images, labels)
 
     step_s = median_time(step, device, repeats=args.step_repeats)
     epoch_s = median_time(train_epoch, device, repeats=args.epochs)
@@ -297,15 +289,17 @@ def baseline_step(model: str, args):
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     images = torch.randn(args.batch, 3, 32, 32, device=device)
     labels = torch.randint(0, 10, (args.batch,), device=device)
+    return lambda: common_step(net, optimizer, images, labels)
 
-    def step():
-        loss = F.cross_entropy(net(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        loss.item()
 
-    return step
+def common_step(net, optimizer, images, labels) -> None:
+    """The common public loop's step: eager, and `loss.item()` (the running-average meter most trainers
+    keep) waits for the device every step."""
+    loss = F.cross_entropy(net(images), labels)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    loss.item()
 
 
 def time_steps_interleaved(model: str, args) -> list[dict]:
