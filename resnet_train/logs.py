@@ -15,11 +15,12 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def setup_logging(level: int = logging.INFO, file: Path | None = None, stream=None) -> None:
-    """Log to `stream` (stderr by default) and, if given, to `file`, in the project's format."""
+    """Log to `stream` (stderr by default) and, if given, to `file`, in the project's format. Handlers already
+    on the root logger (a caller's, or pytest's capture) are kept: then this changes nothing."""
     handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
     if file is not None:
         handlers.append(logging.FileHandler(file))
-    logging.basicConfig(level=level, format=FORMAT, datefmt=DATE_FORMAT, handlers=handlers, force=True)
+    logging.basicConfig(level=level, format=FORMAT, datefmt=DATE_FORMAT, handlers=handlers)
 
 
 def hydra_logging_config(file: str | None) -> dict:
