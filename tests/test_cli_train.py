@@ -106,7 +106,7 @@ def test_a_failing_sweep_job_is_one_line_the_others_run_and_the_sweep_ends_with_
     assert "Traceback" not in result.stdout and "Error executing job" not in result.stdout
     assert "1 of 2 jobs finished; failed: model.depth=21: CIFAR nets have 6n+2 layers" in result.stdout
     assert [p.parent.name for p in tmp_path.glob("*/metrics.json")] == [
-        next(p.name for p in tmp_path.iterdir() if "model.depth=8" in p.name)
+        next(p.name for p in tmp_path.iterdir() if p.name.startswith("resnet8-"))
     ]
     assert not list(tmp_path.glob(".outcomes-*"))
 

@@ -54,15 +54,19 @@ DDP = [
 
 @pytest.mark.slow
 def test_two_workers_with_sync_bn_match_one_process(tmp_path):
-    one = run_cli(*DDP, "model.sync_bn=true", f"hydra.run.dir={tmp_path / 'one'}")
-    two = run_cli(*DDP, "model.sync_bn=true", "trainer.devices=2", f"hydra.run.dir={tmp_path / 'two'}")
+    # Two steps: the two runs differ only in the order of floating-point sums (about 1e-7 after one step),
+    # and near chance, at lr 0.1, each step amplifies that difference about sevenfold (1e-4 after three).
+    every = ("max_iters", "log_every", "eval_every", "checkpoint_every")
+    sync = [*TINY, "model.sync_bn=true", *(f"trainer.{key}=2" for key in every)]
+    one = run_cli(*sync, f"hydra.run.dir={tmp_path / 'one'}")
+    two = run_cli(*sync, "trainer.devices=2", f"hydra.run.dir={tmp_path / 'two'}")
     assert one.returncode == 0, one.stdout
     assert two.returncode == 0, two.stdout
     expected = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")["model"]
     got = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["model"]
     assert expected.keys() == got.keys()
-    for key in expected:
-        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5, msg=key)
+    for key in expected:  # BN over each worker's half of the batch instead differs by about 7e-3 here
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-3, atol=1e-4, msg=key)
     # One output directory: one event file, one log, rank 0's checkpoint.
     assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 1
     assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == [
