@@ -55,6 +55,6 @@ fig6: install ## Fig. 6 on CIFAR-10: train plain/ResNet-20..56, draw, tabulate (
 
 fig6-cpu: install ## Fig. 6 at CPU scale in under an hour on 2 cores (DATA=cifar10-jpeg dir, CPU_ITERS=800)
 	@test -n "$(DATA)" || { echo "make fig6-cpu: give the CIFAR-10 tree, e.g. DATA=cifar10-jpeg" >&2; exit 2; }
-	BIN=$(BIN) ITERS=$(CPU_ITERS) EVALS=2 EXPERIMENT=cifar_plain_vs_resnet_cpu \
+	BIN=$(BIN) ITERS=$(CPU_ITERS) EVALS=4 EXPERIMENT=cifar_plain_vs_resnet_cpu \
 		MODELS=plain56,resnet56,plain20,resnet20 OUT=outputs/fig6-cpu-$(CPU_ITERS) \
 		scripts/fig6.sh data=cifar10 data.root=$(DATA) $(ARGS)
