@@ -123,12 +123,12 @@ class Runtime:
         """The trainer's settings, with what is left unset (None, precision=auto) chosen for the device."""
         device = resolve_device(t.device, world.local_rank)
         on_cuda = device.type == "cuda"
-        # CPU defaults, from scripts/bench.py --steps-only on a 2-core AMD EPYC (AVX2, no native bf16,
-        # torch 2.14, measured while other work loaded the machine; README, Speed): channels_last lets
-        # oneDNN use its blocked convolution kernels, ResNet-20 step 8.0 s against 9.0 s contiguous (1.12x;
-        # 1.39x in a shorter run). torch.compile stays off: under that load it was still compiling after
-        # 28 minutes, most of a CPU sweep's hour. bf16 autocast only where the CPU computes bf16 itself
-        # (AVX512_BF16, AMX); elsewhere it is emulated: 41.7 s per ResNet-20 step, 5x slower than fp32.
+        # CPU defaults, from scripts/bench.py --steps-only on a quiet 2-core AMD EPYC (AVX2, no native bf16,
+        # torch 2.14; README, Speed): channels_last lets oneDNN use its blocked convolution kernels, a
+        # ResNet-20 step 477 ms against 571 ms contiguous (1.20x; ResNet-56 1.16x). torch.compile stays off:
+        # on a loaded machine it was still compiling after 28 minutes, most of a CPU sweep's hour. bf16
+        # autocast only where the CPU computes bf16 itself (AVX512_BF16, AMX); elsewhere it is emulated and
+        # about 5x slower than fp32.
         auto_amp = torch.bfloat16 if on_cuda or cpu_has_native_bf16() else None
         runtime = cls(
             device,
