@@ -11,6 +11,16 @@ import pytest
 SHARED_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
+def pytest_collection_modifyitems(config, items):
+    """The SLURM tests start daemons as root: they run only when `-m` names them (`pytest -m slurm`)."""
+    if "slurm" in (config.option.markexpr or ""):
+        return
+    chosen = [item for item in items if item.get_closest_marker("slurm") is None]
+    if len(chosen) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in chosen])
+        items[:] = chosen
+
+
 @pytest.fixture(scope="session")
 def cifar10_jpeg(tmp_path_factory) -> Path:
     """The extracted CIFAR-10 JPEG tree (train/ and test/). Skips when the archive is absent, except under

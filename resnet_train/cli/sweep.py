@@ -5,7 +5,8 @@ that ran the job: the sweep's own process under the basic launcher, a worker pro
 launcher, another machine under SLURM. Each outcome is therefore appended to a small file in the sweep
 directory (named by the environment, which launchers pass on to their jobs), and `on_multirun_end` reads it.
 A job that ends in a UserError returns {"error": message} instead of raising, so Hydra's sweeper goes on
-to the end rather than stopping the sweep with that job's traceback.
+to the end rather than stopping the sweep with that job's traceback. A SLURM job stopped by a signal
+(scancel) returns {"error": message, "exit_code": 75}: the summary lists it as stopped, to resume.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ log = logging.getLogger("resnet_train")
 
 OUTCOMES_ENV = "RESNET_TRAIN_SWEEP_OUTCOMES"
 FAILED_SWEEP_EXIT_CODE = 1
+STOPPED_EXIT_CODE = 75  # as a stopped run's own (engine/loop.py): checkpoints written, re-run to resume
 
 
 def job_error(job_return: JobReturn) -> str | None:
@@ -53,7 +55,13 @@ class SweepSummary(Callback):
         path = os.environ.get(OUTCOMES_ENV)
         if not path:  # a single run
             return
-        outcome = {"overrides": list(job_return.overrides or []), "error": job_error(job_return)}
+        value = job_return.return_value if job_return.status is JobStatus.COMPLETED else None
+        exit_code = value.get("exit_code") if isinstance(value, dict) else None
+        outcome = {
+            "overrides": list(job_return.overrides or []),
+            "error": job_error(job_return),
+            "exit_code": exit_code,
+        }
         with open(path, "a") as file:  # one short append per job: whole lines even from parallel jobs
             file.write(json.dumps(outcome) + "\n")
 
@@ -64,15 +72,24 @@ class SweepSummary(Callback):
             outcome = json.loads(line)
             seen = outcomes.setdefault(tuple(outcome["overrides"]), outcome)
             seen["error"] = seen["error"] or outcome["error"]
+            seen["exit_code"] = seen.get("exit_code") or outcome.get("exit_code")
         path.unlink()
         outcomes = list(outcomes.values())
         if not outcomes:
             return
         names = distinguishing([outcome["overrides"] for outcome in outcomes])
-        failed = [f"{name}: {o['error']}" for name, o in zip(names, outcomes) if o["error"] is not None]
-        finished = f"{len(outcomes) - len(failed)} of {len(outcomes)} jobs finished"
-        if not failed:
-            log.info("%s", finished)
+        ended = [(name, o) for name, o in zip(names, outcomes) if o["error"] is not None]
+        stopped = [f"{name}: {o['error']}" for name, o in ended if o.get("exit_code") == STOPPED_EXIT_CODE]
+        failed = [f"{name}: {o['error']}" for name, o in ended if o.get("exit_code") != STOPPED_EXIT_CODE]
+        report = [f"{len(outcomes) - len(ended)} of {len(outcomes)} jobs finished"]
+        if stopped:
+            report.append(
+                f"stopped (exit code {STOPPED_EXIT_CODE}; re-run the sweep to resume): {'; '.join(stopped)}"
+            )
+        if failed:
+            report.append(f"failed: {'; '.join(failed)}")
+        if not ended:
+            log.info("%s", report[0])
             return
-        log.error("%s; failed: %s", finished, "; ".join(failed))
-        sys.exit(FAILED_SWEEP_EXIT_CODE)
+        log.error("%s", "; ".join(report))
+        sys.exit(FAILED_SWEEP_EXIT_CODE if failed else STOPPED_EXIT_CODE)
