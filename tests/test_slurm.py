@@ -95,28 +95,29 @@ def scontrol(slurm: dict, *args: str) -> str:
     return subprocess.run(["scontrol", *args], env=slurm, capture_output=True, text=True, check=True).stdout
 
 
-def test_a_two_task_job_cut_short_by_its_time_limit_is_requeued_and_ends_as_an_uninterrupted_run(
+def test_a_two_task_job_signalled_before_its_time_limit_is_requeued_and_ends_as_an_uninterrupted_run(
     slurm, tmp_path
 ):
-    steps = ["trainer.max_iters=40", "trainer.log_every=2", "trainer.eval_every=40", "trainer.devices=2"]
+    steps = ["trainer.max_iters=200", "trainer.log_every=2", "trainer.eval_every=200", "trainer.devices=2"]
     reference = subprocess.Popen(
         [console_script("resnet-train"), *TINY, *steps, f"hydra.run.dir={tmp_path / 'reference'}"],
         env=slurm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    # SLURM warns a job signal_delay_s before its limit, checking every 30 s and up to 30 s early: 45 s
-    # before a one-minute limit is a warning at the first check.
-    job = sweep(slurm, tmp_path / "sweep", *steps, "hydra.launcher.signal_delay_s=45")
-    sweep_dir, job_key = tmp_path / "sweep", "trainer.max_iters=40"
-    wait_until(lambda: logged(sweep_dir, job_key, r"iteration 2/40"), job, "the first logged iteration")
+    job = sweep(slurm, tmp_path / "sweep", *steps, "hydra.launcher.signal_delay_s=90")
+    sweep_dir, job_key = tmp_path / "sweep", "trainer.max_iters=200"
+    wait_until(lambda: logged(sweep_dir, job_key, r"iteration 2/200"), job, "the first logged iteration")
     (job_id,) = job_ids(sweep_dir)
-    scontrol(slurm, "update", f"JobId={job_id}", "TimeLimit=1")  # the job now needs more than its limit
-    wait_until(lambda: "Restarts=1" in scontrol(slurm, "show", "job", job_id), job, "a requeue")
-    scontrol(slurm, "update", f"JobId={job_id}", "TimeLimit=10")  # the requeued job may finish
+    # The signal SLURM sends signal_delay_s before the time limit (sbatch --signal=USR2@90), sent now: SLURM
+    # checks the limits every 30 s and may warn up to 30 s early, too coarse to time a test by.
+    submission = (sweep_dir / ".submitit" / job_id / f"{job_id}_submission.sh").read_text()
+    assert "#SBATCH --signal=USR2@90" in submission
+    subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm, check=True)
     output, _ = job.communicate(timeout=DEADLINE_S)
     assert job.returncode == 0, output
     assert "1 of 1 jobs finished" in output
+    assert "Restarts=1" in scontrol(slurm, "show", "job", job_id)  # submitit requeued it once
     stopped = logged(sweep_dir, job_key, r"stopped by SIGUSR2 at iteration (\d+); checkpoint written")
-    assert stopped and 0 < int(stopped[1]) < 40, output
+    assert stopped and 0 < int(stopped[1]) < 200, output
     # Ranks and world size came from SLURM's variables:
     assert logged(sweep_dir, job_key, r"batch 32 on 2 process\(es\)")
     assert reference.wait(timeout=DEADLINE_S) == 0, reference.communicate()[0]

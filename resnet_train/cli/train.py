@@ -241,7 +241,9 @@ def hydra_main(cfg: DictConfig) -> dict | None:
         if callable(handler) and handler is not signal.default_int_handler:
             # A launcher's own handler (submitit's requeue on USR2) runs now that the checkpoint is safe.
             signal.raise_signal(stop.signum)
-        if scheduled_job(HydraConfig.get()):  # only this job stopped: the sweep records it and goes on
+        # Only this job stopped (scancel): the sweep records it and goes on. On USR2 submitit has requeued
+        # the job (rank 0 asks SLURM) and the job's next run reports instead.
+        if scheduled_job(HydraConfig.get()) and stop.signum != signal.SIGUSR2:
             return {"error": str(stop), "exit_code": PREEMPTED_EXIT_CODE}
         sys.exit(PREEMPTED_EXIT_CODE)
     except UserError as error:
