@@ -7,6 +7,11 @@ directory (named by the environment, which launchers pass on to their jobs), and
 A job that ends in a UserError returns {"error": message} instead of raising, so Hydra's sweeper goes on
 to the end rather than stopping the sweep with that job's traceback. A SLURM job stopped by a signal
 (scancel) returns {"error": message, "exit_code": 75}: the summary lists it as stopped, to resume.
+
+`hydra.callbacks.sweep_summary.fail_fast=true` ends the sweep at the first failed job, with the summary of
+the jobs run so far, instead of running every job first. Only Hydra's basic launcher runs the jobs one after
+another, so that the next one can be held back; with the joblib or SLURM launcher the jobs are already
+started side by side or queued together, and the option is refused.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ log = logging.getLogger("resnet_train")
 
 OUTCOMES_ENV = "RESNET_TRAIN_SWEEP_OUTCOMES"
 FAILED_SWEEP_EXIT_CODE = 1
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 STOPPED_EXIT_CODE = 75  # as a stopped run's own (engine/loop.py): checkpoints written, re-run to resume
 
 
@@ -44,7 +50,18 @@ def distinguishing(overrides: list[list[str]]) -> list[str]:
 
 
 class SweepSummary(Callback):
+    def __init__(self, fail_fast: bool = False):
+        self.fail_fast = fail_fast
+
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        launcher = config.hydra.launcher.get("_target_")
+        if self.fail_fast and launcher != BASIC_LAUNCHER:
+            log.error(
+                "hydra.callbacks.sweep_summary.fail_fast=true needs jobs run one after another (the basic "
+                "launcher); %s starts them together, so no failure could hold the others back",
+                launcher,
+            )
+            sys.exit(2)
         sweep_dir = Path(config.hydra.sweep.dir).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         path = sweep_dir / f".outcomes-{os.getpid()}.jsonl"
@@ -64,8 +81,14 @@ class SweepSummary(Callback):
         }
         with open(path, "a") as file:  # one short append per job: whole lines even from parallel jobs
             file.write(json.dumps(outcome) + "\n")
+        if self.fail_fast and outcome["error"] is not None:
+            self.report("the sweep stopped at this failure (fail_fast); the jobs after it did not run")
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        self.report()
+
+    def report(self, note: str | None = None) -> None:
+        """Log the summary of the jobs that ran; exit non-zero if any of them failed or stopped."""
         path = Path(os.environ.pop(OUTCOMES_ENV))
         outcomes: dict[tuple, dict] = {}
         for line in path.read_text().splitlines():  # one line per job, or per task of a multi-task job
@@ -88,6 +111,8 @@ class SweepSummary(Callback):
             )
         if failed:
             report.append(f"failed: {'; '.join(failed)}")
+        if note:
+            report.append(note)
         if not ended:
             log.info("%s", report[0])
             return
