@@ -1,6 +1,6 @@
 """`resnet-report`: a Table 6-style table of finished runs, beside the paper's numbers.
 
-    resnet-report SWEEP_DIR... [--format markdown|csv] [--out FILE]
+    resnet-report SWEEP_DIR... [--format markdown|csv] [--out FILE] [--force]
 
 Reads the metrics.json of every run at or below the given directories and prints one row per model, dataset
 and shortcut option: layers, parameters, final training error and test error in percent, as mean ± sample
@@ -19,7 +19,9 @@ from typing import Sequence
 
 from ..analysis.runs import find_runs, load_run
 from ..analysis.tables import summarize, to_csv, to_markdown
+from ..errors import UserError
 from ..logs import setup_logging
+from .outputs import check_output, write_text
 
 log = logging.getLogger("resnet_train")
 
@@ -34,10 +36,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", metavar="SWEEP_DIR", help="sweep folders or run directories")
     parser.add_argument("--format", choices=["markdown", "csv"], default="markdown", help="default: markdown")
     parser.add_argument("--out", type=Path, default=None, help="write the table here instead of stdout")
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
 
     try:
+        if args.out:
+            check_output(args.out, force=args.force)
         run_dirs = find_runs(args.dirs)
+    except UserError as error:
+        log.error("%s", error)
+        return error.exit_code
     except FileNotFoundError as error:
         log.error("%s", error)
         return 2
@@ -51,8 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     text = to_csv(rows) if args.format == "csv" else to_markdown(rows)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        try:
+            write_text(args.out, text)
+        except UserError as error:
+            log.error("%s", error)
+            return error.exit_code
         log.info("%d row(s) from %d run(s) -> %s", len(rows), len(runs), args.out)
     else:
         sys.stdout.write(text)
