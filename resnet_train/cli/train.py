@@ -11,6 +11,7 @@ each takes its share of the cores, or one GPU by its job number (`job_share`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shlex
@@ -34,6 +35,7 @@ from ..engine.loop import PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, Preempted, St
 from ..engine.rundir import RunLock
 from ..errors import UserError
 from ..logs import setup_logging
+from .hydra_record import HydraRecord
 
 log = logging.getLogger("resnet_train")
 
@@ -68,8 +70,15 @@ def job_share(hydra_config: DictConfig) -> JobShare | None:
     return JobShare(jobs, threads, hydra_config.job.num % gpus if gpus else 0)
 
 
-def run_worker(config: Config, run_dir: Path, world: distributed.World, join_group: bool) -> dict:
-    """Train on one rank; `join_group` starts the process group (DDP), even for a world of one."""
+def run_worker(
+    config: Config,
+    run_dir: Path,
+    world: distributed.World,
+    join_group: bool,
+    record: HydraRecord | None = None,
+) -> dict:
+    """Train on one rank; `join_group` starts the process group (DDP), even for a world of one. The main rank
+    writes `record` into the run directory once the run is this command's (cli/hydra_record.py)."""
     try:
         # From here a signal stops the run at once (exit 75), until the loop installs its own handling.
         with StopOutsideLoop():
@@ -80,13 +89,14 @@ def run_worker(config: Config, run_dir: Path, world: distributed.World, join_gro
             if not world.is_main:
                 logging.getLogger().setLevel(logging.WARNING)
             with logging_redirect_tqdm():
-                return train(config, run_dir, world)
+                accepted = functools.partial(record.write, run_dir) if record is not None else None
+                return train(config, run_dir, world, accepted)
     finally:
         distributed.destroy()
 
 
 def _spawned_worker(
-    local_rank: int, config: Config, run_dir: str, port: int, world_size: int, stopped_at
+    local_rank: int, config: Config, run_dir: str, port: int, world_size: int, stopped_at, record
 ) -> None:
     """Entry point of a worker started by `spawn_workers` (a fresh interpreter without Hydra's logging).
     `stopped_at` (a shared integer) receives the iteration a pre-empted worker stopped at."""
@@ -97,7 +107,8 @@ def _spawned_worker(
     os.environ.update(RANK=str(local_rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank))
     setup_logging(file=Path(run_dir) / "train.log" if local_rank == 0 else None, stream=sys.stdout)
     try:
-        run_worker(config, Path(run_dir), distributed.World(local_rank, world_size, local_rank), True)
+        world = distributed.World(local_rank, world_size, local_rank)
+        run_worker(config, Path(run_dir), world, True, record)
     except Preempted as stop:
         log.warning("%s", stop)
         if stop.iteration is not None:
@@ -108,7 +119,7 @@ def _spawned_worker(
         sys.exit(error.exit_code)
 
 
-def spawn_workers(config: Config, run_dir: Path, count: int) -> None:
+def spawn_workers(config: Config, run_dir: Path, count: int, record: HydraRecord | None = None) -> None:
     """Start `count` local workers and wait for them. Pre-emption signals are passed on to every worker, and
     the launcher reports the iteration they stopped at; if one worker dies, the others are terminated and
     this raises (no hang)."""
@@ -127,7 +138,7 @@ def spawn_workers(config: Config, run_dir: Path, count: int) -> None:
     stopped_at = mp.get_context("spawn").Value("q", -1)
     try:
         context = mp.start_processes(
-            _spawned_worker, args=(config, str(run_dir), distributed.free_port(), count, stopped_at),
+            _spawned_worker, args=(config, str(run_dir), distributed.free_port(), count, stopped_at, record),
             nprocs=count, join=False, start_method="spawn",
         )  # fmt: skip
         processes.extend(context.processes)
@@ -150,7 +161,9 @@ def spawn_workers(config: Config, run_dir: Path, count: int) -> None:
             signal.signal(signum, handler)
 
 
-def launch(config: Config, run_dir: Path, share: JobShare | None = None) -> None:
+def launch(
+    config: Config, run_dir: Path, share: JobShare | None = None, record: HydraRecord | None = None
+) -> None:
     world = distributed.world_from_env()
     processes = world.world_size if world is not None else config.trainer.devices
     if config.trainer.batch_size % processes:
@@ -162,17 +175,17 @@ def launch(config: Config, run_dir: Path, share: JobShare | None = None) -> None
     with RunLock(run_dir) if world is None or world.is_main else nullcontext():
         if world is not None:
             distributed.export_slurm_rendezvous()
-            run_worker(config, run_dir, world, join_group=True)
+            run_worker(config, run_dir, world, join_group=True, record=record)
         elif config.trainer.devices > 1:
-            spawn_workers(config, run_dir, config.trainer.devices)
+            spawn_workers(config, run_dir, config.trainer.devices, record)
         elif share is not None:  # one of several jobs side by side: a world of one on its share
             torch.set_num_threads(share.threads)
             on_gpu = config.trainer.device is not DeviceKind.cpu and torch.cuda.is_available()
             log.info("one of %d jobs side by side: %d thread(s)%s", share.jobs, share.threads,
                      f", GPU {share.gpu}" if on_gpu else "")  # fmt: skip
-            run_worker(config, run_dir, distributed.World(local_rank=share.gpu), join_group=False)
+            run_worker(config, run_dir, distributed.World(local_rank=share.gpu), False, record)
         else:
-            run_worker(config, run_dir, distributed.World(), join_group=False)
+            run_worker(config, run_dir, distributed.World(), join_group=False, record=record)
 
 
 class OutputDirCheck(Callback):
@@ -226,7 +239,8 @@ def hydra_main(cfg: DictConfig) -> dict | None:
         warn_unswept(cfg, HydraConfig.get())
     try:
         check_ranges(config)
-        launch(config, run_dir, job_share(HydraConfig.get()))
+        record = HydraRecord.of_job(cfg, HydraConfig.instance().cfg)
+        launch(config, run_dir, job_share(HydraConfig.get()), record)
     except Preempted as stop:
         log.warning("%s; re-run the same command to resume (exit code %d)", stop, PREEMPTED_EXIT_CODE)
         handler = signal.getsignal(stop.signum)
