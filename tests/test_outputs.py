@@ -125,3 +125,10 @@ def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path):
         partial.write_text("half of the new")
         raise OSError(errno.ENOSPC, "No space left on device")
     assert out.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+
+
+def test_eval_refuses_a_class_count_its_checkpoint_does_not_predict(run_dir, caplog, capsys):
+    checkpoint = str(run_dir / "checkpoints" / "last.pt")
+    assert exits(eval_cli.main, [checkpoint, "data.num_classes=5"]) == 2
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "data.num_classes=5" in line and "predicts 3 classes" in line and capsys.readouterr().out == ""

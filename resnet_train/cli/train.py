@@ -36,6 +36,8 @@ from ..engine.rundir import RunLock
 from ..errors import UserError
 from ..logs import setup_logging
 from .hydra_record import HydraRecord
+from .launch_checks import check_resume, check_worker_count
+from .overrides import refuse_unreadable_overrides
 
 log = logging.getLogger("resnet_train")
 
@@ -136,6 +138,8 @@ def spawn_workers(config: Config, run_dir: Path, count: int, record: HydraRecord
 
     previous = {signum: signal.signal(signum, forward) for signum in PREEMPTION_SIGNALS}
     stopped_at = mp.get_context("spawn").Value("q", -1)
+    on_gpu = config.trainer.device is not DeviceKind.cpu and torch.cuda.is_available()
+    log.info("starting %d workers (%s), each loading the data", count, "NCCL" if on_gpu else "gloo, CPU")
     try:
         context = mp.start_processes(
             _spawned_worker, args=(config, str(run_dir), distributed.free_port(), count, stopped_at, record),
@@ -165,6 +169,9 @@ def launch(
     config: Config, run_dir: Path, share: JobShare | None = None, record: HydraRecord | None = None
 ) -> None:
     world = distributed.world_from_env()
+    check_resume(config.trainer.resume)
+    if world is None:  # workers started here (under torchrun or SLURM, the launcher placed them)
+        check_worker_count(config, os.cpu_count() or 1, torch.cuda.device_count())
     processes = world.world_size if world is not None else config.trainer.devices
     if config.trainer.batch_size % processes:
         raise UserError(
@@ -233,6 +240,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def hydra_main(cfg: DictConfig) -> dict | None:
     config: Config = OmegaConf.to_object(cfg)
+    config.data.root = os.path.expanduser(config.data.root)  # a quoted '~/data' (cli/overrides.py)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode is RunMode.MULTIRUN
     if not multirun:
@@ -257,6 +265,7 @@ def hydra_main(cfg: DictConfig) -> dict | None:
 
 
 def main() -> None:
+    refuse_unreadable_overrides(sys.argv[1:])
     hydra_main()
 
 

@@ -178,6 +178,12 @@ def verify_checkpoint(path: Path) -> None:
 def load_checkpoint(path: Path) -> dict:
     """Load one checkpoint file safely; raise CheckpointError naming the file if it cannot be trusted."""
     path = Path(path)
+    if path.is_dir():
+        inside = next((p for p in (path / "checkpoints" / "last.pt", path / "last.pt") if p.is_file()), None)
+        raise CheckpointError(
+            f"{path} is a directory; give a checkpoint file"
+            + (f", e.g. {inside}" if inside else " (a run's checkpoints/last.pt)")
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     verify_checkpoint(path)
