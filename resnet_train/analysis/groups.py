@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..engine.rundir import HARMLESS
+from ..engine.rundir import _flat as flat  # {"model.depth": 56, ...}, as a resume compares configs
 from .runs import Curve, Run
 
 log = logging.getLogger("resnet_train")
@@ -31,17 +32,6 @@ NET_KEYS = ("model.depth", "model.residual")  # what the net's own name says
 SHORTCUT = "model.shortcut"
 NAMED_KEYS = 3  # settings spelled out in a group's name before "+N more"
 BAND = "min-max over seeds"
-
-
-def flat(config: dict, prefix: str = "") -> dict:
-    """A nested config as {"model.depth": 56, ...}."""
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
-    return out
 
 
 def _defaults() -> dict:
@@ -110,15 +100,15 @@ def differing(settings: Sequence[dict], ignore: Sequence[str] = ()) -> dict[str,
     for key in keys:
         if key in ignore:
             continue
-        values = list(dict.fromkeys(_shown(s.get(key)) for s in settings))
+        values = list(dict.fromkeys(shown(s.get(key)) for s in settings))
         if len(values) > 1:
             out[key] = values
     return out
 
 
-def _shown(value) -> str:
-    if isinstance(value, tuple):
-        return "[" + ",".join(map(_shown, value)) + "]"
+def shown(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(map(shown, value)) + "]"
     if isinstance(value, bool):
         return str(value).lower()
     return "null" if value is None else str(value)
@@ -136,7 +126,7 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
     by_settings: dict[tuple, Group] = {}
     for run in runs:
         settings = experiment_settings(run, defaults)
-        key = tuple(sorted((k, _shown(v)) for k, v in settings.items()))
+        key = tuple(sorted((k, shown(v)) for k, v in settings.items()))
         by_settings.setdefault(key, Group("", settings, [])).runs.append(run)
     groups = list(by_settings.values())
     by_label: dict[str, list[Group]] = {}
@@ -162,7 +152,7 @@ def _suffix(settings: dict, differences: dict[str, list]) -> str:
     """" B" for a shortcut option, then " (key=value, ...)" for the other settings that tell apart groups
     of one net."""
     suffix = f" {settings[SHORTCUT]}" if SHORTCUT in differences and settings.get(SHORTCUT) else ""
-    named = [f"{key}={_shown(settings.get(key))}" for key in differences if key != SHORTCUT]
+    named = [f"{key}={shown(settings.get(key))}" for key in differences if key != SHORTCUT]
     if len(named) > NAMED_KEYS:
         named = [*named[:NAMED_KEYS], f"+{len(named) - NAMED_KEYS} more"]
     return suffix + (f" ({', '.join(named)})" if named else "")
