@@ -78,12 +78,13 @@ def csv_rows(capsys) -> list[dict]:
 
 def test_seeds_of_one_config_are_one_group_and_another_lr_is_another(tmp_path, capsys, caplog):
     sweep = tmp_path / "sweep"
-    fake_run(sweep / "a", cifar(seed=0), test_error=0.30)
+    curves = {"error/train": [(10, 0.5), (20, 0.4)]}
+    fake_run(sweep / "a", cifar(seed=0), curves=curves, test_error=0.30)
     # Where the data lies, how often it logs and how many workers read it say nothing about the result.
     moved = cifar(seed=1, log_every=50, checkpoint_every=10, progress=False)
     moved.data.root, moved.data.workers = "/elsewhere", 2
-    fake_run(sweep / "b", moved, test_error=0.34)
-    fake_run(sweep / "c", cifar(seed=0, lr=0.05), test_error=0.90)  # seed 0 again, another lr
+    fake_run(sweep / "b", moved, curves=curves, test_error=0.34)
+    fake_run(sweep / "c", cifar(seed=0, lr=0.05), curves=curves, test_error=0.90)  # seed 0 again, another lr
     with caplog.at_level(logging.WARNING, logger="resnet_train"):
         assert report.main([str(sweep), "--format", "csv"]) == 0
     rows = {row["name"]: row for row in csv_rows(capsys)}
@@ -93,6 +94,10 @@ def test_seeds_of_one_config_are_one_group_and_another_lr_is_another(tmp_path, c
     assert float(twins["test_error_mean"]) == pytest.approx(32.0)
     assert float(twins["test_error_std"]) == pytest.approx(statistics.stdev([30.0, 34.0]), abs=1e-3)
     assert other["test_error_std"] == "" and float(other["test_error_mean"]) == pytest.approx(90.0)
+    assert any("differ in more than the net: optim.lr (0.05, 0.1)" in r.message for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="resnet_train"):  # the figure says it too
+        assert plot.main([str(sweep), "--out", str(tmp_path / "fig.png")]) == 0
     assert any("differ in more than the net: optim.lr (0.05, 0.1)" in r.message for r in caplog.records)
 
 

@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..engine.logger import TRAIN_ERROR, eval_tags
-from .groups import BAND, Group, band, group_runs, precision_note
+from .groups import BAND, Group, band, group_runs, mixed_settings, precision_note
 from .runs import Run
 
 log = logging.getLogger("resnet_train")
@@ -97,7 +97,8 @@ def error_figure(runs: Sequence[Run], *, title: str | None = None, ymax: float |
     Colour = net, line style = split (training error dashed, test error bold), as in the paper. The seeds
     of one experiment (analysis/groups.py) are one curve: their mean, with a min-max band, and n in the
     legend. The caption under the title says the precision (and when the runs mix precisions) and what the
-    band is. Runs without any error curve are left out with a warning. Raises ValueError if no run has a
+    band is. Runs that differ in more than the net are named in a warning (one line, the settings that
+    differ); runs without any error curve are left out with one. Raises ValueError if no run has a
     curve.
     """
     drawable = []
@@ -109,6 +110,9 @@ def error_figure(runs: Sequence[Run], *, title: str | None = None, ymax: float |
     if not drawable:
         raise ValueError("none of the runs has an error curve to draw")
     groups = group_runs(drawable)
+    mixed = mixed_settings([group.settings for group in groups])
+    if mixed:
+        log.warning("%s", mixed)
     colour_keys = list(dict.fromkeys(_colour_key(group) for group in groups))
     colour_of = {key: COLOURS[index % len(COLOURS)] for index, key in enumerate(colour_keys)}
     splits = sorted({_eval_tag(run).split("/")[1] for run in drawable if _eval_tag(run)}, reverse=True)
