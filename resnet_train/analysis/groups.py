@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -185,10 +186,7 @@ def band(curves: Sequence[Curve]) -> list[tuple[int, float, float, float]]:
 def precision_note(runs: Sequence[Run]) -> str:
     """The numerics of `runs` in a few words: "precision fp32", or every precision with its run count when
     they are mixed ("MIXED precision: fp32 (4 runs), bf16 (2 runs)")."""
-    counts: dict[str, int] = {}
-    for run in runs:
-        name = run.precision or "unknown"
-        counts[name] = counts.get(name, 0) + 1
+    counts = Counter(run.precision or "unknown" for run in runs)
     if len(counts) == 1:
         return f"precision {next(iter(counts))}"
     listed = ", ".join(f"{name} ({count} run{'s' if count > 1 else ''})" for name, count in counts.items())
