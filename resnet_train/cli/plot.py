@@ -8,8 +8,8 @@ metrics.json): training error dashed, test error bold (validation error if the r
 ResNets in two panels on one y range when both are present. The seeds of one experiment (runs whose configs
 agree on every setting but the seed and where files go, analysis/groups.py) are one curve: their mean, with
 a min-max band and n in the legend; the caption says the precision, and when the runs mix precisions. Runs
-still in progress are drawn as far as they got; a run whose events are missing or damaged is named in a warning and drawn as far as it can be read, or
-left out.
+still in progress are drawn as far as they got; a run whose events are missing or damaged is named in a
+warning and drawn as far as it can be read, or left out.
 """
 
 from __future__ import annotations
