@@ -265,6 +265,10 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         "test_loss": last.get("test_loss"),
         "val_error": last.get("val_error"),
         "best_val_error": st.best_val_error,
+        # How many images each final error is over: a single run's binomial noise floor (analysis/claims.py).
+        "train_error_images": last.get("train_error_images"),
+        "test_error_images": last.get("test_error_images"),
+        "val_error_images": last.get("val_error_images"),
         "params": params,
         "seed": t.seed,
         "batch_size": t.batch_size,
