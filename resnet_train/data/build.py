@@ -106,12 +106,16 @@ def _memory_splits(d: DataConfig, download: bool):
 
 @dataclass
 class StreamTree:
-    """A streamed ImageFolder tree as scanned: train/ (before the hold-out), the test split folder, and
-    digests of their files (one `stat` each)."""
+    """A streamed ImageFolder tree as scanned: train/ (before the hold-out) and the test split folder under
+    `root`, and digests of their files (one `stat` each, taken when first asked for)."""
 
+    root: Path
     train: ImageFiles
     test: ImageFiles
-    digests: TreeDigests
+
+    @functools.cached_property
+    def digests(self) -> TreeDigests:
+        return tree_digests(self.train.paths + self.test.paths, self.root)
 
     @property
     def source(self) -> Source:
@@ -129,7 +133,7 @@ def _stream_tree(d: DataConfig, classes: list[str] | None = None) -> StreamTree:
     train_files = scan_folder(root / "train", classes)
     check_class_count(train_files, d.num_classes)
     test_files = scan_folder(eval_folder(root, d.name), train_files.classes)
-    return StreamTree(train_files, test_files, tree_digests(train_files.paths + test_files.paths, root))
+    return StreamTree(root, train_files, test_files)
 
 
 def _hold_out_files(d: DataConfig, tree: StreamTree) -> tuple[ImageFiles, dict[str, ImageFiles]]:
