@@ -129,6 +129,6 @@ def identity_differences(stored: DataIdentity, current: DataIdentity) -> list[st
     if stored.get("source") != current["source"]:
         was, now = (SOURCES.get(kind, kind) for kind in (stored.get("source"), current["source"]))
         differences.append(f"read from {was}, now from {now}")
-    elif stored.get("digest") != current["digest"] and not counts:
+    elif stored.get("digest") != current["digest"] and not counts and not classes:  # else said already
         differences.append("the same number of images, but other files (renamed, replaced or resized)")
     return differences
