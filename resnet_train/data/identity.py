@@ -47,9 +47,12 @@ class TreeDigests:
 def tree_digests(paths: list[str], root: str | Path) -> TreeDigests:
     """Digests of `paths` (image files under `root`), one `stat` per file, in sorted order of their paths
     relative to `root`."""
-    root = str(Path(root).expanduser())
+    root = os.path.join(str(Path(root).expanduser()), "")
     content, version = hashlib.sha256(), hashlib.sha256()
-    for relative, path in sorted((os.path.relpath(path, root), path) for path in paths):
+    relative_paths = (
+        path[len(root) :] if path.startswith(root) else os.path.relpath(path, root) for path in paths
+    )
+    for relative, path in sorted(zip(relative_paths, paths)):
         status = os.stat(path)
         entry = f"{relative}\0{status.st_size}\n".encode()
         content.update(entry)
