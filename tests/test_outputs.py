@@ -132,3 +132,12 @@ def test_eval_refuses_a_class_count_its_checkpoint_does_not_predict(run_dir, cap
     assert exits(eval_cli.main, [checkpoint, "data.num_classes=5"]) == 2
     (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert "data.num_classes=5" in line and "predicts 3 classes" in line and capsys.readouterr().out == ""
+
+
+def test_responses_names_the_figure_it_writes(run_dir, tmp_path, caplog):
+    checkpoint = str(run_dir / "checkpoints" / "last.pt")
+    caplog.set_level(logging.INFO)
+    assert responses.main([checkpoint, "--out", str(tmp_path / "fig"), "--max-images", "8"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["fig.png"] and f"-> {tmp_path / 'fig.png'}" in caplog.text
+    assert responses.main([checkpoint, "--out", str(tmp_path / "fig.unknown"), "--max-images", "8"]) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["fig.png"]  # nothing half-written left

@@ -67,6 +67,13 @@ def check_output(
     return out
 
 
+def figure_path(out: Path) -> Path:
+    """A figure's file name as matplotlib's `savefig` would write it: `.png` added when it has no extension
+    (applied here, so that the checks and the log name the file actually written)."""
+    out = Path(out)
+    return out.with_name(out.name + ".png") if not out.suffix and not out.is_dir() else out
+
+
 @contextlib.contextmanager
 def atomic_output(out: Path) -> Iterator[Path]:
     """A temporary path beside `out`, with the same extension (writers that pick the format from it, as

@@ -24,7 +24,7 @@ from ..analysis.figures import plot_error_curves
 from ..analysis.runs import find_runs, load_run
 from ..errors import UserError
 from ..logs import setup_logging
-from .outputs import atomic_output, check_output
+from .outputs import atomic_output, check_output, figure_path
 
 log = logging.getLogger("resnet_train")
 
@@ -54,9 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(logging.WARNING)
     log.setLevel(logging.INFO)
     args = parse_args(argv)
-    out = args.out or Path(args.dirs[0]) / "errors.png"
-    if not out.suffix and not out.is_dir():  # matplotlib's own rule, applied here so the log names the file
-        out = out.with_name(out.name + ".png")
+    out = figure_path(args.out or Path(args.dirs[0]) / "errors.png")
     try:
         check_output(out, force=args.force)
         run_dirs = find_runs(args.dirs)

@@ -28,7 +28,7 @@ from ..analysis.responses import checkpoint_responses
 from ..engine.checkpoint import load_checkpoint
 from ..errors import UserError
 from ..logs import setup_logging
-from .outputs import atomic_output, check_output, write_text
+from .outputs import atomic_output, check_output, figure_path, write_text
 
 log = logging.getLogger("resnet_train")
 
@@ -84,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     args = parse_args(argv)
     results = []
+    if args.out is not None:
+        args.out = figure_path(args.out)
     try:
         outputs = {"--out": args.out, "--json": args.json, "--csv": args.csv}
         for option, out in outputs.items():
@@ -114,9 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             with atomic_output(args.out) as partial:
                 plot_responses(results, partial)
             log.info("figure -> %s", args.out)
-    except UserError as error:
+    except (UserError, ValueError) as error:  # ValueError: a file format matplotlib does not know
         log.error("%s", error)
-        return error.exit_code
+        return 2
     if not (args.json or args.csv or args.out):
         sys.stdout.write(to_csv(results))
     return 0
