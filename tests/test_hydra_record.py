@@ -1,7 +1,7 @@
 """`<run>/.hydra/` records the config of the command that trains in the run directory: a refused command (a
-config change, another command holding the directory) leaves it as it was, and a re-run of a finished run
-adds no TensorBoard events. Through the console script: Hydra itself would write `.hydra/` before the job
-starts."""
+config change, another command holding the directory) leaves it and train.log as they were, and a re-run of
+a finished run adds no TensorBoard events. Through the console script: Hydra itself would write `.hydra/`
+and open the log before the job starts."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ RUN = [*TINY, "trainer.max_iters=2", "trainer.eval_every=2"]
 
 
 def record(run_dir) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((run_dir / ".hydra").iterdir())}
+    """The .hydra/ files and the log."""
+    files = sorted((run_dir / ".hydra").iterdir()) + [run_dir / "train.log"]
+    return {p.name: p.read_bytes() for p in files}
 
 
 @pytest.fixture
@@ -29,7 +31,7 @@ def finished(tmp_path):
 
 def test_a_refused_or_locked_out_command_leaves_the_record_and_a_rerun_adds_no_events(finished):
     before = record(finished)
-    assert sorted(before) == ["config.yaml", "hydra.yaml", "overrides.yaml"]  # what Hydra writes
+    assert sorted(before) == ["config.yaml", "hydra.yaml", "overrides.yaml", "train.log"]  # as Hydra writes
     assert OmegaConf.load(finished / ".hydra" / "config.yaml").model.depth == 8
     assert "model.depth=8" in OmegaConf.load(finished / ".hydra" / "overrides.yaml")
     assert OmegaConf.load(finished / ".hydra" / "hydra.yaml").hydra.run.dir == str(finished)

@@ -34,7 +34,7 @@ from ..engine import distributed
 from ..engine.loop import PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, Preempted, StopOutsideLoop
 from ..engine.rundir import RunLock
 from ..errors import UserError
-from ..logs import setup_logging
+from ..logs import release_held_logs, setup_logging
 from .hydra_record import HydraRecord
 from .launch_checks import check_resume, check_worker_count
 from .overrides import refuse_unreadable_overrides
@@ -72,6 +72,14 @@ def job_share(hydra_config: DictConfig) -> JobShare | None:
     return JobShare(jobs, threads, hydra_config.job.num % gpus if gpus else 0)
 
 
+def accept_run(record: HydraRecord | None, run_dir: Path) -> None:
+    """The run in `run_dir` is this command's (it holds the lock, the config was accepted): record its config
+    in `.hydra/` and let train.log receive the lines held back until now (logs.HeldFileHandler)."""
+    if record is not None:
+        record.write(run_dir)
+    release_held_logs()
+
+
 def run_worker(
     config: Config,
     run_dir: Path,
@@ -80,7 +88,7 @@ def run_worker(
     record: HydraRecord | None = None,
 ) -> dict:
     """Train on one rank; `join_group` starts the process group (DDP), even for a world of one. The main rank
-    writes `record` into the run directory once the run is this command's (cli/hydra_record.py)."""
+    writes `record` and the log into the run directory once the run is this command's (`accept_run`)."""
     try:
         # From here a signal stops the run at once (exit 75), until the loop installs its own handling.
         with StopOutsideLoop():
@@ -91,8 +99,7 @@ def run_worker(
             if not world.is_main:
                 logging.getLogger().setLevel(logging.WARNING)
             with logging_redirect_tqdm():
-                accepted = functools.partial(record.write, run_dir) if record is not None else None
-                return train(config, run_dir, world, accepted)
+                return train(config, run_dir, world, functools.partial(accept_run, record, run_dir))
     finally:
         distributed.destroy()
 
