@@ -15,16 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..applicability import uses_warmup
 from ..config import (
     CompileMode,
     Config,
     DatasetName,
     DeviceKind,
-    Family,
     NanPolicy,
     Precision,
     TrainerConfig,
-    Warmup,
 )
 from ..data import RunData, Shard, build_data
 from ..errors import UserError
@@ -94,10 +93,7 @@ def build_model_and_optimizer(
         raw_model.parameters(), o.name, o.lr, momentum=o.momentum, nesterov=o.nesterov,
         weight_decay=o.weight_decay, betas=tuple(o.betas), fused=device.type == "cuda", capturable=cuda_graph,
     )  # fmt: skip
-    # Sec. 4.2: the 0.01 warm-up is for the 110- and 1202-layer CIFAR nets.
-    warmup = sc.warmup is Warmup.on or (
-        sc.warmup is Warmup.auto and m.family is Family.cifar and m.depth >= 110
-    )
+    warmup = uses_warmup(sc.warmup, m.family, m.depth)
     schedule = LrSchedule.from_config(sc, o.lr, t.max_iters, warmup=warmup)
     return raw_model, optimizer, schedule
 
