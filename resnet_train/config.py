@@ -35,11 +35,16 @@ class Shortcut(Enum):
     C = "C"  # 1x1 projection on every shortcut
 
 
+# Every enum's value is its name: a config, a checkpoint and the Python API spell an option one way (Hydra
+# reads an override by name).
+
+
 class BottleneckStride(Enum):
-    """Where a down-sampling bottleneck puts its stride: the paper's first 1x1 conv, or the 3x3 ("v1.5")."""
+    """Where a down-sampling bottleneck puts its stride: the paper's first 1x1 conv, or the 3x3 (v1_5, known
+    as ResNet "v1.5")."""
 
     v1 = "v1"
-    v1_5 = "v1.5"
+    v1_5 = "v1_5"
 
 
 class Stem(Enum):
@@ -133,9 +138,14 @@ class CompileMode(Enum):
     """torch.compile modes: reduce_overhead adds CUDA graphs; max_autotune searches kernels (slow start)."""
 
     default = "default"
-    reduce_overhead = "reduce-overhead"
-    max_autotune = "max-autotune"
-    max_autotune_no_cudagraphs = "max-autotune-no-cudagraphs"
+    reduce_overhead = "reduce_overhead"
+    max_autotune = "max_autotune"
+    max_autotune_no_cudagraphs = "max_autotune_no_cudagraphs"
+
+    @property
+    def torch_name(self) -> str:
+        """The mode as torch.compile spells it ("reduce-overhead")."""
+        return self.value.replace("_", "-")
 
 
 class NanPolicy(Enum):
@@ -239,6 +249,14 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def config_to_plain(config: Config) -> dict:
+    """The config as plain Python values (enums by name), as checkpoints store it: `torch.load(weights_only=
+    True)` reads it back, and `engine.restore.config_from_plain` turns it into a `Config` again."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.structured(config), enum_to_str=True)
 
 
 def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:

@@ -67,6 +67,26 @@ def test_v1_5_resnet50_costs_more():
     assert count_macs(v1_5, 224) == pytest.approx(4.09e9, rel=0.01)
 
 
+# The counts of the forward-hook counter that FlopCounterMode replaced (conv: outputs x in/groups x kh x kw;
+# linear: in x out), exact: the library's count must be the same number, not an approximation of it.
+HOOK_COUNTS = [
+    ((CIFAR, 20, True), {}, 32, 40_614_400),
+    ((CIFAR, 56, False), {}, 32, 125_549_056),
+    ((CIFAR, 110, True), {"shortcut": Shortcut.B}, 32, 253_213_184),
+    ((IMAGENET, 18, True), {"shortcut": Shortcut.C}, 224, 1_878_298_624),
+    ((IMAGENET, 34, False), {}, 64, 4_612_935_680),
+    ((IMAGENET, 50, True), {"shortcut": Shortcut.B}, 224, 3_857_973_248),
+    ((IMAGENET, 50, True), {"shortcut": Shortcut.B, "bottleneck_stride": "v1_5"}, 224, 4_089_184_256),
+    ((IMAGENET, 152, True), {"shortcut": Shortcut.B}, 224, 11_282_415_616),
+]
+
+
+@pytest.mark.parametrize(("net", "options", "size", "macs"), HOOK_COUNTS)
+def test_macs_are_exactly_the_convolutions_and_the_fc_layer(net, options, size, macs):
+    model = on_meta(*net, 1000, input_size=size, **options)
+    assert count_macs(model, size) == macs
+
+
 def test_count_macs_leaves_the_model_as_it_was():
     model = build_model(CIFAR, 8, True, 10)
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -24,6 +24,7 @@ from ..config import (
     NanPolicy,
     Precision,
     TrainerConfig,
+    config_to_plain,
 )
 from ..data import RunData, Shard, build_data
 from ..errors import UserError
@@ -183,12 +184,12 @@ def build_trainer(
         device_ids = [rt.device.index] if rt.device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     if rt.compile:
-        model = torch.compile(model, mode=rt.compile_mode.value)
+        model = torch.compile(model, mode=rt.compile_mode.torch_name)
     settings = LoopSettings(
         max_iters=t.max_iters, eval_every=t.eval_every, log_every=t.log_every,
         checkpoint_every=t.checkpoint_every, amp_dtype=rt.amp_dtype, nan_policy=t.nan_policy,
         cuda_graph=rt.cuda_graph, rank_batch_size=t.batch_size // world.world_size,
-        extra_state={"config": _plain(config), **data.checkpoint_state()},
+        extra_state={"config": config_to_plain(config), **data.checkpoint_state()},
     )  # fmt: skip
     logger = RunLogger(
         run_dir, enabled=world.is_main, start_iteration=start, max_iters=t.max_iters,
@@ -211,7 +212,7 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         torch.backends.cudnn.benchmark = True
     seed_everything(t.seed + world.rank)
     expected = identity(config)
-    checkpoint = find_resume_checkpoint(t.resume, run_dir, _plain(config), _plain(Config()))
+    checkpoint = find_resume_checkpoint(t.resume, run_dir, config_to_plain(config), config_to_plain(Config()))
     start = checkpoint["trainer"]["iteration"] if checkpoint else 0
     if world.is_main:
         source = "generated images" if d.name is DatasetName.synthetic else d.root
@@ -234,7 +235,7 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
             "%s on %s%s: %s parameters, %d iterations, batch %d on %d process(es), %s, precision %s%s",
             expected["model"], d.name.value, " (SYNTHETIC)" if data.synthetic else "", f"{params:,}",
             t.max_iters, t.batch_size, world.world_size, rt.device, rt.precision,
-            f", compiled ({rt.compile_mode.value})" if rt.compile else "",
+            f", compiled ({rt.compile_mode.torch_name})" if rt.compile else "",
         )  # fmt: skip
         if rt.cuda_graph:
             log.info("the training step runs as one CUDA graph")
@@ -275,23 +276,6 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
     }
     logger.finish(metrics, _hparams(config, rt))
     return metrics
-
-
-def _plain(config: Config) -> dict:
-    """The config as plain Python values (enums by name), safe for `torch.load(weights_only=True)`."""
-    from dataclasses import asdict
-    from enum import Enum
-
-    def convert(value):
-        if isinstance(value, Enum):
-            return value.name
-        if isinstance(value, dict):
-            return {k: convert(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [convert(v) for v in value]
-        return value
-
-    return convert(asdict(config))
 
 
 def _hparams(config: Config, rt: Runtime) -> dict:
