@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -326,6 +327,19 @@ def config_dir() -> str:
     return str(resources.files("resnet_train") / "configs")
 
 
+def model_name(residual: bool, depth: int) -> str:
+    """The paper's name of a net, as used for the config files and run names: "resnet56", "plain20"."""
+    return f"{'resnet' if residual else 'plain'}{depth}"
+
+
+def parse_model_name(name: str) -> tuple[bool, int]:
+    """The inverse of `model_name`: "resnet56" -> (True, 56), "plain20" -> (False, 20)."""
+    match = re.fullmatch(r"(resnet|plain)(\d+)", name)
+    if match is None:
+        raise ValueError(f"{name!r} is not a net's name (resnetN or plainN)")
+    return match[1] == "resnet", int(match[2])
+
+
 MAX_RUN_NAME = 160  # bytes; file systems refuse names over 255
 # What a directory name may hold as written: nothing a shell expands ([ ] * ? { } ~ $ ! quotes, spaces...).
 _NAME_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._,=+-:@%")
@@ -363,7 +377,7 @@ def run_name(overrides: str, residual: bool = True, depth: int = 20, dataset: ob
     part states is left out (model.depth, model.residual, and model=/data= where they name the same net and
     dataset). No shell glob characters; a name that needed other characters replaced, or is too long, ends
     in a digest of the overrides."""
-    net = f"{'resnet' if residual else 'plain'}{depth}"
+    net = model_name(residual, depth)
     dataset = getattr(dataset, "value", dataset)  # a DatasetName from the composed config
     stated = {"model.depth", "model.residual"}
     rest = [

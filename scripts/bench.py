@@ -59,6 +59,7 @@ from resnet_train.data import TrainBatches
 from resnet_train.engine.distributed import World
 from resnet_train.engine.evaluate import evaluate
 from resnet_train.engine.run import Runtime, build_trainer
+from resnet_train.models import parse_model_name
 
 EPOCH_IMAGES = 50_000
 SETTINGS = {
@@ -80,7 +81,7 @@ def sync(device: torch.device) -> None:
 
 
 def cifar_config(model: str, args, setting: str, iters: int) -> Config:
-    residual, depth = model.startswith("resnet"), int(model.removeprefix("resnet").removeprefix("plain"))
+    residual, depth = parse_model_name(model)
     trainer = TrainerConfig(
         max_iters=iters, batch_size=args.batch, eval_every=10**9, log_every=100, checkpoint_every=10**9,
         device=DeviceKind[args.device], progress=False, compile_mode=CompileMode[args.compile_mode],
@@ -194,7 +195,7 @@ def time_baseline(model: str, args) -> dict:
         PilImages(splits.test.images, splits.test.labels, test_tf), batch_size=1000, num_workers=4,
         pin_memory=on_cuda,
     )  # fmt: skip
-    residual, depth = model.startswith("resnet"), int(model.removeprefix("resnet").removeprefix("plain"))
+    residual, depth = parse_model_name(model)
     net = build_model(Family.cifar, depth, residual, 10, shortcut=Shortcut.A).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
 
@@ -284,7 +285,7 @@ def baseline_step(model: str, args):
     from resnet_train.models import build_model
 
     device = Runtime.resolve(TrainerConfig(device=DeviceKind[args.device]), World()).device
-    residual, depth = model.startswith("resnet"), int(model.removeprefix("resnet").removeprefix("plain"))
+    residual, depth = parse_model_name(model)
     net = build_model(Family.cifar, depth, residual, 10, shortcut=Shortcut.A).to(device).train()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     images = torch.randn(args.batch, 3, 32, 32, device=device)

@@ -13,7 +13,15 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from resnet_train.config import BottleneckStride, Family, ModelConfig, Shortcut, Stem, config_dir
-from resnet_train.models import ResNet, build_model, count_macs, count_parameters, make_shortcut, model_name
+from resnet_train.models import (
+    ResNet,
+    build_model,
+    count_macs,
+    count_parameters,
+    make_shortcut,
+    model_name,
+    parse_model_name,
+)
 from resnet_train.models.blocks import BasicBlock, Bottleneck
 from resnet_train.models.shortcuts import PadShortcut, ProjectionShortcut
 
@@ -192,6 +200,14 @@ def test_residual_block_adds_its_input_to_the_plain_branch():
         torch.testing.assert_close(residual(x), torch.relu(branch + x))
         torch.testing.assert_close(plain(x), torch.relu(branch))
         assert not torch.allclose(residual(x), plain(x))
+
+
+def test_a_net_name_parses_back_to_what_it_names():
+    for residual, depth in [(True, 20), (False, 56), (True, 1202), (False, 18)]:
+        assert parse_model_name(model_name(residual, depth)) == (residual, depth)
+    for name in ("resnet", "resnet-50", "Resnet50", "plain20x", "vgg16"):
+        with pytest.raises(ValueError, match="not a net's name"):
+            parse_model_name(name)
 
 
 # --- every model config -------------------------------------------------------------------------------------

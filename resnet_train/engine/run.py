@@ -64,17 +64,6 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def identity(config: Config) -> dict:
-    """What the run trains, as its log and metrics.json name it."""
-    m = config.model
-    return {
-        "model": model_name(m.residual, m.depth),
-        "family": m.family.value,
-        "shortcut": m.shortcut.value if m.residual else None,
-        "dataset": config.data.name.value,
-    }
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -211,12 +200,12 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
     if rt.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     seed_everything(t.seed + world.rank)
-    expected = identity(config)
+    net = model_name(m.residual, m.depth)
     checkpoint = find_resume_checkpoint(t.resume, run_dir, config_to_plain(config), config_to_plain(Config()))
     start = checkpoint["trainer"]["iteration"] if checkpoint else 0
     if world.is_main:
         source = "generated images" if d.name is DatasetName.synthetic else d.root
-        log.info("loading %s (%s) and building %s ...", d.name.value, source, expected["model"])
+        log.info("loading %s (%s) and building %s ...", d.name.value, source, net)
     loading = time.perf_counter()
     trainer, data, params = build_trainer(config, run_dir, world, rt, start=start)
     if world.is_main:
@@ -233,7 +222,7 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
     if world.is_main:
         log.info(
             "%s on %s%s: %s parameters, %d iterations, batch %d on %d process(es), %s, precision %s%s",
-            expected["model"], d.name.value, " (SYNTHETIC)" if data.synthetic else "", f"{params:,}",
+            net, d.name.value, " (SYNTHETIC)" if data.synthetic else "", f"{params:,}",
             t.max_iters, t.batch_size, world.world_size, rt.device, rt.precision,
             f", compiled ({rt.compile_mode.torch_name})" if rt.compile else "",
         )  # fmt: skip
@@ -248,10 +237,10 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
     if trainer.graph is not None and trainer.graph.odd_batches:
         log.warning("%d batches of another size ran outside the CUDA graph", trainer.graph.odd_batches)
     metrics = {
-        "model": expected["model"],
+        "model": net,
         "family": m.family.value,
         "depth": m.depth,
-        "shortcut": expected["shortcut"],
+        "shortcut": m.shortcut.value if m.residual else None,
         "dataset": d.name.value,
         "synthetic": data.synthetic,
         "iterations": st.iteration,
