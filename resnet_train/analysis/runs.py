@@ -200,7 +200,3 @@ def load_run(run_dir: Path, *, curves: bool = True) -> Run:
     if curves:
         run.curves = read_curves(run_dir)
     return run
-
-
-def load_runs(paths: Iterable[str | Path], *, curves: bool = True) -> list[Run]:
-    return [load_run(path, curves=curves) for path in find_runs(paths)]
