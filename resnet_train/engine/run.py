@@ -109,7 +109,7 @@ class Runtime:
         """The trainer's settings, with what is left unset (None, precision=auto) chosen for the device."""
         device = resolve_device(t.device, world.local_rank)
         on_cuda = device.type == "cuda"
-        # CPU defaults, from scripts/bench.py --steps-only on a quiet 2-core AMD EPYC (AVX2, no native bf16,
+        # CPU defaults, from scripts/bench_steps.py on a quiet 2-core AMD EPYC (AVX2, no native bf16,
         # torch 2.14; README, Speed): channels_last lets oneDNN use its blocked convolution kernels, a
         # ResNet-20 step 477 ms against 571 ms contiguous (1.20x; ResNet-56 1.16x). torch.compile stays off:
         # 1.12x on the ResNet-20 step (409 ms) after about a minute of compiling, measured on that net only,
