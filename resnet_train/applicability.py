@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -52,17 +53,17 @@ def on_cuda(device: DeviceKind) -> bool:
     return device is DeviceKind.cuda or (device is DeviceKind.auto and torch.cuda.is_available())
 
 
-def _launched():
-    """torchrun's or SLURM's world (None: resnet-train starts its own processes)."""
-    from .engine.distributed import world_from_env
-
-    return world_from_env()
-
-
 def processes(config: Config) -> int:
     """The processes that train together: torchrun's or SLURM's world, else trainer.devices."""
-    world = _launched()
+    from .engine.distributed import world_from_env
+
+    world = world_from_env()
     return world.world_size if world is not None else config.trainer.devices
+
+
+def _torchrun_per_node() -> int | None:
+    """The processes torchrun started on this node (None: not under torchrun)."""
+    return int(os.environ["LOCAL_WORLD_SIZE"]) if "LOCAL_WORLD_SIZE" in os.environ else None
 
 
 def _streamed(c: Config) -> bool:
@@ -202,9 +203,10 @@ RULES: tuple[Rule, ...] = (
         "nothing is compiled", "compiled runs (trainer.compile=true; unset: on CUDA)",
     ),
     Rule(
-        ("trainer.devices",), lambda c: _launched() is None,
-        lambda c: f"under torchrun or SLURM ({_launched().world_size} processes)",
-        "the launcher starts the processes", "runs started by resnet-train itself",
+        ("trainer.devices",), lambda c: _torchrun_per_node() in (None, c.trainer.devices),
+        lambda c: f"under torchrun (--nproc-per-node={_torchrun_per_node()})",
+        "torchrun starts the processes",
+        "runs started by resnet-train itself or by SLURM (hydra/launcher=slurm: its tasks per node)",
     ),
 )
 # fmt: on

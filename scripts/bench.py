@@ -38,6 +38,7 @@ from benchlib import (
     make_parser,
     median_time,
     print_rows,
+    resnet50_config,
     sync,
     write_report,
 )
@@ -45,18 +46,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from resnet_train.config import (
-    CompileMode,
-    Config,
-    DataConfig,
-    DatasetName,
-    DeviceKind,
-    Family,
-    ModelConfig,
-    Precision,
-    Shortcut,
-    TrainerConfig,
-)
+from resnet_train.config import DatasetName
 from resnet_train.data import TrainBatches, load_splits
 from resnet_train.engine.distributed import World
 from resnet_train.engine.evaluate import evaluate
@@ -189,24 +179,12 @@ def time_epochs(model: str, args, device: torch.device) -> list[dict]:
 def time_imagenet_step(args, device: torch.device) -> list[dict]:
     """ResNet-50 at 224 on synthetic tensors: eager bf16 channels_last vs the project's fast step."""
     rows = []
-    base = Config(
-        model=ModelConfig(family=Family.imagenet, depth=50, residual=True, shortcut=Shortcut.B),
-        data=DataConfig(
-            name=DatasetName.synthetic, num_classes=1000, image_size=224, train_size=args.in_batch,
-            test_size=args.in_batch,
-        ),
-    )  # fmt: skip
     variants = [("eager bf16 channels_last", False, False), ("project fast", None, False)]
     if device.type == "cuda":
         variants.append(("project fast + CUDA graph", None, True))
     for name, compiled, graph in variants:
-        trainer_config = TrainerConfig(
-            max_iters=1, batch_size=args.in_batch, device=DeviceKind[args.device], progress=False,
-            precision=Precision.bf16, channels_last=True, compile=compiled,
-            compile_mode=CompileMode[args.compile_mode], cuda_graph=graph,
-        )  # fmt: skip
-        config = replace(base, trainer=trainer_config)
-        rt = Runtime.resolve(trainer_config, World())
+        config = resnet50_config(args, compiled, graph)
+        rt = Runtime.resolve(config.trainer, World())
         with tempfile.TemporaryDirectory() as run_dir:
             trainer, data, _ = build_trainer(config, Path(run_dir), World(), rt)
             images = torch.randn(args.in_batch, 3, 224, 224, device=rt.device)

@@ -115,6 +115,21 @@ def cifar_config(model: str, args, setting: str, iters: int, train_size: int, te
     )
 
 
+def resnet50_config(args, compile: bool | None, cuda_graph: bool) -> Config:
+    """ResNet-50 (option B) at 224 on generated images, bf16 channels_last, batch --in-batch."""
+    data = DataConfig(
+        name=DatasetName.synthetic, num_classes=1000, image_size=224, train_size=args.in_batch,
+        test_size=args.in_batch,
+    )  # fmt: skip
+    trainer = TrainerConfig(
+        max_iters=1, batch_size=args.in_batch, device=DeviceKind[args.device], progress=False,
+        precision=Precision.bf16, channels_last=True, compile=compile,
+        compile_mode=CompileMode[args.compile_mode], cuda_graph=cuda_graph,
+    )  # fmt: skip
+    model = ModelConfig(family=Family.imagenet, depth=50, residual=True, shortcut=Shortcut.B)
+    return Config(model=model, data=data, trainer=trainer)
+
+
 def project_step(model: str, args, setting: str, run_dir: Path):
     """A zero-argument function running one training step of the project's loop, and its device."""
     world = World()

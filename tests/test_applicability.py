@@ -39,7 +39,7 @@ def cuda(monkeypatch):
 @pytest.fixture(autouse=True)
 def one_process(monkeypatch):
     """A plain process, not a torchrun or SLURM rank, unless a test says otherwise."""
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID"):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "SLURM_NTASKS", "SLURM_PROCID"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -233,11 +233,19 @@ def test_gpu_decode_and_the_compile_mode_follow_the_device_the_run_gets(compose_
 
 
 def test_under_torchrun_the_launcher_sets_the_processes(compose_config, monkeypatch):
-    monkeypatch.setenv("RANK", "0")
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(name, value)
     check_settings(compose_config("model.sync_bn=true"))  # two processes share the statistics
-    message = refusal(compose_config("trainer.devices=2"))
-    assert "trainer.devices=2 has no effect under torchrun or SLURM (2 processes)" in message
+    check_settings(compose_config("trainer.devices=2"))  # says what torchrun does
+    message = refusal(compose_config("trainer.devices=4"))
+    assert "trainer.devices=4 has no effect under torchrun (--nproc-per-node=2)" in message
+
+
+def test_under_slurm_the_devices_are_the_tasks_per_node(compose_config, monkeypatch):
+    """hydra/launcher=slurm turns trainer.devices into tasks per node: every task sees it, and it acts."""
+    for name, value in {"SLURM_NTASKS": "8", "SLURM_PROCID": "3", "SLURM_LOCALID": "3"}.items():
+        monkeypatch.setenv(name, value)
+    check_settings(compose_config("trainer.devices=8", "model.sync_bn=true"))
 
 
 def test_the_cli_refuses_a_plus_typo_before_loading_anything(tmp_path):
