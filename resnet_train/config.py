@@ -369,26 +369,33 @@ def _safe_item(item: str) -> tuple[str, bool]:
     return "".join(char if char in _NAME_SAFE else "_" for char in text), not set(text) <= _NAME_SAFE
 
 
-def run_name(overrides: str, residual: bool = True, depth: int = 20, dataset: object = "cifar10") -> str:
+def run_name(
+    overrides: str, residual: bool = True, depth: int = 20, dataset: object = "cifar10", sweep: bool = False
+) -> str:
     """A run directory's name: the net actually built and the dataset, then the other overrides
     (`hydra.job.override_dirname`), e.g. `plain8-cifar10,model=plain20,trainer.seed=1`.
 
     Stable (the same command lands in the same directory, to resume there) and unique: only what the first
     part states is left out (model.depth, model.residual, and model=/data= where they name the same net and
     dataset). No shell glob characters; a name that needed other characters replaced, or is too long, ends
-    in a digest of the overrides."""
+    in a digest of the overrides.
+
+    data.root names a job of a sweep (`sweep`), whose jobs may differ only in it, but not a single run: the
+    same data in another place (a node's local copy) resumes the same run, and other data is refused there
+    (engine/rundir.py, data identity)."""
     net = model_name(residual, depth)
     dataset = getattr(dataset, "value", dataset)  # a DatasetName from the composed config
+    items = [item for item in _split_overrides(overrides) if sweep or item.partition("=")[0] != "data.root"]
     stated = {"model.depth", "model.residual"}
     rest = [
         _safe_item(item)
-        for item in _split_overrides(overrides)
+        for item in items
         if item.partition("=")[0] not in stated and item not in (f"model={net}", f"data={dataset}")
     ]
     name = ",".join([f"{net}-{dataset}", *(text for text, _ in rest)])
     if not any(replaced for _, replaced in rest) and len(name.encode()) <= MAX_RUN_NAME:
         return name
-    digest = hashlib.sha256(overrides.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(",".join(items).encode()).hexdigest()[:12]
     return f"{name.encode()[: MAX_RUN_NAME - 16].decode(errors='ignore')}...{digest}"
 
 

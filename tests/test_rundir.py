@@ -32,6 +32,10 @@ def config(**changes):
 def checkpoint(directory, iteration, cfg=None, warming_up=False):
     state = {
         "format": 1,
+        "model": {},
+        "optimizer": {},
+        "scaler": {},
+        "rng": {},
         "trainer": {"iteration": iteration},
         "schedule": {"warming_up": warming_up},
         "config": cfg or config(),

@@ -35,7 +35,7 @@ from .logger import RunLogger
 from .loop import LoopSettings, Trainer
 from .optim import LrSchedule, build_optimizer
 from .restore import model_from_config
-from .rundir import find_resume_checkpoint
+from .rundir import ResumePoint, check_data_identity, find_resume_checkpoint
 
 log = logging.getLogger("resnet_train")
 
@@ -150,9 +150,12 @@ class Runtime:
 
 
 def build_trainer(
-    config: Config, run_dir: Path, world: distributed.World, rt: Runtime, *, start: int = 0
-) -> tuple[Trainer, RunData, int]:
-    """Data, model, optimizer, schedule and loop for `config`; returns (trainer, data, parameter count)."""
+    config: Config, run_dir: Path, world: distributed.World, rt: Runtime, *, start: int = 0,
+    resumed: ResumePoint | None = None,
+) -> tuple[Trainer, RunData, int]:  # fmt: skip
+    """Data, model, optimizer, schedule and loop for `config`; returns (trainer, data, parameter count).
+    The data is checked against `resumed` (the checkpoint the run continues from) before anything is
+    written."""
     m, t = config.model, config.trainer
     try:
         data = build_data(
@@ -165,6 +168,8 @@ def build_trainer(
         )
     except ValueError as error:  # an impossible depth, batch, schedule or option combination
         raise UserError(str(error)) from None
+    if resumed is not None:
+        check_data_identity(resumed, data.identity, config.data.root, run_dir)
     params = count_parameters(raw_model)
     if m.sync_bn and world.distributed:
         raw_model = distributed.convert_sync_batchnorm(raw_model, rt.device)
@@ -207,7 +212,7 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         source = "generated images" if d.name is DatasetName.synthetic else d.root
         log.info("loading %s (%s) and building %s ...", d.name.value, source, net)
     loading = time.perf_counter()
-    trainer, data, params = build_trainer(config, run_dir, world, rt, start=start)
+    trainer, data, params = build_trainer(config, run_dir, world, rt, start=start, resumed=checkpoint)
     if world.is_main:
         log.info("data and model ready in %.1f s", time.perf_counter() - loading)
     logger = trainer.logger
@@ -251,6 +256,10 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         "test_loss": last.get("test_loss"),
         "val_error": last.get("val_error"),
         "best_val_error": st.best_val_error,
+        # How many images each final error is over: a single run's binomial noise floor (analysis/claims.py).
+        "train_error_images": last.get("train_error_images"),
+        "test_error_images": last.get("test_error_images"),
+        "val_error_images": last.get("val_error_images"),
         "params": params,
         "seed": t.seed,
         "batch_size": t.batch_size,
