@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -72,6 +73,13 @@ def _streamed(c: Config) -> bool:
 
 def _cifar_in_memory(c: Config) -> bool:
     return c.data.name in CIFAR and c.data.loader is Loader.memory
+
+
+def _cifar_archive(c: Config) -> bool:
+    """CIFAR read into memory from torchvision's archive, not from an image tree (data/readers.py prefers a
+    tree of train/ and test/ under data.root)."""
+    root = Path(c.data.root).expanduser()
+    return _cifar_in_memory(c) and not ((root / "train").is_dir() and (root / "test").is_dir())
 
 
 def _data_is(c: Config) -> str:
@@ -137,9 +145,10 @@ RULES: tuple[Rule, ...] = (
         "only the official CIFAR archives can be fetched", "data=cifar10 and data=cifar100",
     ),
     Rule(
-        ("data.num_classes", "data.image_size"), lambda c: not _cifar_in_memory(c),
-        _memory, "it reads CIFAR's 32x32 images in 10 or 100 classes as they are",
-        "data=synthetic, data=imagefolder and the streamed loader",
+        ("data.num_classes", "data.image_size"), lambda c: not _cifar_archive(c),
+        lambda c: f"on data={c.data.name.value} read from the official archive",
+        "its images are 32x32 in 10 or 100 classes, read as they are",
+        "image trees (data.root with train/ and test/), data=synthetic and data=imagefolder",
     ),
     # The net.
     Rule(

@@ -37,8 +37,10 @@ def cuda(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def one_process(monkeypatch):
-    """A plain process, not a torchrun or SLURM rank, unless a test says otherwise."""
+def one_process(monkeypatch, tmp_path):
+    """A plain process, not a torchrun or SLURM rank, unless a test says otherwise; the default data.root
+    (./data) holds nothing."""
+    monkeypatch.chdir(tmp_path)
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "SLURM_NTASKS", "SLURM_PROCID"):
         monkeypatch.delenv(name, raising=False)
 
@@ -149,8 +151,8 @@ IGNORED = [
         "data.download=true has no effect on data=imagenet",
         "data=cifar10",
     ),
-    (["data.image_size=64"], "data.image_size=64 has no effect on data=cifar10", "the streamed loader"),
-    (["data.num_classes=5"], "data.num_classes=5 has no effect on data=cifar10", "data=imagefolder"),
+    (["data.image_size=64"], "data.image_size=64 has no effect on data=cifar10 read from the", "trees"),
+    (["data.num_classes=5"], "data.num_classes=5 has no effect on data=cifar10 read from the", "trees"),
     (["model=plain20", "model.shortcut=B"], "model.shortcut=B has no effect on a plain net", "residual nets"),
     (["model=plain20", "model.zero_init_residual=true"], "zero_init_residual=true has no effect", "residual"),
     (
@@ -197,6 +199,9 @@ ACTING = [
     ["data.loader=stream", "data.image_size=28", "data.workers=2"],  # a CIFAR image tree, streamed
     ["data=imagefolder", "data.loader=memory", "data.root=/x", "data.num_classes=3", "data.image_size=32"],
     ["data.normalize=channel"],  # both loaders normalise with the training set's statistics
+    # A CIFAR image tree (train/ and test/ under data.root) is read at its own size and checked against
+    # data.num_classes: both act (the `tree` fixture's path).
+    ["data.root=TREE", "data.image_size=8", "data.num_classes=4"],
     ["data.download=true", "data.root=/x"],
     ["model=resnet50", "model.bottleneck_stride=v1_5", "model.zero_init_residual=true"],
     ["trainer.devices=2", "model.sync_bn=true"],
@@ -205,9 +210,11 @@ ACTING = [
 
 
 @pytest.mark.parametrize("overrides", ACTING, ids=[" ".join(o) for o in ACTING])
-def test_the_same_settings_where_they_act_are_accepted(compose_config, cuda, overrides):
+def test_the_same_settings_where_they_act_are_accepted(compose_config, cuda, overrides, tmp_path):
     cuda(False)
-    check_settings(compose_config(*overrides))
+    for split in ("train", "test"):
+        (tmp_path / split).mkdir()
+    check_settings(compose_config(*(o.replace("TREE", str(tmp_path)) for o in overrides)))
 
 
 def test_every_ignored_setting_is_named_in_one_line(compose_config):
