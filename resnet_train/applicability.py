@@ -82,6 +82,11 @@ def _cifar_archive(c: Config) -> bool:
     return _cifar_in_memory(c) and not ((root / "train").is_dir() and (root / "test").is_dir())
 
 
+def _read_from(c: Config) -> str:
+    tree = _cifar_in_memory(c)
+    return f"on data={c.data.name.value} read {'from the image tree under data.root' if tree else 'streamed'}"
+
+
 def _data_is(c: Config) -> str:
     return f"on data={c.data.name.value}"
 
@@ -140,9 +145,8 @@ RULES: tuple[Rule, ...] = (
         "its images are generated, not read", "datasets read from files",
     ),
     Rule(
-        ("data.download",), _cifar_in_memory,
-        lambda c: f"on data={c.data.name.value} (data.loader={c.data.loader.name})",
-        "only the official CIFAR archives can be fetched", "data=cifar10 and data=cifar100",
+        ("data.download",), _cifar_archive, _read_from,
+        "only the official CIFAR archives can be fetched", "data=cifar10 and data=cifar100 (no image tree)",
     ),
     Rule(
         ("data.num_classes", "data.image_size"), lambda c: not _cifar_archive(c),

@@ -177,6 +177,15 @@ def test_a_setting_that_would_have_no_effect_is_refused(compose_config, cuda, ov
     assert refused in message and "it applies to" in message and scope in message.split("it applies to")[1]
 
 
+def test_download_has_no_effect_where_an_image_tree_is_read(compose_config, tmp_path):
+    for split in ("train", "test"):
+        (tmp_path / "tree" / split).mkdir(parents=True)
+    message = refusal(compose_config(f"data.root={tmp_path / 'tree'}", "data.download=true"))
+    assert "data.download=true has no effect on data=cifar10 read from the image tree under data.root" in (
+        message
+    )
+
+
 # The same keys where they act: accepted.
 ACTING = [
     ["data=synthetic", "data.train_size=64", "data.test_size=10", "data.image_size=16", "data.num_classes=3"],
@@ -203,6 +212,7 @@ ACTING = [
     # data.num_classes: both act (the `tree` fixture's path).
     ["data.root=TREE", "data.image_size=8", "data.num_classes=4"],
     ["data.download=true", "data.root=/x"],
+    ["data=cifar100", "data.download=true"],
     ["model=resnet50", "model.bottleneck_stride=v1_5", "model.zero_init_residual=true"],
     ["trainer.devices=2", "model.sync_bn=true"],
     ["trainer.compile=true", "trainer.compile_mode=max_autotune"],
