@@ -4,9 +4,9 @@ patience under a fixed schedule, ...), are refused before anything is loaded, on
 
 The rule: a setting that does not apply to this run must hold its default, so a value that someone chose is
 never dropped in silence. "Default" is the schema's (`Config()`), except where `GROUP_DEFAULTS` names the
-value a dataset fixes (CIFAR-10's 10 classes). The group files in configs/ set only keys that apply to their
-own option, or leave inapplicable ones at the schema's default; tests/test_applicability.py checks that every
-group option and experiment preset composes and passes.
+value a dataset fixes (the official CIFAR archives' classes and image size). The group files in configs/ set
+only keys that apply to their own option, or leave inapplicable ones at the schema's default;
+tests/test_applicability.py checks that every group option and experiment preset composes and passes.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from .config import (
 from .errors import UserError
 
 CIFAR = (DatasetName.cifar10, DatasetName.cifar100)
-# What a dataset fixes: a different value would not change the data (the in-memory CIFAR loader reads the
-# official 32x32 images, 10 or 100 classes, and never resizes).
+# What a dataset fixes: a different value would not change the data (the official CIFAR archives hold 32x32
+# images in 10 or 100 classes, and the in-memory loader never resizes).
 GROUP_DEFAULTS: dict[DatasetName, dict[str, object]] = {
     DatasetName.cifar10: {"data.num_classes": 10, "data.image_size": 32},
     DatasetName.cifar100: {"data.num_classes": 100, "data.image_size": 32},
