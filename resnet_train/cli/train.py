@@ -28,6 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from ..applicability import check_settings
 from ..config import Config, DeviceKind, check_ranges, config_dir, register_configs
 from ..engine import distributed
 from ..engine.loop import PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, Preempted, StopOutsideLoop
@@ -226,6 +227,7 @@ def hydra_main(cfg: DictConfig) -> dict | None:
         warn_unswept(cfg, HydraConfig.get())
     try:
         check_ranges(config)
+        check_settings(cfg)  # a key the schema lacks, or a setting with no effect on this run: refused
         launch(config, run_dir, job_share(HydraConfig.get()))
     except Preempted as stop:
         log.warning("%s; re-run the same command to resume (exit code %d)", stop, PREEMPTED_EXIT_CODE)
