@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -35,11 +36,16 @@ class Shortcut(Enum):
     C = "C"  # 1x1 projection on every shortcut
 
 
+# Every enum's value is its name: a config, a checkpoint and the Python API spell an option one way (Hydra
+# reads an override by name).
+
+
 class BottleneckStride(Enum):
-    """Where a down-sampling bottleneck puts its stride: the paper's first 1x1 conv, or the 3x3 ("v1.5")."""
+    """Where a down-sampling bottleneck puts its stride: the paper's first 1x1 conv, or the 3x3 (v1_5, known
+    as ResNet "v1.5")."""
 
     v1 = "v1"
-    v1_5 = "v1.5"
+    v1_5 = "v1_5"
 
 
 class Stem(Enum):
@@ -133,9 +139,14 @@ class CompileMode(Enum):
     """torch.compile modes: reduce_overhead adds CUDA graphs; max_autotune searches kernels (slow start)."""
 
     default = "default"
-    reduce_overhead = "reduce-overhead"
-    max_autotune = "max-autotune"
-    max_autotune_no_cudagraphs = "max-autotune-no-cudagraphs"
+    reduce_overhead = "reduce_overhead"
+    max_autotune = "max_autotune"
+    max_autotune_no_cudagraphs = "max_autotune_no_cudagraphs"
+
+    @property
+    def torch_name(self) -> str:
+        """The mode as torch.compile spells it ("reduce-overhead")."""
+        return self.value.replace("_", "-")
 
 
 class NanPolicy(Enum):
@@ -241,6 +252,14 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
+def config_to_plain(config: Config) -> dict:
+    """The config as plain Python values (enums by name), as checkpoints store it: `torch.load(weights_only=
+    True)` reads it back, and `engine.restore.config_from_plain` turns it into a `Config` again."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.structured(config), enum_to_str=True)
+
+
 def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: v >= low), f">= {low}"
 
@@ -312,6 +331,19 @@ def config_dir() -> str:
     return str(resources.files("resnet_train") / "configs")
 
 
+def model_name(residual: bool, depth: int) -> str:
+    """The paper's name of a net, as used for the config files and run names: "resnet56", "plain20"."""
+    return f"{'resnet' if residual else 'plain'}{depth}"
+
+
+def parse_model_name(name: str) -> tuple[bool, int]:
+    """The inverse of `model_name`: "resnet56" -> (True, 56), "plain20" -> (False, 20)."""
+    match = re.fullmatch(r"(resnet|plain)(\d+)", name)
+    if match is None:
+        raise ValueError(f"{name!r} is not a net's name (resnetN or plainN)")
+    return match[1] == "resnet", int(match[2])
+
+
 MAX_RUN_NAME = 160  # bytes; file systems refuse names over 255
 # What a directory name may hold as written: nothing a shell expands ([ ] * ? { } ~ $ ! quotes, spaces...).
 _NAME_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._,=+-:@%")
@@ -355,7 +387,7 @@ def run_name(
     data.root names a job of a sweep (`sweep`), whose jobs may differ only in it, but not a single run: the
     same data in another place (a node's local copy) resumes the same run, and other data is refused there
     (engine/rundir.py, data identity)."""
-    net = f"{'resnet' if residual else 'plain'}{depth}"
+    net = model_name(residual, depth)
     dataset = getattr(dataset, "value", dataset)  # a DatasetName from the composed config
     items = [item for item in _split_overrides(overrides) if sweep or item.partition("=")[0] != "data.root"]
     stated = {"model.depth", "model.residual"}

@@ -21,6 +21,7 @@ from torch.utils.tensorboard import SummaryWriter
 from resnet_train.analysis.figures import _panels, error_figure
 from resnet_train.analysis.runs import find_runs, load_run, read_curves
 from resnet_train.cli import plot, report, responses
+from resnet_train.config import parse_model_name
 
 TRAIN = [(100 * i, 0.9 - 0.05 * i) for i in range(1, 11)]
 TEST = [(500, 0.7), (1000, 0.45)]
@@ -39,7 +40,7 @@ def write_run(
     hydra_config: bool = True,
 ) -> Path:
     """A run directory as resnet-train leaves it; `finished=False` leaves out metrics.json (still running)."""
-    residual, depth = model.startswith("resnet"), int(model.removeprefix("resnet").removeprefix("plain"))
+    residual, depth = parse_model_name(model)
     run_dir.mkdir(parents=True)
     curves = {"error/train": TRAIN, "error/test": TEST} if curves is None else curves
     if curves:

@@ -25,6 +25,7 @@ from resnet_train.config import (
     Precision,
     SchedConfig,
     TrainerConfig,
+    config_to_plain,
     run_name,
 )
 from resnet_train.data import build_data, build_eval_set
@@ -37,7 +38,7 @@ from resnet_train.engine.checkpoint import (
     save_checkpoint,
 )
 from resnet_train.engine.restore import restore
-from resnet_train.engine.run import _plain, train
+from resnet_train.engine.run import train
 from resnet_train.engine.rundir import ResumePoint, check_data_identity, find_resume_checkpoint
 from resnet_train.errors import UserError
 from resnet_train.models import build_model
@@ -256,9 +257,9 @@ def test_a_checkpoint_missing_a_part_is_one_line_naming_it(trained, tmp_path, mi
     state = load_checkpoint(trained[1])
     del state[missing]
     path = save_checkpoint(tmp_path / "bad", state)
-    config = _plain(run_config(trained[0]))
+    config = config_to_plain(run_config(trained[0]))
     with pytest.raises(CheckpointError, match=f"is incomplete: it lacks {missing} "):
-        find_resume_checkpoint(str(path), tmp_path / "new", config, _plain(Config()))
+        find_resume_checkpoint(str(path), tmp_path / "new", config, config_to_plain(Config()))
     if missing == "model":  # resnet-eval needs the weights and the config only
         with pytest.raises(SystemExit) as exit_code:
             eval_main([str(path)])
@@ -269,9 +270,9 @@ def test_a_checkpoint_in_the_run_directory_missing_a_part_falls_back_or_is_named
     state = load_checkpoint(trained[1])
     del state["rng"]
     save_checkpoint(tmp_path / "checkpoints", state)
-    config = _plain(run_config(trained[0], max_iters=4))
+    config = config_to_plain(run_config(trained[0], max_iters=4))
     with pytest.raises(CheckpointError, match="no usable checkpoint .* it lacks rng"):
-        find_resume_checkpoint("auto", tmp_path, config, _plain(Config()))
+        find_resume_checkpoint("auto", tmp_path, config, config_to_plain(Config()))
     assert set(TRAINING_KEYS) <= set(load_checkpoint(trained[1]))
 
 
@@ -296,7 +297,7 @@ def test_weights_that_do_not_fit_their_own_config_are_one_line():
     config = Config(model=ModelConfig(depth=8), data=DataConfig(name=DatasetName.synthetic, num_classes=3))
     weights = build_model(config.model.family, 14, True, 3).state_dict()
     with pytest.raises(UserError, match="holds a resnet8 .* but its weights do not fit that net"):
-        restore({"format": 1, "config": _plain(config), "model": weights})
+        restore({"format": 1, "config": config_to_plain(config), "model": weights})
 
 
 # ---- hidden, empty and nested folders ------------------------------------------------------------------

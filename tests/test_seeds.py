@@ -31,6 +31,7 @@ from resnet_train.config import (
     Precision,
     SchedConfig,
     TrainerConfig,
+    model_name,
 )
 from resnet_train.engine.run import train
 
@@ -53,7 +54,7 @@ def fake_run(
     writer.close()
     m = config.model
     summary = {
-        "model": f"{'resnet' if m.residual else 'plain'}{m.depth}", "depth": m.depth,
+        "model": model_name(m.residual, m.depth), "depth": m.depth,
         "shortcut": m.shortcut.value if m.residual else None, "dataset": config.data.name.value,
         "iterations": config.trainer.max_iters, "seed": config.trainer.seed, "precision": precision,
         "train_error": 0.5, "test_error": 0.5, "params": 1000, **metrics,

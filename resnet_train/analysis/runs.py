@@ -9,6 +9,7 @@ reported with a warning that names it and read as far as it can be, never a cras
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,6 +17,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
+
+from ..config import model_name, parse_model_name
 
 log = logging.getLogger("resnet_train")
 
@@ -183,7 +186,7 @@ def _from_config(config: dict | None) -> dict:
     found = {}
     if isinstance(model.get("residual"), bool) and isinstance(model.get("depth"), int):
         found.update(residual=model["residual"], depth=model["depth"])
-        found["model"] = f"{'resnet' if model['residual'] else 'plain'}{model['depth']}"
+        found["model"] = model_name(model["residual"], model["depth"])
         found["shortcut"] = (
             str(model.get("shortcut")) if model["residual"] and model.get("shortcut") else None
         )
@@ -201,8 +204,8 @@ def _from_metrics(metrics: dict | None) -> dict:
     model, depth = metrics.get("model"), metrics.get("depth")
     if isinstance(model, str):
         found["model"] = model
-        if model.startswith(("resnet", "plain")):
-            found["residual"] = model.startswith("resnet")
+        with contextlib.suppress(ValueError):  # a name of another kind says nothing about shortcuts
+            found["residual"] = parse_model_name(model)[0]
     if isinstance(depth, int):
         found["depth"] = depth
     for key in ("shortcut", "dataset", "seed"):
@@ -220,7 +223,3 @@ def load_run(run_dir: Path, *, curves: bool = True) -> Run:
     if curves:
         run.curves = read_curves(run_dir)
     return run
-
-
-def load_runs(paths: Iterable[str | Path], *, curves: bool = True) -> list[Run]:
-    return [load_run(path, curves=curves) for path in find_runs(paths)]

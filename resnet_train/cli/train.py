@@ -29,6 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from ..applicability import check_settings
 from ..config import Config, DeviceKind, check_ranges, config_dir, register_configs
 from ..engine import distributed
 from ..engine.loop import PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, Preempted, StopOutsideLoop
@@ -254,6 +255,7 @@ def hydra_main(cfg: DictConfig) -> dict | None:
         warn_unswept(cfg, HydraConfig.get())
     try:
         check_ranges(config)
+        check_settings(cfg)  # a key the schema lacks, or a setting with no effect on this run: refused
         record = HydraRecord.of_job(cfg, HydraConfig.instance().cfg)
         launch(config, run_dir, job_share(HydraConfig.get()), record)
     except Preempted as stop:
