@@ -65,9 +65,9 @@ def test_two_workers_with_sync_bn_match_one_process(tmp_path):
     # Two steps: the two runs differ only in the order of floating-point sums (about 1e-7 after one step),
     # and near chance, at lr 0.1, each step amplifies that difference about sevenfold (1e-4 after three).
     every = ("max_iters", "log_every", "eval_every", "checkpoint_every")
-    sync = [*TINY, "model.sync_bn=true", *(f"trainer.{key}=2" for key in every)]
-    one = run_cli(*sync, f"hydra.run.dir={tmp_path / 'one'}")
-    two = run_cli(*sync, "trainer.devices=2", f"hydra.run.dir={tmp_path / 'two'}")
+    short = [*TINY, *(f"trainer.{key}=2" for key in every)]
+    one = run_cli(*short, f"hydra.run.dir={tmp_path / 'one'}")  # sync_bn has no effect on one process
+    two = run_cli(*short, "model.sync_bn=true", "trainer.devices=2", f"hydra.run.dir={tmp_path / 'two'}")
     assert one.returncode == 0, one.stdout
     assert two.returncode == 0, two.stdout
     expected = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")["model"]
@@ -127,7 +127,7 @@ def worker_pids(parent: int) -> list[int]:
 def test_a_dead_worker_ends_the_job_instead_of_hanging(tmp_path):
     process = subprocess.Popen(
         [console_script("resnet-train"), *TINY, "trainer.max_iters=100000", "trainer.devices=2",
-         f"hydra.run.dir={tmp_path}"],
+         "trainer.log_every=2", f"hydra.run.dir={tmp_path}"],  # events from the first logging point on
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
