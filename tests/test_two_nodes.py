@@ -2,7 +2,8 @@
 
     torchrun --nnodes=2 --nproc-per-node=1 --rdzv-backend=c10d --rdzv-endpoint=127.0.0.1:PORT resnet-train ...
 
-started twice, as on two machines. Each test polls for files or log lines, with a deadline.
+started twice, as on two machines. Each test polls for files or log lines, with a deadline. They run only
+when selected (`pytest -m nodes`; CI runs them in a step of their own).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from clitools import TINY, console_script
 from resnet_train.engine.checkpoint import load_checkpoint
 from resnet_train.engine.distributed import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.nodes, pytest.mark.slow]
 
 DEADLINE_S = 180
 
