@@ -242,6 +242,14 @@ def warn_unswept(cfg: DictConfig, hydra_config: DictConfig) -> None:
     )  # fmt: skip
 
 
+def scheduled_job(hydra_config: DictConfig) -> bool:
+    """A sweep job that a scheduler runs as a job of its own (hydra-submitit-launcher): a signal that stops it
+    (scancel, pre-emption without requeue) stops this job only. Under the basic and joblib launchers the jobs
+    run in the sweep's own processes, and a signal stops the whole sweep."""
+    target = hydra_config.launcher.get("_target_") or ""
+    return hydra_config.mode is RunMode.MULTIRUN and "submitit" in target
+
+
 register_configs()
 
 
@@ -264,6 +272,10 @@ def hydra_main(cfg: DictConfig) -> dict | None:
         if callable(handler) and handler is not signal.default_int_handler:
             # A launcher's own handler (submitit's requeue on USR2) runs now that the checkpoint is safe.
             signal.raise_signal(stop.signum)
+        # Only this job stopped (scancel): the sweep records it and goes on. On USR2 submitit has requeued
+        # the job (rank 0 asks SLURM) and the job's next run reports instead.
+        if scheduled_job(HydraConfig.get()) and stop.signum != signal.SIGUSR2:
+            return {"error": str(stop), "exit_code": PREEMPTED_EXIT_CODE}
         sys.exit(PREEMPTED_EXIT_CODE)
     except UserError as error:
         log.error("%s", error)
