@@ -11,7 +11,7 @@ Where a batch comes from:
     readers.py      in-memory backend: CIFAR archives, ImageFolder trees and synthetic sets into uint8 tensors
     memory.py       in-memory backend: batches gathered, cropped and flipped on the device
     stream.py       streamed backend: training and evaluation batchers over DataLoader workers
-    sampler.py, samples.py, collate.py, gpu_decode.py, augment.py   the streamed backend's parts
+    sampler.py, samples.py, collate.py, augment.py   the streamed backend's parts
 """
 
 from .build import EvalSet, build_data, build_eval_set

@@ -1,9 +1,9 @@
 """The streamed backend (data.loader=stream): ImageFolder files read by DataLoader workers, batch by batch.
 
-The workers decode and crop (samples.py), or with data.decode=gpu only read the bytes for nvJPEG
-(gpu_decode.py); the sampler (sampler.py) picks each rank's files from (seed, epoch). A training batch
-travels as uint8 (a quarter of float32's bytes), from pinned memory, without blocking; the lighting noise,
-mean subtraction and scaling run on the device (normalize.Normalizer).
+The workers decode and crop (samples.py), or with data.decode=gpu only read the bytes, which nvJPEG decodes
+on the GPU a batch at a time (files.decode_batch); the sampler (sampler.py) picks each rank's files from
+(seed, epoch). A training batch travels as uint8 (a quarter of float32's bytes), from pinned memory, without
+blocking; the lighting noise, mean subtraction and scaling run on the device (normalize.Normalizer).
 """
 
 from __future__ import annotations
@@ -14,14 +14,22 @@ from collections.abc import Callable, Iterator
 import torch
 
 from ..config import BadImage, Decode
+from ..errors import UserError
 from .augment import augment_sample
 from .collate import collate, collate_bytes, split_bytes
-from .files import BadImages, ImageFiles
-from .gpu_decode import check_gpu_decode, decode_on_gpu
+from .files import BadImages, ImageFiles, decode_batch
 from .normalize import Normalizer
 from .sampler import EpochSampler
 from .samples import EvalSamples, TrainSamples, make_loader
 from .split import ONE_CPU_PROCESS, Shard, eval_shard
+
+
+def check_gpu_decode(device: torch.device) -> None:
+    if device.type != "cuda" or not torch.cuda.is_available():
+        raise UserError(
+            f"data.decode=gpu decodes JPEGs with nvJPEG on a CUDA device, but training runs on {device}"
+            f"{'' if torch.cuda.is_available() else ' (no CUDA device is available)'}; use data.decode=cpu"
+        )
 
 
 class StreamTrainBatches:
@@ -64,7 +72,7 @@ class StreamTrainBatches:
         return move(images), move(labels), move(alphas)
 
     def _gpu_batch(self, datas, labels, seeds, paths):
-        decoded = decode_on_gpu(split_bytes(*datas), self.device)
+        decoded = decode_batch(split_bytes(*datas), self.device)
         self.bad_images.report([(p, reason) for p, (image, reason) in zip(paths, decoded) if image is None])
         keep = [i for i, (image, _) in enumerate(decoded) if image is not None]
         if not keep:
