@@ -79,7 +79,7 @@ def scan_folder(folder: str | Path, classes: list[str] | None = None) -> ImageFi
     As in torchvision's ImageFolder, images in sub-folders of a class folder belong to that class (said in
     one warning); hidden folders and files are skipped at every level, and a class folder without images is
     refused."""
-    folder = Path(folder).expanduser()
+    folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"image folder {folder} does not exist")
     found = sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and visible(entry.name))
@@ -124,7 +124,7 @@ def label_index(found: list[str], classes: list[str], where: str | Path) -> dict
 def eval_folder(root: str | Path, name: DatasetName) -> Path:
     """The folder of the test split: `val/` for ImageNet (its test labels are not public); `test/` or else
     `val/` for any other ImageFolder tree."""
-    root = Path(root).expanduser()
+    root = Path(root)
     choices = ["val"] if name is DatasetName.imagenet else ["test", "val"]
     for choice in choices:
         if (root / choice).is_dir():
