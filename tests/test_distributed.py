@@ -119,7 +119,7 @@ def worker_pids(parent: int) -> list[int]:
 def test_a_dead_worker_ends_the_job_instead_of_hanging(tmp_path):
     process = subprocess.Popen(
         [console_script("resnet-train"), *TINY, "trainer.max_iters=100000", "trainer.devices=2",
-         f"hydra.run.dir={tmp_path}"],
+         "trainer.log_every=2", f"hydra.run.dir={tmp_path}"],  # events from the first logging point on
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120

@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from ..errors import UserError
 
 log = logging.getLogger("resnet_train")
 
@@ -41,11 +44,50 @@ def distinguishing(overrides: list[list[str]]) -> list[str]:
     return [",".join(o for o in job if o not in shared) or ",".join(job) for job in overrides]
 
 
+def unknown_choices(overrides: list[str]) -> list[str]:
+    """The values of swept config groups that name no config (`model=resnet20,resnet99` -> ["model=resnet99
+    (one of plain101, ...)"]). Hydra would refuse the whole sweep with a message per value and no summary."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = GlobalHydra.instance().config_loader()
+    unknown = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        options = loader.get_group_options(override.key_or_group)  # empty: not a config group
+        if not options or not override.is_choice_sweep():
+            continue
+        for value in override.sweep_string_iterator():
+            if value not in options:
+                unknown.append(f"{override.key_or_group}={value} (one of {', '.join(options)})")
+    return unknown
+
+
+def remove_stale_outcomes(sweep_dir: Path, host: str) -> None:
+    """Remove the outcome files that sweeps on this host left when they were killed (their process is gone);
+    those of running sweeps, here or on other hosts, stay."""
+    for path in sweep_dir.glob(".outcomes-*.jsonl"):
+        owner, _, pid = path.stem.removeprefix(".outcomes-").rpartition("-")  # `.outcomes-PID` before hosts
+        if owner not in ("", host) or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except PermissionError:  # another user's live process
+            pass
+
+
 class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        unknown = unknown_choices(list(config.hydra.overrides.task))
+        if unknown:
+            log.error("no job of the sweep ran: no such config: %s", "; ".join(unknown))
+            sys.exit(UserError.exit_code)
         sweep_dir = Path(config.hydra.sweep.dir).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        path = sweep_dir / f".outcomes-{os.getpid()}.jsonl"
+        host = socket.gethostname()
+        remove_stale_outcomes(sweep_dir, host)
+        path = sweep_dir / f".outcomes-{host}-{os.getpid()}.jsonl"
         path.write_text("")
         os.environ[OUTCOMES_ENV] = str(path)
 
