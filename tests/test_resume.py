@@ -12,8 +12,8 @@ from clitools import TINY, console_script, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from resnet_train.engine.checkpoint import load_checkpoint
-from resnet_train.engine.loop import PREEMPTED_EXIT_CODE
 from resnet_train.engine.rundir import RunLock
+from resnet_train.engine.signals import PREEMPTED_EXIT_CODE
 
 pytestmark = pytest.mark.slow
 
