@@ -41,9 +41,9 @@ from resnet_train.data.normalize import Normalizer
 from resnet_train.data.sampler import EpochSampler
 from resnet_train.data.stats import InputStats, compute_input_stats, load_cached, save_cached
 from resnet_train.data.stream import StreamEvalBatches, StreamTrainBatches
+from resnet_train.engine.eval_views import evaluate_views, view_scores
 from resnet_train.engine.evaluate import EvalResult, evaluate, topk_wrong
 from resnet_train.engine.optim import LrSchedule
-from resnet_train.engine.test_time import evaluate_views, view_scores
 from resnet_train.errors import UserError
 
 CPU = torch.device("cpu")

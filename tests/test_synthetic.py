@@ -35,7 +35,7 @@ def test_a_small_net_learns_synthetic_data_gradually_and_not_to_zero(tmp_path, m
         eval_point(self, iteration, split, loss, error, top5_error)
 
     monkeypatch.setattr(logger.RunLogger, "eval_point", record)
-    final = train(config, tmp_path)["test_error"]
+    final = train(config, tmp_path).test_error
     assert len(test_errors) == 4 and final == test_errors[-1]
     assert test_errors[0] > final + 0.1  # still learning after the first evaluation
     assert 0.05 < final < CHANCE - 0.3  # well below chance; above the 9% of relabelled test images

@@ -28,6 +28,7 @@ from .signals import PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, Preempted, StopOut
 
 if TYPE_CHECKING:
     from ..cli.hydra_record import HydraRecord
+    from .summary import RunSummary
 
 log = logging.getLogger("resnet_train")
 
@@ -60,13 +61,13 @@ def run_worker(
     world: distributed.World,
     join_group: bool,
     record: HydraRecord | None = None,
-) -> dict:
+) -> RunSummary | None:
     """Train on one rank; `join_group` starts the process group (DDP), even for a world of one. The main rank
     writes `record` and the log into the run directory once the run is this command's (`accept_run`)."""
     try:
         # From here a signal stops the run at once (exit 75), until the loop installs its own handling.
         with StopOutsideLoop():
-            from ..engine.run import resolve_device, train
+            from .run import resolve_device, train
 
             if join_group:
                 distributed.init_process_group(world, resolve_device(config.trainer.device, world.local_rank))
