@@ -114,3 +114,14 @@ def test_cuda_fp32_names_its_tf32_convolutions(monkeypatch, capability, allow_tf
     rt = run.Runtime.resolve(TrainerConfig(device=DeviceKind.cuda, precision=precision), World())
     assert rt.device.type == "cuda" and rt.compile and rt.channels_last
     assert rt.precision == named and not rt.emulated_bf16
+
+
+def test_a_checkpoint_from_when_precision_auto_existed_is_read_as_fp32():
+    from resnet_train.engine.restore import config_from_plain
+    from resnet_train.engine.run import _plain
+
+    stored = _plain(Config())
+    stored["trainer"]["precision"] = "auto"
+    assert config_from_plain(stored).trainer.precision is Precision.fp32
+    stored["trainer"]["precision"] = "bf16"  # any other stored value is kept
+    assert config_from_plain(stored).trainer.precision is Precision.bf16
