@@ -105,8 +105,8 @@ def build_model_and_optimizer(
 @dataclass(frozen=True)
 class Runtime:
     """How a trainer config maps onto this machine: fp32 (the paper's arithmetic) on every device unless the
-    config asks for bf16 or fp16; channels_last everywhere; compiled on CUDA. None of the defaults changes
-    what a run computes beyond CUDA's TF32 convolutions (`precision`)."""
+    config asks for bf16 or fp16; channels_last everywhere; compiled on CUDA. channels_last and compiling
+    keep the arithmetic in fp32; CUDA's TF32 convolutions are the one default that does not (`precision`)."""
 
     device: torch.device
     amp_dtype: torch.dtype | None
@@ -143,7 +143,7 @@ class Runtime:
         # torch 2.14; README, Speed): channels_last lets oneDNN use its blocked convolution kernels, a
         # ResNet-20 step 477 ms against 571 ms contiguous (1.20x; ResNet-56 1.16x). torch.compile stays off:
         # 1.12x on the ResNet-20 step (409 ms) after about a minute of compiling, measured on that net only,
-        # and on a loaded machine it was still compiling after 28 minutes. Neither changes the numbers.
+        # and on a loaded machine it was still compiling after 28 minutes. Both keep fp32 arithmetic.
         runtime = cls(
             device,
             amp_dtype,
