@@ -22,8 +22,8 @@ can agree closely by chance, and a logged training error is itself a sample. A c
 The rule is deliberately simple: it asks whether the candidate looks like one more fp32 seed, not whether
 two distributions differ; with two seeds a difference it misses can still be real.
 
-Emulated bf16 (a CPU without AVX512_BF16/AMX) rounds as native bf16 does, only about 5x slower, so the check
-runs on any CPU.
+Emulated bf16 (a CPU without AVX512_BF16/AMX) stores and rounds values in bf16 as the native path does, so
+the check runs on any CPU, there about 5x slower.
 
     python scripts/precision_check.py --data cifar10-jpeg --out precision.json        # `make precision-check`
     python scripts/precision_check.py --data synthetic --depth 8 --iters 4 --log-every 2   # a quick smoke run
@@ -104,8 +104,8 @@ def verdict(
             if not low - margin <= curve[point] <= high + margin:
                 result.within = False
                 result.reasons.append(
-                    f"{candidate} seed {seed} at {point}: {100 * curve[point]:.1f} outside "
-                    f"[{100 * (low - margin):.1f}, {100 * (high + margin):.1f}]"
+                    f"{candidate} seed {seed} at {point}: {100 * curve[point]:.2f} outside "
+                    f"[{100 * (low - margin):.2f}, {100 * (high + margin):.2f}]"
                 )
     return result
 

@@ -42,7 +42,7 @@ def test_the_range_is_widened_by_the_fp32_spread_on_both_sides():
     assert check.verdict("plain56", inside, "bf16", [200, 300], WINDOW).within
     outside = curves(fp32_0=(85.0, 80.2), fp32_1=(81.1, 79.9), bf16_0=(89.0, 80.0), bf16_1=(83.0, 80.0))
     result = check.verdict("plain56", outside, "bf16", [200, 300], WINDOW)
-    assert not result.within and result.reasons == ["bf16 seed 0 at 200: 89.0 outside [77.2, 88.9]"]
+    assert not result.within and result.reasons == ["bf16 seed 0 at 200: 89.00 outside [77.20, 88.90]"]
 
 
 def test_the_first_measurement_of_bf16_is_not_within_seed_spread():
