@@ -64,6 +64,16 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def tf32_convolutions(device: torch.device) -> bool:
+    """Whether fp32 convolutions on `device` run in TF32 (10-bit mantissa): PyTorch's default on CUDA GPUs of
+    compute capability 8.0 (Ampere) and newer, unless torch.backends.cudnn.allow_tf32 was turned off."""
+    return (
+        device.type == "cuda"
+        and torch.backends.cudnn.allow_tf32
+        and torch.cuda.get_device_capability(device) >= (8, 0)
+    )
+
+
 def identity(config: Config) -> dict:
     """What the run trains, as its log and metrics.json name it."""
     m = config.model
@@ -133,12 +143,8 @@ class Runtime:
         amp_dtype = AMP_DTYPES[t.precision]
         # fp32 everywhere by default: bf16 autocast left a 56-layer net of the degradation experiment at
         # chance where fp32 trains it (README, Precision; scripts/precision_check.py). On CUDA, PyTorch runs
-        # fp32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32; Ampere and newer): kept
-        # for its speed, and stated wherever the precision is.
-        tf32 = (
-            on_cuda and amp_dtype is None and torch.backends.cudnn.allow_tf32
-            and torch.cuda.get_device_capability(device) >= (8, 0)
-        )  # fmt: skip
+        # fp32 convolutions in TF32 by default (`tf32_convolutions`): kept for its speed, and stated
+        # wherever the precision is.
         # CPU defaults, from scripts/bench.py --steps-only on a quiet 2-core AMD EPYC (AVX2, no native bf16,
         # torch 2.14; README, Speed): channels_last lets oneDNN use its blocked convolution kernels, a
         # ResNet-20 step 477 ms against 571 ms contiguous (1.20x; ResNet-56 1.16x). torch.compile stays off:
@@ -151,7 +157,7 @@ class Runtime:
             on_cuda if t.compile is None else t.compile,
             t.compile_mode,
             t.cuda_graph,
-            tf32_convolutions=tf32,
+            tf32_convolutions=amp_dtype is None and tf32_convolutions(device),
             emulated_bf16=device.type == "cpu" and amp_dtype is torch.bfloat16 and not cpu_has_native_bf16(),
         )
         if t.cuda_graph:
