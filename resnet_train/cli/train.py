@@ -150,7 +150,9 @@ def spawn_workers(config: Config, run_dir: Path, count: int) -> None:
             signal.signal(signum, handler)
 
 
-def launch(config: Config, run_dir: Path, share: JobShare | None = None) -> None:
+def launch(config: Config, run_dir: Path, share: JobShare | None = None) -> dict | None:
+    """Train `config` in `run_dir` on the workers it asks for; returns the final metrics of a run in this
+    process (None where spawned workers trained)."""
     world = distributed.world_from_env()
     processes = world.world_size if world is not None else config.trainer.devices
     if config.trainer.batch_size % processes:
@@ -162,7 +164,7 @@ def launch(config: Config, run_dir: Path, share: JobShare | None = None) -> None
     with RunLock(run_dir) if world is None or world.is_main else nullcontext():
         if world is not None:
             distributed.export_slurm_rendezvous()
-            run_worker(config, run_dir, world, join_group=True)
+            return run_worker(config, run_dir, world, join_group=True)
         elif config.trainer.devices > 1:
             spawn_workers(config, run_dir, config.trainer.devices)
         elif share is not None:  # one of several jobs side by side: a world of one on its share
@@ -170,9 +172,10 @@ def launch(config: Config, run_dir: Path, share: JobShare | None = None) -> None
             on_gpu = config.trainer.device is not DeviceKind.cpu and torch.cuda.is_available()
             log.info("one of %d jobs side by side: %d thread(s)%s", share.jobs, share.threads,
                      f", GPU {share.gpu}" if on_gpu else "")  # fmt: skip
-            run_worker(config, run_dir, distributed.World(local_rank=share.gpu), join_group=False)
+            return run_worker(config, run_dir, distributed.World(local_rank=share.gpu), join_group=False)
         else:
-            run_worker(config, run_dir, distributed.World(), join_group=False)
+            return run_worker(config, run_dir, distributed.World(), join_group=False)
+    return None
 
 
 class OutputDirCheck(Callback):
@@ -214,19 +217,27 @@ def warn_unswept(cfg: DictConfig, hydra_config: DictConfig) -> None:
     )  # fmt: skip
 
 
+def run_job(cfg: DictConfig, run_dir: Path, share: JobShare | None = None) -> dict | None:
+    """One job of `resnet-train` from its composed config (without the `hydra` node): check it, then train
+    in `run_dir`. Returns the final metrics (None where spawned workers trained); raises UserError for a
+    bad setting and Preempted for a signal, leaving exit codes to the caller. Tests call this in-process
+    with a config from Hydra's `compose()`."""
+    config: Config = OmegaConf.to_object(cfg)
+    check_ranges(config)
+    return launch(config, run_dir, share)
+
+
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def hydra_main(cfg: DictConfig) -> dict | None:
-    config: Config = OmegaConf.to_object(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode is RunMode.MULTIRUN
     if not multirun:
         warn_unswept(cfg, HydraConfig.get())
     try:
-        check_ranges(config)
-        launch(config, run_dir, job_share(HydraConfig.get()))
+        run_job(cfg, run_dir, job_share(HydraConfig.get()))
     except Preempted as stop:
         log.warning("%s; re-run the same command to resume (exit code %d)", stop, PREEMPTED_EXIT_CODE)
         handler = signal.getsignal(stop.signum)
