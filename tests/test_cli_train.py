@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 from clitools import TINY, TINY_DATA, compose_config, run_cli
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import resnet_train
 from resnet_train.config import Family, Shortcut, config_dir
 from resnet_train.engine.restore import model_from_config
+from resnet_train.errors import UserError
 from resnet_train.models import build_model, count_macs, count_parameters
 
 METRICS_KEYS = {
@@ -161,38 +163,51 @@ def one_line_error(result) -> str:
     return errors[0]
 
 
-def test_missing_dataset_is_one_clear_error(tmp_path):
-    result = run_cli("data=cifar10", f"data.root={tmp_path / 'nowhere'}", "trainer.device=cpu",
-                     f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
-    assert result.returncode == 2
-    line = one_line_error(result)
+def one_line(error: UserError) -> str:
+    """A refusal as resnet-train reports it: its message on one line, exit code 2."""
+    assert error.exit_code == 2 and len(str(error).splitlines()) == 1, str(error)
+    return str(error)
+
+
+def with_causes(error: BaseException) -> str:
+    """An exception's message and its causes', as Hydra prints them."""
+    return str(error) + ("\n" + with_causes(error.__cause__) if error.__cause__ else "")
+
+
+def test_missing_dataset_is_one_clear_error(tmp_path, train_job):
+    with pytest.raises(UserError) as refused:
+        train_job("data=cifar10", f"data.root={tmp_path / 'nowhere'}", "trainer.device=cpu", tiny=False)
+    line = one_line(refused.value)
     assert "cifar-10-python.tar.gz" in line and "data.download=true" in line and "data.root" in line
 
 
-def test_depth_that_is_not_6n_plus_2_is_refused(tmp_path):
-    result = run_cli(*TINY, "model.depth=21", f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 2
-    assert "6n+2" in one_line_error(result)
+def test_depth_that_is_not_6n_plus_2_is_refused(train_job):
+    with pytest.raises(UserError) as refused:
+        train_job("model.depth=21")
+    assert "6n+2" in one_line(refused.value)
 
 
 def test_wrong_shortcut_unknown_key_and_unknown_model_are_refused(tmp_path):
-    shortcut = run_cli(*TINY, "model.shortcut=D", f"hydra.run.dir={tmp_path}")
+    shortcut = run_cli(*TINY, "model.shortcut=D", f"hydra.run.dir={tmp_path}")  # what the console shows
     assert shortcut.returncode != 0 and "Invalid value 'D', expected one of [A, B, C]" in shortcut.stdout
-    key = run_cli(*TINY, "trainer.max_iter=3", f"hydra.run.dir={tmp_path}")
-    assert key.returncode != 0 and "Key 'max_iter' not in 'TrainerConfig'" in key.stdout
-    model = run_cli(*TINY, "model=resnet21", f"hydra.run.dir={tmp_path}")
-    assert model.returncode != 0 and "Could not find 'model/resnet21'" in model.stdout
-    assert "resnet56" in model.stdout  # the options are listed
-    data = run_cli(*TINY, "data=cifar11", f"hydra.run.dir={tmp_path}")
-    assert data.returncode != 0 and "Could not find 'data/cifar11'" in data.stdout
-    assert "cifar100" in data.stdout
+    with pytest.raises(HydraException) as key:
+        compose_config(*TINY, "trainer.max_iter=3")
+    assert "Key 'max_iter' not in 'TrainerConfig'" in with_causes(key.value)
+    with pytest.raises(HydraException) as model:
+        compose_config(*TINY, "model=resnet21")
+    assert "Could not find 'model/resnet21'" in with_causes(model.value)
+    assert "resnet56" in with_causes(model.value)  # the options are listed
+    with pytest.raises(HydraException) as data:
+        compose_config(*TINY, "data=cifar11")
+    assert "Could not find 'data/cifar11'" in with_causes(data.value)
+    assert "cifar100" in with_causes(data.value)
     assert not (tmp_path / "metrics.json").exists()
 
 
-def test_batch_that_does_not_divide_among_processes_is_refused(tmp_path):
-    result = run_cli(*TINY, "trainer.batch_size=33", "trainer.devices=2", f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 2
-    assert "does not divide among 2 processes" in one_line_error(result)
+def test_batch_that_does_not_divide_among_processes_is_refused(train_job):
+    with pytest.raises(UserError) as refused:
+        train_job("trainer.batch_size=33", "trainer.devices=2")
+    assert "does not divide among 2 processes" in one_line(refused.value)
 
 
 def test_unwritable_output_directory_is_one_clear_error(tmp_path):
