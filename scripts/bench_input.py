@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import machine, sync, timed
 from PIL import Image
 
 from resnet_train.config import Augment, BadImage, Decode, Normalize
@@ -52,11 +52,6 @@ def make_jpegs(root: Path, count: int, width: int, height: int, classes: int = 4
         path = root / "train" / f"class{i % classes}" / f"{i:05d}.JPEG"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench_input(root: Path, decode: Decode, device: torch.device, args) -> dict:
@@ -103,33 +98,9 @@ def bench_train_step(device: torch.device, args) -> dict:
 
     for _ in range(args.warmup_steps):
         step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(args.train_steps):
-        step()
-    sync(device)
-    seconds = time.perf_counter() - start
+    seconds = timed(step, args.train_steps) * args.train_steps
     count = args.train_steps * args.train_batch
     return {"images": count, "seconds": round(seconds, 3), "images_per_s": round(count / seconds, 1)}
-
-
-def machine(device: torch.device) -> dict:
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": str(device),
-    }
-    import torchvision
-
-    info["torchvision"] = torchvision.__version__
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["cuda"] = torch.version.cuda
-    return info
 
 
 def main() -> None:

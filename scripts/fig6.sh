@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fig. 6 of He et al. 2016 (the degradation experiment on CIFAR-10), end to end: train the plain and residual
-# nets, draw the figure, print the table.
+# nets, draw the figure, print the table and the verdict on each of the paper's claims.
 #
 #   scripts/fig6.sh [HYDRA_OVERRIDE...]          e.g. scripts/fig6.sh data.root=/data/cifar10 trainer.seed=0,1,2
 #   EXPERIMENT=cifar_plain_vs_resnet_cpu ITERS=800 EVALS=2 MODELS=plain56,resnet56,plain20,resnet20 \
@@ -45,5 +45,7 @@ echo "Fig. 6: ${MODELS} for ${ITERS} iterations (lr / 10 at ${FIRST_DROP} and ${
 "$BIN/resnet-train" -m "experiment=${EXPERIMENT}" "model=${MODELS}" "trainer.max_iters=${ITERS}" \
     "sched.milestones=[${FIRST_DROP},${SECOND_DROP}]" "${EVAL_EVERY[@]}" "hydra.sweep.dir=${OUT}" "$@"
 "$BIN/resnet-plot" "$OUT" --out "$OUT/fig6.png" --title "CIFAR-10, ${ITERS} iterations"
-"$BIN/resnet-report" "$OUT" | tee "$OUT/table.md"
-echo "figure: $OUT/fig6.png   table: $OUT/table.md"
+# The table over seeds, the paper's claims with verdicts, and OUT/aggregate/: each net's mean and min-max band
+# over its seeds as TensorBoard runs (tensorboard --logdir OUT compares nets, not seeds).
+"$BIN/resnet-report" "$OUT" --tensorboard | tee "$OUT/table.md"
+echo "figure: $OUT/fig6.png   table and claims: $OUT/table.md   TensorBoard: tensorboard --logdir $OUT"

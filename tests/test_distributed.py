@@ -60,9 +60,9 @@ def test_two_workers_with_sync_bn_match_one_process(tmp_path, train_job):
     # leaves 1.7e-2, 29 tensors out of tolerance.
     every = ("max_iters", "log_every", "eval_every", "checkpoint_every")
     # fp32 named: spawned workers see the real machine, this process a CPU without native bf16 (conftest).
-    sync = ["model.sync_bn=true", "trainer.precision=fp32", *(f"trainer.{key}=1" for key in every)]
-    train_job(*sync, run_dir=tmp_path / "one")
-    train_job(*sync, "trainer.devices=2", run_dir=tmp_path / "two")  # spawns two workers
+    short = ["trainer.precision=fp32", *(f"trainer.{key}=1" for key in every)]
+    train_job(*short, run_dir=tmp_path / "one")  # sync_bn has no effect on one process
+    train_job(*short, "model.sync_bn=true", "trainer.devices=2", run_dir=tmp_path / "two")  # two workers
     expected = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")["model"]
     got = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["model"]
     assert expected.keys() == got.keys()

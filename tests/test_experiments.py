@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from resnet_train.analysis.tables import PAPER_TEST_ERROR
-from resnet_train.config import config_dir, register_configs
+from resnet_train.config import config_dir, parse_model_name, register_configs
 
 EXPERIMENTS = Path(config_dir()) / "experiment"
 CIFAR_FIG6 = [
@@ -79,8 +79,7 @@ def test_cifar_experiments_sweep_the_papers_nets_with_its_recipe(experiment, mod
         cfg = compose_config(f"experiment={experiment}", f"model={model}")
         assert_paper_cifar_recipe(cfg)
         assert cfg.model.family.value == "cifar"
-        assert cfg.model.depth == int(model.removeprefix("resnet").removeprefix("plain"))
-        assert cfg.model.residual == model.startswith("resnet")
+        assert (cfg.model.residual, cfg.model.depth) == parse_model_name(model)
         assert cfg.model.shortcut.value == "A"
 
 
@@ -112,7 +111,7 @@ def test_imagenet_plain_vs_resnet_is_table2():
     for model in ["plain18", "plain34", "resnet18", "resnet34"]:
         cfg = compose_config("experiment=imagenet_plain_vs_resnet", f"model={model}")
         assert_paper_imagenet_recipe(cfg)
-        assert cfg.model.residual == model.startswith("resnet") and cfg.model.depth in (18, 34)
+        assert (cfg.model.residual, cfg.model.depth) == parse_model_name(model)
         assert cfg.model.shortcut.value == "A"  # Table 2: option A, so plain and residual nets match in size
 
 

@@ -13,7 +13,15 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from resnet_train.config import BottleneckStride, Family, ModelConfig, Shortcut, Stem, config_dir
-from resnet_train.models import ResNet, build_model, count_macs, count_parameters, make_shortcut, model_name
+from resnet_train.models import (
+    ResNet,
+    build_model,
+    count_macs,
+    count_parameters,
+    make_shortcut,
+    model_name,
+    parse_model_name,
+)
 from resnet_train.models.blocks import BasicBlock, Bottleneck
 from resnet_train.models.shortcuts import PadShortcut, ProjectionShortcut
 
@@ -65,6 +73,26 @@ def test_v1_5_resnet50_costs_more():
     # Striding the 3x3 instead of the first 1x1: about 4.09e9 multiply-adds (torchvision's ResNet-50).
     v1_5 = on_meta(IMAGENET, 50, True, 1000, shortcut=Shortcut.B, bottleneck_stride=BottleneckStride.v1_5)
     assert count_macs(v1_5, 224) == pytest.approx(4.09e9, rel=0.01)
+
+
+# The counts of the forward-hook counter that FlopCounterMode replaced (conv: outputs x in/groups x kh x kw;
+# linear: in x out), exact: the library's count must be the same number, not an approximation of it.
+HOOK_COUNTS = [
+    ((CIFAR, 20, True), {}, 32, 40_614_400),
+    ((CIFAR, 56, False), {}, 32, 125_549_056),
+    ((CIFAR, 110, True), {"shortcut": Shortcut.B}, 32, 253_213_184),
+    ((IMAGENET, 18, True), {"shortcut": Shortcut.C}, 224, 1_878_298_624),
+    ((IMAGENET, 34, False), {}, 64, 4_612_935_680),
+    ((IMAGENET, 50, True), {"shortcut": Shortcut.B}, 224, 3_857_973_248),
+    ((IMAGENET, 50, True), {"shortcut": Shortcut.B, "bottleneck_stride": "v1_5"}, 224, 4_089_184_256),
+    ((IMAGENET, 152, True), {"shortcut": Shortcut.B}, 224, 11_282_415_616),
+]
+
+
+@pytest.mark.parametrize(("net", "options", "size", "macs"), HOOK_COUNTS)
+def test_macs_are_exactly_the_convolutions_and_the_fc_layer(net, options, size, macs):
+    model = on_meta(*net, 1000, input_size=size, **options)
+    assert count_macs(model, size) == macs
 
 
 def test_count_macs_leaves_the_model_as_it_was():
@@ -172,6 +200,14 @@ def test_residual_block_adds_its_input_to_the_plain_branch():
         torch.testing.assert_close(residual(x), torch.relu(branch + x))
         torch.testing.assert_close(plain(x), torch.relu(branch))
         assert not torch.allclose(residual(x), plain(x))
+
+
+def test_a_net_name_parses_back_to_what_it_names():
+    for residual, depth in [(True, 20), (False, 56), (True, 1202), (False, 18)]:
+        assert parse_model_name(model_name(residual, depth)) == (residual, depth)
+    for name in ("resnet", "resnet-50", "Resnet50", "plain20x", "vgg16"):
+        with pytest.raises(ValueError, match="not a net's name"):
+            parse_model_name(name)
 
 
 # --- every model config -------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from resnet_train.cli import responses
 from resnet_train.config import Config, DatasetName, Family
 from resnet_train.data import InputStats, Normalizer, load_splits
 from resnet_train.engine.checkpoint import FORMAT_VERSION, save_checkpoint
-from resnet_train.models import build_model
+from resnet_train.models import build_model, model_name
 
 
 def hand_responses(model, images: torch.Tensor) -> list[torch.Tensor]:
@@ -118,7 +118,7 @@ def write_checkpoint(directory: Path, config: dict, seed: int) -> tuple[Path, to
         Family[m["family"]], m["depth"], m["residual"], 10, input_size=config["data"]["image_size"]
     )
     randomize_bn(model, seed)
-    identity = {"model": f"{'resnet' if m['residual'] else 'plain'}{m['depth']}"}
+    identity = {"model": model_name(m["residual"], m["depth"])}
     path = save_checkpoint(
         directory,
         {"format": FORMAT_VERSION, "model": model.state_dict(), "config": config, "identity": identity},

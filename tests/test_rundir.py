@@ -11,14 +11,13 @@ import sys
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from resnet_train.config import Config
+from resnet_train.config import Config, config_to_plain
 from resnet_train.engine.checkpoint import CheckpointError, save_checkpoint
 from resnet_train.engine.logger import TRAIN_LOSS, RunLogger
-from resnet_train.engine.run import _plain
 from resnet_train.engine.rundir import LOCK_NAME, RunLock, find_resume_checkpoint
 from resnet_train.errors import UserError
 
-DEFAULTS = _plain(Config())
+DEFAULTS = config_to_plain(Config())
 
 
 def config(**changes):
@@ -33,6 +32,10 @@ def config(**changes):
 def checkpoint(directory, iteration, cfg=None, warming_up=False):
     state = {
         "format": 1,
+        "model": {},
+        "optimizer": {},
+        "scaler": {},
+        "rng": {},
         "trainer": {"iteration": iteration},
         "schedule": {"warming_up": warming_up},
         "config": cfg or config(),

@@ -101,5 +101,7 @@ def test_fig6_cpu_pipeline_trains_side_by_side_then_draws_and_tabulates(tmp_path
     assert imread(tmp_path / "fig6.png")[..., :3].std() > 0.05
     table = (tmp_path / "table.md").read_text()
     assert "plain-8" in table and "ResNet-8" in table, table
+    assert "equal depth: ResNet-8 has a lower training error than plain-8" in table, table  # the claims
+    assert sorted(p.name for p in (tmp_path / "aggregate").iterdir()) == ["ResNet-8", "plain-8"]
     metrics = [json.loads(p.read_text()) for p in tmp_path.glob("*/metrics.json")]
     assert sorted(m["iterations"] for m in metrics) == [4, 4]

@@ -2,7 +2,8 @@
 
 - Fig. 4 / Fig. 6 style error curves (`plot_error_curves`): training error dashed, test error bold, x in units
   of 1e4 iterations (plain iterations for runs shorter than that), y in percent on one range for both panels,
-  one colour per depth, plain nets and ResNets side by side.
+  one colour per depth, plain nets and ResNets side by side; the seeds of one experiment as their mean with a
+  min-max band; the precision in the caption.
 - Fig. 7 style layer responses (`plot_responses`): the std of each 3x3 layer's response, in layer order and
   sorted by magnitude.
 
@@ -21,6 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..engine.logger import TRAIN_ERROR, eval_tags
+from .groups import BAND, Group, band, group_runs, mixed_settings, precision_note
 from .runs import Run
 
 log = logging.getLogger("resnet_train")
@@ -34,31 +36,12 @@ COLOURS = [
 ]  # fmt: skip
 
 
-def _sort_key(run: Run) -> tuple:
-    return (
-        run.residual is not False,
-        run.depth if run.depth is not None else 1 << 30,
-        run.model,
-        str(run.path),
-    )
-
-
-def _curve_names(runs: Sequence[Run]) -> dict[Path, tuple[str, str]]:
-    """Each run's legend name and colour key.
-
-    The legend name is the paper's ("ResNet-34"), with the shortcut option where one model appears with
-    several ("ResNet-34 B"), so that Table 3's A/B/C runs stay apart. The colour key is the depth (with that
-    option), so plain-20 and ResNet-20 share a colour across the two panels, as in the paper's figures.
-    """
-    shortcuts: dict[str, set] = {}
-    for run in runs:
-        shortcuts.setdefault(run.model, set()).add(run.shortcut)
-    names = {}
-    for run in runs:
-        option = f" {run.shortcut}" if len(shortcuts[run.model]) > 1 and run.shortcut else ""
-        depth = str(run.depth) if run.depth is not None else run.model
-        names[run.path] = (run.label + option, depth + option)
-    return names
+def _colour_key(group: Group) -> str:
+    """The depth with what else names the group ("20", "34 B", "56 (optim.lr=0.05)"), so plain-20 and
+    ResNet-20 share a colour across the two panels, as in the paper's figures."""
+    run = group.first
+    depth = str(run.depth) if run.depth is not None else run.model
+    return depth + group.name[len(run.label):]
 
 
 def _marker(steps: Sequence[int]) -> str | None:
@@ -66,9 +49,10 @@ def _marker(steps: Sequence[int]) -> str | None:
     return "o" if len(steps) == 1 else None
 
 
-def _panels(runs: Sequence[Run]) -> list[tuple[str, list[Run]]]:
-    plain = [run for run in runs if run.residual is False]
-    residual = [run for run in runs if run.residual is not False]
+def _panels(items: Sequence) -> list[tuple[str, list]]:
+    """Plain nets and ResNets (runs or groups of runs), each in a panel when both are present."""
+    plain = [item for item in items if item.residual is False]
+    residual = [item for item in items if item.residual is not False]
     if plain and residual:
         return [("plain networks", plain), ("ResNets", residual)]
     return [("plain networks" if plain else "", plain or residual)]
@@ -85,10 +69,18 @@ def _x_unit(runs: Sequence[Run]) -> tuple[float, str]:
     return (ITERATION_UNIT, "iter. (1e4)") if longest >= ITERATION_UNIT else (1.0, "iter.")
 
 
-def _draw_curve(ax, points, style: str, colour: str, linewidth: float, x_unit: float) -> None:
-    steps, values = zip(*points)
-    ax.plot([s / x_unit for s in steps], [100 * v for v in values], style,
-            color=colour, linewidth=linewidth, marker=_marker(steps))  # fmt: skip
+def _draw_band(ax, group: Group, tag: str, style: str, colour: str, linewidth: float, x_unit: float) -> None:
+    """The mean over the group's seeds as a line, their min-max as a shaded band (one seed: its line)."""
+    points = band([run.curves[tag] for run in group.runs if tag in run.curves])
+    if not points:
+        log.warning("%s: no iteration of %s was logged by all its runs; not drawn", group.name, tag)
+        return
+    steps, means, lows, highs = zip(*points)
+    x = [step / x_unit for step in steps]
+    ax.plot(x, [100 * v for v in means], style, color=colour, linewidth=linewidth, marker=_marker(steps))
+    if any(low != high for low, high in zip(lows, highs)):
+        ax.fill_between(x, [100 * v for v in lows], [100 * v for v in highs], color=colour, alpha=0.2,
+                        linewidth=0)  # fmt: skip
 
 
 def plot_error_curves(
@@ -102,9 +94,12 @@ def plot_error_curves(
 def error_figure(runs: Sequence[Run], *, title: str | None = None, ymax: float | None = None) -> Figure:
     """The runs' error curves, one panel for plain nets and one for ResNets, on one y range.
 
-    Colour = net, line style = split (training error dashed, test error bold), as in the paper. Runs
-    without any error curve are left out with a warning. Several runs of one model (seeds) share its
-    colour and one legend entry. Raises ValueError if no run has a curve.
+    Colour = net, line style = split (training error dashed, test error bold), as in the paper. The seeds
+    of one experiment (analysis/groups.py) are one curve: their mean, with a min-max band, and n in the
+    legend. The caption under the title says the precision (and when the runs mix precisions) and what the
+    band is. Runs that differ in more than the net are named in a warning (one line, the settings that
+    differ); runs without any error curve are left out with one. Raises ValueError if no run has a
+    curve.
     """
     drawable = []
     for run in runs:
@@ -114,42 +109,47 @@ def error_figure(runs: Sequence[Run], *, title: str | None = None, ymax: float |
             log.warning("run %s: no error curves to draw; left out of the figure", run.path)
     if not drawable:
         raise ValueError("none of the runs has an error curve to draw")
-    drawable.sort(key=_sort_key)
-    names = _curve_names(drawable)
-    colour_keys = list(dict.fromkeys(colour_key for _, colour_key in names.values()))
+    groups = group_runs(drawable)
+    mixed = mixed_settings([group.settings for group in groups])
+    if mixed:
+        log.warning("%s", mixed)
+    colour_keys = list(dict.fromkeys(_colour_key(group) for group in groups))
     colour_of = {key: COLOURS[index % len(COLOURS)] for index, key in enumerate(colour_keys)}
     splits = sorted({_eval_tag(run).split("/")[1] for run in drawable if _eval_tag(run)}, reverse=True)
     eval_label = " / ".join(splits or ["test"]) + " error"
-    line_styles = [
+    seeded = any(len(group.runs) > 1 for group in groups)
+    keys = [
         Line2D([], [], color="black", linestyle="--", linewidth=0.9, label="training error"),
         Line2D([], [], color="black", linestyle="-", linewidth=2.2, label=eval_label),
     ]
+    if seeded:
+        keys.append(Patch(color="black", alpha=0.2, label=f"band: {BAND}"))
     x_unit, x_label = _x_unit(drawable)
 
-    panels = _panels(drawable)
+    panels = _panels(groups)
     figure = Figure(figsize=(6.0 * len(panels), 4.5), layout="constrained")
     # sharey: plain nets and ResNets are read against one error scale, as in the paper's Fig. 4 and 6.
     axes = figure.subplots(1, len(panels), squeeze=False, sharey=True)[0]
-    for ax, (panel_title, panel_runs) in zip(axes, panels):
-        nets: dict[str, Patch] = {}  # one legend entry per net (seeds share it), in its colour
-        for run in panel_runs:
-            label, colour_key = names[run.path]
-            colour = colour_of[colour_key]
-            nets.setdefault(label, Patch(color=colour, label=label))
-            if TRAIN_TAG in run.curves:  # training error dashed, thin
-                _draw_curve(ax, run.curves[TRAIN_TAG], "--", colour, 0.9, x_unit)
-            if _eval_tag(run):  # test (or validation) error bold
-                _draw_curve(ax, run.curves[_eval_tag(run)], "-", colour, 2.2, x_unit)
+    for ax, (panel_title, panel_groups) in zip(axes, panels):
+        nets = []  # one legend entry per net, in its colour, with its seed count
+        for group in panel_groups:
+            colour = colour_of[_colour_key(group)]
+            n = len(group.runs)
+            nets.append(Patch(color=colour, label=group.name + (f" (n={n})" if n > 1 else "")))
+            _draw_band(ax, group, TRAIN_TAG, "--", colour, 0.9, x_unit)  # training error dashed, thin
+            eval_tag = next((_eval_tag(run) for run in group.runs if _eval_tag(run)), None)
+            if eval_tag:  # test (or validation) error bold
+                _draw_band(ax, group, eval_tag, "-", colour, 2.2, x_unit)
         ax.set_xlabel(x_label)
         ax.set_ylabel("error (%)")
         ax.set_xlim(left=0)
         ax.grid(True, alpha=0.3)
         if panel_title:
             ax.set_title(panel_title)
-        ax.legend(handles=[*nets.values(), *line_styles], fontsize="small")
+        ax.legend(handles=[*nets, *keys], fontsize="small")
     axes[0].set_ylim(bottom=0, top=ymax)  # shared by every panel
-    if title:
-        figure.suptitle(title)
+    caption = precision_note(drawable) + (f"; lines: mean over seeds, band: {BAND}" if seeded else "")
+    figure.suptitle(f"{title}\n{caption}" if title else caption)
     return figure
 
 

@@ -1,13 +1,15 @@
 """Reading finished and running runs back: where they are, what they are, and what they logged.
 
 A run is a directory holding TensorBoard event files or a `metrics.json` (the final summary), as
-`resnet-train` leaves it (one per job of a sweep). Everything here tolerates runs that are still going, were
-killed, or left a damaged file: such a run is reported with a warning that names it and read as far as it
-can be, never a crash.
+`resnet-train` leaves it (one per job of a sweep). A sweep's `aggregate/` folder (the mean over seeds that
+`resnet-report --tensorboard` writes, analysis/aggregate.py) is not a run and is never read as one.
+Everything here tolerates runs that are still going, were killed, or left a damaged file: such a run is
+reported with a warning that names it and read as far as it can be, never a crash.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,10 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from ..config import model_name, parse_model_name
+
 log = logging.getLogger("resnet_train")
 
 # Folders inside a run that never hold another run: not worth walking into.
 RUN_INTERNALS = {"checkpoints", ".hydra", ".submitit"}
+AGGREGATE_DIR = "aggregate"  # a sweep's mean-over-seeds curves (analysis/aggregate.py): not a run
 EVENTS = "events.out.tfevents.*"  # TensorBoard's event file names
 
 Curve = list[tuple[int, float]]  # (iteration, value), sorted by iteration
@@ -37,12 +42,22 @@ class Run:
     dataset: str | None = None
     seed: int | None = None
     metrics: dict | None = None  # metrics.json, None while the run is going (or if it failed)
+    config: dict | None = None  # the stored config (.hydra/config.yaml, else the checkpoint's), plain values
     curves: dict[str, Curve] = field(default_factory=dict)  # TensorBoard tag -> points
 
     @property
     def label(self) -> str:
         """The paper's way of writing the name: "ResNet-56", "plain-20"."""
         return display_name(self.model, self.residual, self.depth)
+
+    @property
+    def precision(self) -> str | None:
+        """The numerics the run trained in: metrics.json's resolved precision, else the config's unless it is
+        left to the machine ("auto"); None when nothing says."""
+        if self.metrics and isinstance(self.metrics.get("precision"), str):
+            return self.metrics["precision"]
+        configured = ((self.config or {}).get("trainer") or {}).get("precision")
+        return str(configured) if configured not in (None, "auto") else None
 
 
 def display_name(model: str, residual: bool | None, depth: int | None) -> str:
@@ -64,7 +79,7 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
                 found.add(here.resolve())
                 subdirs.clear()  # a run does not nest another run
             else:
-                subdirs[:] = sorted(d for d in subdirs if d not in RUN_INTERNALS)
+                subdirs[:] = sorted(d for d in subdirs if d not in RUN_INTERNALS and d != AGGREGATE_DIR)
     return sorted(found)
 
 
@@ -85,18 +100,29 @@ def read_metrics(run_dir: Path) -> dict | None:
 
 
 def read_run_config(run_dir: Path) -> dict | None:
-    """The composed config Hydra saved for the run (.hydra/config.yaml) as a plain dict, or None."""
+    """The run's stored config as a plain dict: the composed config Hydra saved (.hydra/config.yaml), else
+    the one its last checkpoint carries (a run started without Hydra); None if neither can be read."""
     path = run_dir / ".hydra" / "config.yaml"
-    if not path.is_file():
-        return None
-    try:
-        from omegaconf import OmegaConf
+    if path.is_file():
+        try:
+            from omegaconf import OmegaConf
 
-        config = OmegaConf.to_container(OmegaConf.load(path))
-    except Exception as error:  # any YAML or OmegaConf error: the file is damaged
-        log.warning("run %s: cannot read .hydra/config.yaml (%s)", run_dir, error)
-        return None
-    return config if isinstance(config, dict) else None
+            config = OmegaConf.to_container(OmegaConf.load(path))
+        except Exception as error:  # any YAML or OmegaConf error: the file is damaged
+            log.warning("run %s: cannot read .hydra/config.yaml (%s)", run_dir, error)
+            return None
+        return config if isinstance(config, dict) else None
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    if checkpoint.is_file():
+        from ..engine.checkpoint import CheckpointError, load_checkpoint
+
+        try:
+            config = load_checkpoint(checkpoint).get("config")
+        except CheckpointError as error:
+            log.warning("run %s: cannot read the config of its checkpoint (%s)", run_dir, error)
+            return None
+        return config if isinstance(config, dict) else None
+    return None
 
 
 def _events_end_cleanly(path: Path) -> bool:
@@ -160,7 +186,7 @@ def _from_config(config: dict | None) -> dict:
     found = {}
     if isinstance(model.get("residual"), bool) and isinstance(model.get("depth"), int):
         found.update(residual=model["residual"], depth=model["depth"])
-        found["model"] = f"{'resnet' if model['residual'] else 'plain'}{model['depth']}"
+        found["model"] = model_name(model["residual"], model["depth"])
         found["shortcut"] = (
             str(model.get("shortcut")) if model["residual"] and model.get("shortcut") else None
         )
@@ -178,8 +204,8 @@ def _from_metrics(metrics: dict | None) -> dict:
     model, depth = metrics.get("model"), metrics.get("depth")
     if isinstance(model, str):
         found["model"] = model
-        if model.startswith(("resnet", "plain")):
-            found["residual"] = model.startswith("resnet")
+        with contextlib.suppress(ValueError):  # a name of another kind says nothing about shortcuts
+            found["residual"] = parse_model_name(model)[0]
     if isinstance(depth, int):
         found["depth"] = depth
     for key in ("shortcut", "dataset", "seed"):
@@ -189,15 +215,11 @@ def _from_metrics(metrics: dict | None) -> dict:
 
 
 def load_run(run_dir: Path, *, curves: bool = True) -> Run:
-    """Read one run: its identity from metrics.json, else .hydra/config.yaml, else the directory name."""
+    """Read one run: its identity from metrics.json, else its stored config, else the directory name."""
     run_dir = Path(run_dir)
-    metrics = read_metrics(run_dir)
-    fields = {"model": run_dir.name, **_from_config(read_run_config(run_dir)), **_from_metrics(metrics)}
-    run = Run(path=run_dir, metrics=metrics, **fields)
+    metrics, config = read_metrics(run_dir), read_run_config(run_dir)
+    fields = {"model": run_dir.name, **_from_config(config), **_from_metrics(metrics)}
+    run = Run(path=run_dir, metrics=metrics, config=config, **fields)
     if curves:
         run.curves = read_curves(run_dir)
     return run
-
-
-def load_runs(paths: Iterable[str | Path], *, curves: bool = True) -> list[Run]:
-    return [load_run(path, curves=curves) for path in find_runs(paths)]

@@ -1,14 +1,17 @@
-"""Table 6-style summaries of runs' metrics.json, beside the paper's numbers."""
+"""Table 6-style summaries of runs' metrics.json over seeds (analysis/groups.py), beside the paper's
+numbers."""
 
 from __future__ import annotations
 
 import csv
 import io
-import math
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 from typing import Sequence
 
-from .runs import Run, display_name
+from .claims import Measurement, Net
+from .groups import NET_KEYS, SHORTCUT, differing, group_runs, shown
+from .runs import Run
 
 # The paper's test errors in percent, by (dataset, model, shortcut option); plain nets have no option.
 # Only a run of the same dataset, model and option is compared with a number.
@@ -50,14 +53,11 @@ class Stats:
 
     @property
     def mean(self) -> float | None:
-        return sum(self.values) / len(self.values) if self.values else None
+        return statistics.fmean(self.values) if self.values else None
 
     @property
     def std(self) -> float | None:
-        if len(self.values) < 2:
-            return None
-        mean = self.mean
-        return math.sqrt(sum((v - mean) ** 2 for v in self.values) / (len(self.values) - 1))
+        return statistics.stdev(self.values) if len(self.values) >= 2 else None
 
     @property
     def best(self) -> float | None:
@@ -66,19 +66,23 @@ class Stats:
 
 @dataclass
 class Row:
-    """One model of one dataset (and shortcut option), over its runs (seeds). Errors are in percent."""
+    """One group of runs (seeds of one experiment on one net, analysis/groups.py). Errors are in percent."""
 
     model: str
-    label: str
+    label: str  # the group's name: the net's, with what tells it apart from other groups of that net
     dataset: str | None
     shortcut: str | None
     depth: int | None
+    residual: bool | None
     params: int | None
     iterations: list[int]
     seeds: list
     train_error: Stats
     test_error: Stats
+    val_error: Stats
     paper: float | None
+    settings: dict = field(default_factory=dict)
+    images: dict = field(default_factory=dict)  # split -> images one run's final error counted, if known
 
     @property
     def runs(self) -> int:
@@ -89,33 +93,65 @@ def _percent(values) -> list[float]:
     return [100.0 * v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
+def _images(members: Sequence[Run], split: str) -> int | None:
+    """The images a run's final `split` error counted (metrics.json), when every run agrees on it."""
+    counts = {m.metrics.get(f"{split}_error_images") for m in members}
+    return counts.pop() if len(counts) == 1 and isinstance(next(iter(counts)), int) else None
+
+
 def summarize(runs: Sequence[Run]) -> list[Row]:
-    """Group finished runs (those with metrics.json) by model, dataset and shortcut option; one row each."""
-    groups: dict[tuple, list[Run]] = {}
-    for run in runs:
-        if run.metrics is not None:
-            groups.setdefault((run.model, run.dataset, run.shortcut), []).append(run)
+    """One row per group of finished runs (those with metrics.json): seeds of one experiment on one net."""
+    finished = [run for run in runs if run.metrics is not None]
     rows = []
-    for (model, dataset, shortcut), members in groups.items():
-        first = members[0]
+    for group in group_runs(finished):
+        first, members = group.first, group.runs
         params = {m.metrics.get("params") for m in members} - {None}
         rows.append(
             Row(
-                model=model,
-                label=display_name(model, first.residual, first.depth),
-                dataset=dataset,
-                shortcut=shortcut,
+                model=first.model,
+                label=group.name,
+                dataset=first.dataset,
+                shortcut=first.shortcut,
                 depth=first.depth,
+                residual=first.residual,
                 params=params.pop() if len(params) == 1 else None,
                 iterations=sorted({m.metrics.get("iterations") for m in members} - {None}),
-                seeds=[m.seed for m in members],
+                seeds=group.seeds,
                 train_error=Stats(_percent(m.metrics.get("train_error") for m in members)),
                 test_error=Stats(_percent(m.metrics.get("test_error") for m in members)),
-                paper=paper_test_error(dataset, model, shortcut),
+                val_error=Stats(_percent(m.metrics.get("val_error") for m in members)),
+                paper=paper_test_error(first.dataset, first.model, first.shortcut),
+                settings=group.settings,
+                images={split: _images(members, split) for split in ("train", "test", "val")},
             )
         )
-    rows.sort(key=lambda r: (r.dataset or "", r.model.startswith("resnet"), r.depth or 0, r.shortcut or ""))
     return rows
+
+
+def _measurement(stats: Stats, images: int | None) -> Measurement | None:
+    return Measurement(tuple(stats.values), images) if stats.values else None
+
+
+def claim_nets(rows: Sequence[Row]) -> list[Net]:
+    """The rows as the claims need them (analysis/claims.py). Nets are compared within a family: rows whose
+    settings agree on everything but the depth, plain or residual, and shortcut option."""
+    net_keys = (*NET_KEYS, SHORTCUT)
+    family_of = [{k: v for k, v in r.settings.items() if k not in net_keys} for r in rows]
+    differences = differing(family_of)
+    nets = []
+    for row, family in zip(rows, family_of):
+        if row.residual is None or row.depth is None:
+            continue  # a run whose net is unknown
+        split = "test" if row.test_error.values else "val"
+        nets.append(Net(
+            name=row.label, residual=row.residual, depth=row.depth, shortcut=row.shortcut,
+            family=", ".join(f"{key}={shown(family.get(key))}" for key in differences),
+            train=_measurement(row.train_error, row.images.get("train")),
+            test=_measurement(getattr(row, f"{split}_error"), row.images.get(split)), test_split=split,
+            paper=row.paper, paper_source=PAPER_SOURCE.get(row.dataset or "", "").split(",")[0],
+            iterations=row.iterations[-1] if len(row.iterations) == 1 else None,
+        ))  # fmt: skip
+    return nets
 
 
 def _number(value: float | None, digits: int = 2) -> str:
@@ -135,10 +171,11 @@ def _iterations(row: Row) -> str:
     return f"{low:,}" if low == high else f"{low:,}–{high:,}"
 
 
-def to_markdown(rows: Sequence[Row]) -> str:
-    """The table as GitHub markdown, errors in percent: mean ± std over the runs, and the best run."""
+def to_markdown(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
+    """The table as GitHub markdown, errors in percent: mean ± std over the n runs (seeds) of each group, and
+    the best run; `notes` are lines for its footer (the precision, mixed settings)."""
     header = [
-        "model", "dataset", "shortcut", "layers", "params", "iterations", "runs",
+        "model", "dataset", "shortcut", "layers", "params", "iterations", "n",
         "train error (%)", "test error (%)", "best test (%)", "paper test (%)",
     ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -150,19 +187,22 @@ def to_markdown(rows: Sequence[Row]) -> str:
             _number(r.paper) or "–",
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
-    notes = [
+    sources = [
         f"{name}: {source}" for name, source in PAPER_SOURCE.items() if any(r.dataset == name for r in rows)
     ]
-    footer = "\nErrors in percent; ± is the sample standard deviation over runs (seeds)."
-    if notes:
-        footer += " Paper numbers: " + "; ".join(notes) + "."
-    return "\n".join(lines) + "\n" + footer + "\n"
+    footer = (
+        "\nErrors in percent; mean ± the sample standard deviation over the n runs (seeds) of one row. A row "
+        "holds the runs whose configs agree on every setting but the seed and where files go."
+    )
+    if sources:
+        footer += " Paper numbers: " + "; ".join(sources) + "."
+    return "\n".join(lines) + "\n" + footer + "".join(f"\n\n{note}." for note in notes) + "\n"
 
 
 CSV_FIELDS = [
     "model", "dataset", "shortcut", "depth", "params", "iterations", "runs",
     "train_error_mean", "train_error_std", "test_error_mean", "test_error_std", "test_error_best",
-    "paper_test_error",
+    "paper_test_error", "name", "seeds",
 ]  # fmt: skip
 
 
@@ -196,6 +236,8 @@ def to_csv(rows: Sequence[Row]) -> str:
                 "test_error_std": _rounded(r.test_error.std),
                 "test_error_best": _rounded(r.test_error.best),
                 "paper_test_error": r.paper,
+                "name": r.label,
+                "seeds": "/".join(map(str, r.seeds)),
             }
         )
     return buffer.getvalue()

@@ -5,9 +5,11 @@
 Every run at or below the given directories is drawn (a run is a directory with TensorBoard events or a
 metrics.json): training error dashed, test error bold (validation error if the run has no test curve), x in
 1e4 iterations (in iterations for runs shorter than 1e4), y in percent, one colour per depth, plain nets and
-ResNets in two panels on one y range when both are present. Runs still in progress are drawn as far as they
-got; a run whose events are missing or damaged is named in a warning and drawn as far as it can be read, or
-left out.
+ResNets in two panels on one y range when both are present. The seeds of one experiment (runs whose configs
+agree on every setting but the seed and where files go, analysis/groups.py) are one curve: their mean, with
+a min-max band and n in the legend; the caption says the precision, and when the runs mix precisions. Runs
+still in progress are drawn as far as they got; a run whose events are missing or damaged is named in a
+warning and drawn as far as it can be read, or left out.
 """
 
 from __future__ import annotations

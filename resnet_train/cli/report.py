@@ -1,12 +1,21 @@
-"""`resnet-report`: a Table 6-style table of finished runs, beside the paper's numbers.
+"""`resnet-report`: a Table 6-style table of finished runs over seeds, beside the paper's numbers, and the
+paper's claims with a verdict each.
 
-    resnet-report SWEEP_DIR... [--format markdown|csv] [--out FILE]
+    resnet-report SWEEP_DIR... [--format markdown|csv] [--out FILE] [--tensorboard]
 
-Reads the metrics.json of every run at or below the given directories and prints one row per model, dataset
-and shortcut option: layers, parameters, final training error and test error in percent, as mean ± sample
-std over the runs (seeds) with the best (lowest) test error, and the paper's test error for that model where
-it has one (CIFAR-10 numbers only for dataset cifar10, ImageNet ones only for imagenet). Runs without a
-metrics.json (still going, or failed) are named in a warning and left out.
+Reads every run at or below the given directories and prints one row per group of runs whose configs agree
+on every setting but the seed and where files go (analysis/groups.py): layers, parameters, final training
+and test error in percent as mean ± sample std over the n runs (seeds), the best (lowest) test error, and the
+paper's test error for that net where it has one (CIFAR-10 numbers only for dataset cifar10, ImageNet ones
+only for imagenet). The footer says the precision the runs trained in (and when they mix precisions) and the
+settings the groups differ in besides the net. The markdown ends with the paper's claims (the deeper plain
+net trains worse, a ResNet below its plain twin, the deeper ResNet tests better, each net beside the paper),
+each with our numbers, the gap, its noise and a verdict (analysis/claims.py).
+
+`--tensorboard` also writes FIRST_DIR/aggregate/<group>/: TensorBoard runs of the mean and min-max band of
+every error curve over each group's seeds (analysis/aggregate.py), replaced on every call.
+
+Runs without a metrics.json (still going, or failed) are named in a warning and left out of the table.
 """
 
 from __future__ import annotations
@@ -17,8 +26,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ..analysis import claims
+from ..analysis.aggregate import write_aggregate
+from ..analysis.groups import group_runs, mixed_settings, precision_note
 from ..analysis.runs import find_runs, load_run
-from ..analysis.tables import summarize, to_csv, to_markdown
+from ..analysis.tables import claim_nets, summarize, to_csv, to_markdown
 from ..logs import setup_logging
 
 log = logging.getLogger("resnet_train")
@@ -29,11 +41,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(logging.WARNING)
     log.setLevel(logging.INFO)
     parser = argparse.ArgumentParser(
-        prog="resnet-report", description="A Table 6-style table of runs' metrics.json beside the paper's."
+        prog="resnet-report",
+        description="A Table 6-style table of runs over seeds beside the paper's, and the paper's claims.",
     )
     parser.add_argument("dirs", nargs="+", metavar="SWEEP_DIR", help="sweep folders or run directories")
     parser.add_argument("--format", choices=["markdown", "csv"], default="markdown", help="default: markdown")
     parser.add_argument("--out", type=Path, default=None, help="write the table here instead of stdout")
+    parser.add_argument(
+        "--tensorboard", action="store_true",
+        help="also write FIRST_DIR/aggregate/<group>/: each group's mean and min-max band over seeds",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     try:
@@ -41,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as error:
         log.error("%s", error)
         return 2
-    runs = [load_run(path, curves=False) for path in run_dirs]
+    runs = [load_run(path, curves=args.tensorboard) for path in run_dirs]
     for run in runs:
         if run.metrics is None:
             log.warning("run %s: no metrics.json (still running, or it failed); left out", run.path)
@@ -49,7 +66,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not rows:
         log.error("no finished runs (with metrics.json) under %s", ", ".join(args.dirs))
         return 2
-    text = to_csv(rows) if args.format == "csv" else to_markdown(rows)
+    finished = [run for run in runs if run.metrics is not None]
+    mixed = mixed_settings([row.settings for row in rows])
+    if mixed:
+        log.warning("%s", mixed)
+    if args.format == "csv":
+        text = to_csv(rows)
+    else:
+        precision = precision_note(finished)
+        notes = [precision[0].upper() + precision[1:], *([mixed] if mixed else [])]
+        text = to_markdown(rows, notes) + "\n" + claims.to_markdown(claim_nets(rows))
+    if args.tensorboard:
+        try:  # every run with curves, finished or not: a sweep can be watched while it goes
+            written = write_aggregate(group_runs(runs), args.dirs[0])
+        except (ValueError, OSError) as error:
+            log.error("%s", error)
+            return 2
+        log.info("mean and min-max band over seeds -> %s (tensorboard --logdir %s)", written, args.dirs[0])
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

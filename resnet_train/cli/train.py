@@ -28,6 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from ..applicability import check_settings
 from ..config import Config, DeviceKind, check_ranges, config_dir, register_configs
 from ..engine import distributed
 from ..engine.loop import PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, Preempted, StopOutsideLoop
@@ -220,10 +221,10 @@ def warn_unswept(cfg: DictConfig, hydra_config: DictConfig) -> None:
 def run_job(cfg: DictConfig, run_dir: Path, share: JobShare | None = None) -> dict | None:
     """One job of `resnet-train` from its composed config (without the `hydra` node): check it, then train
     in `run_dir`. Returns the final metrics (None where spawned workers trained); raises UserError for a
-    bad setting and Preempted for a signal, leaving exit codes to the caller. Tests call this in-process
-    with a config from Hydra's `compose()`."""
+    bad setting and Preempted for a signal, leaving exit codes to the caller."""
     config: Config = OmegaConf.to_object(cfg)
     check_ranges(config)
+    check_settings(cfg)  # a key the schema lacks, or a setting with no effect on this run: refused
     return launch(config, run_dir, share)
 
 

@@ -19,6 +19,7 @@ from ..config import Crops, DataConfig, Loader
 from ..errors import UserError
 from .augment import center_view, scale_views, ten_views, train_transform
 from .files import BadImages, ImageFiles, check_class_count, eval_folder, scan_folder
+from .identity import Source, TreeDigests, data_identity, tree_digests
 from .interface import SINGLE_PROCESS, Collectives, EvalBatches, RunData
 from .memory import MemoryEvalBatches, MemoryTrainBatches
 from .normalize import Normalizer
@@ -39,6 +40,7 @@ def build_data(
     when the data folder is read-only; `collectives` sums the statistics across ranks."""
     if d.loader is Loader.memory:
         splits = _memory_splits(d, download=d.download)
+        identity = _identity(d, splits.classes, splits.source, splits.train, splits.val, splits.test)
         stats = InputStats.fit(splits.train.images)
         normalize = Normalizer(stats, d.normalize, shard.device)
         train = MemoryTrainBatches(
@@ -52,14 +54,18 @@ def build_data(
             for split, images in sets.items()
             if images is not None
         }
-        return RunData(train, evals, splits.classes, stats, splits.synthetic)
+        return RunData(train, evals, splits.classes, stats, identity, splits.synthetic)
     root = Path(d.root).expanduser()
-    train_files, files_by_split = _stream_splits(d)
+    tree = _stream_tree(d)
+    train_files, files_by_split = _hold_out_files(d, tree)
+    identity = _identity(
+        d, train_files.classes, tree.source, train_files, files_by_split.get("val"), files_by_split["test"]
+    )
     bad_images = BadImages(d.on_bad_image)
     cache_dirs = [root] + ([Path(run_dir)] if run_dir is not None else [])
     stats = input_stats(
-        train_files, d.image_size, d.test_resize, d.mean_samples, cache_dirs, workers=d.workers,
-        bad_images=bad_images, shard=shard, collectives=collectives,
+        train_files, d.image_size, d.test_resize, d.mean_samples, cache_dirs, cache_key=tree.cache_key(d),
+        workers=d.workers, bad_images=bad_images, shard=shard, collectives=collectives,
     )  # fmt: skip
     normalize = Normalizer(stats, d.normalize, shard.device, channels_last)
     try:
@@ -77,7 +83,18 @@ def build_data(
         )
         for split, files in files_by_split.items()
     }
-    return RunData(train, evals, train_files.classes, stats)
+    return RunData(train, evals, train_files.classes, stats, identity)
+
+
+def _identity(d: DataConfig, classes: list[str], source: Source, train, val, test) -> dict:
+    """The data's identity (identity.py), with the image count per split said once in the log."""
+    images = {"train": len(train), "val": len(val) if val is not None else 0, "test": len(test)}
+    held_out = f", {images['val']} validation" if val is not None else ""
+    log.info(
+        "%s: %d classes, %d training%s and %d test images", d.name.value, len(classes), images["train"],
+        held_out, images["test"],
+    )  # fmt: skip
+    return data_identity(d.name.value, classes, images, source)
 
 
 def _memory_splits(d: DataConfig, download: bool):
@@ -87,16 +104,41 @@ def _memory_splits(d: DataConfig, download: bool):
     )  # fmt: skip
 
 
-def _stream_splits(
-    d: DataConfig, classes: list[str] | None = None
-) -> tuple[ImageFiles, dict[str, ImageFiles]]:
-    """train/ (less the held-out images) and the evaluation splits of a streamed tree."""
+@dataclass
+class StreamTree:
+    """A streamed ImageFolder tree as scanned: train/ (before the hold-out) and the test split folder under
+    `root`, and digests of their files (one `stat` each, taken when first asked for)."""
+
+    root: Path
+    train: ImageFiles
+    test: ImageFiles
+
+    @functools.cached_property
+    def digests(self) -> TreeDigests:
+        return tree_digests(self.train.paths + self.test.paths, self.root)
+
+    @property
+    def source(self) -> Source:
+        return Source("files", self.digests.content)
+
+    def cache_key(self, d: DataConfig) -> str:
+        """What the training-set statistics depend on: every file as it is now, and the hold-out."""
+        return f"{self.digests.version}-val{d.val_size}"
+
+
+def _stream_tree(d: DataConfig, classes: list[str] | None = None) -> StreamTree:
     if d.test_resize < d.image_size:
         raise UserError(f"data.test_resize={d.test_resize} must be at least data.image_size={d.image_size}")
     root = Path(d.root).expanduser()
     train_files = scan_folder(root / "train", classes)
     check_class_count(train_files, d.num_classes)
-    splits = {"test": scan_folder(eval_folder(root, d.name), train_files.classes)}
+    test_files = scan_folder(eval_folder(root, d.name), train_files.classes)
+    return StreamTree(root, train_files, test_files)
+
+
+def _hold_out_files(d: DataConfig, tree: StreamTree) -> tuple[ImageFiles, dict[str, ImageFiles]]:
+    """train/ less the held-out images, and the evaluation splits ("test", and "val" with data.val_size)."""
+    train_files, splits = tree.train, {"test": tree.test}
     if d.val_size:
         kept, held = hold_out(len(train_files), d.val_size, "train/")
         train_files, splits["val"] = train_files.subset(kept), train_files.subset(held)
@@ -133,12 +175,15 @@ def build_eval_set(
         images = splits.val if split == "val" else splits.test
         if images is None:
             raise UserError("the run held out no validation set (data.val_size=0); use the test split")
+        if classes is not None:  # label by the checkpoint's class names, as a streamed tree is
+            images = images.relabel(classes, d.root)
         stats = stats or InputStats.fit(splits.train.images)
         normalize = Normalizer(stats, d.normalize, device)
         batches = MemoryEvalBatches(images, normalize, batch_size, shard=Shard(device))
         return EvalSet(batches, len(images), None, bad_images)
     if split == "val" or classes is None or stats is None:  # the held-out images, or inputs from train/
-        train_files, files_by_split = _stream_splits(d, classes)
+        tree = _stream_tree(d, classes)
+        train_files, files_by_split = _hold_out_files(d, tree)
     else:  # the checkpoint's classes and statistics: train/ is not needed
         root = Path(d.root).expanduser()
         train_files, files_by_split = None, {"test": scan_folder(eval_folder(root, d.name), classes)}
@@ -147,7 +192,8 @@ def build_eval_set(
     if stats is None:
         stats = input_stats(
             train_files, d.image_size, d.test_resize, d.mean_samples, [Path(d.root).expanduser()],
-            workers=d.workers, bad_images=bad_images, shard=Shard(), collectives=SINGLE_PROCESS,
+            cache_key=tree.cache_key(d), workers=d.workers, bad_images=bad_images, shard=Shard(),
+            collectives=SINGLE_PROCESS,
         )  # fmt: skip
     files = files_by_split[split]
     views = {

@@ -11,6 +11,7 @@ sorted order; an evaluation folder is labelled with the training set's classes, 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from ..config import BadImage, DatasetName
 from ..errors import UserError
 
 log = logging.getLogger("resnet_train")
+
+IMAGE_EXTENSIONS = datasets.folder.IMG_EXTENSIONS  # what torchvision's ImageFolder reads
 
 
 @dataclass
@@ -42,30 +45,79 @@ class ImageFiles:
         return ImageFiles(paths, labels, self.classes, self.folder)
 
 
+def visible(name: str) -> bool:
+    """Hidden entries (`.ipynb_checkpoints`, macOS's `._photo.jpg`) are neither classes nor images."""
+    return not name.startswith(".")
+
+
+def class_images(folder: str) -> tuple[list[str], list[str]]:
+    """The image files under one class folder, in torchvision's ImageFolder order (sub-folders walked in
+    sorted order, files sorted), hidden entries skipped; and the sub-folders that held some of them."""
+    walks = []
+    for directory, subfolders, names in os.walk(folder, followlinks=True):
+        subfolders[:] = [name for name in subfolders if visible(name)]
+        walks.append((directory, names))
+    paths, nested = [], []
+    for directory, names in sorted(walks):
+        found = [
+            os.path.join(directory, name)
+            for name in sorted(names)
+            if visible(name) and datasets.folder.has_file_allowed_extension(name, IMAGE_EXTENSIONS)
+        ]
+        if found and directory != folder:
+            nested.append(directory)
+        paths.extend(found)
+    return paths, nested
+
+
 def scan_folder(folder: str | Path, classes: list[str] | None = None) -> ImageFiles:
     """The images under `folder`, one sub-folder per class. With `classes` (the training set's), every
     sub-folder must be one of them and is labelled by its position there; otherwise the sorted sub-folders
-    are the classes."""
+    are the classes.
+
+    As in torchvision's ImageFolder, images in sub-folders of a class folder belong to that class (said in
+    one warning); hidden folders and files are skipped at every level, and a class folder without images is
+    refused."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise UserError(f"image folder {folder} does not exist")
-    found = sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
+    found = sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and visible(entry.name))
     if not found:
         raise UserError(f"{folder} has no class sub-folders (expected {folder}/<class>/<image>)")
     classes = found if classes is None else list(classes)
+    index = label_index(found, classes, folder)
+    paths, labels, nested = [], [], []
+    for name in found:
+        images, subfolders = class_images(os.path.join(str(folder), name))
+        if not images:
+            raise UserError(
+                f"class folder {folder / name} holds no image files ({', '.join(IMAGE_EXTENSIONS)}; hidden "
+                f"files do not count): add its images or remove the folder"
+            )
+        paths += images
+        labels += [index[name]] * len(images)
+        nested += subfolders
+    if nested:
+        log.warning(
+            "%s: %d sub-folder(s) of class folders hold images (first: %s); each image counts as one of its "
+            "class folder's, as in torchvision's ImageFolder", folder, len(nested), nested[0],
+        )  # fmt: skip
+    return ImageFiles(paths, labels, classes, str(folder))
+
+
+def label_index(found: list[str], classes: list[str], where: str | Path) -> dict[str, int]:
+    """The label of each class name `found` in a tree (or an archive): its position in `classes` (the
+    training set's, or a checkpoint's). Labels go by name, so a tree whose class folders differ from
+    `classes` is refused rather than labelled by position."""
     unknown = sorted(set(found) - set(classes))
     if unknown:
         raise UserError(
-            f"{folder} has class folders that the training set lacks: {', '.join(unknown[:5])}"
-            f"{' ...' if len(unknown) > 5 else ''}"
+            f"{where} has class folders that the training set lacks: {', '.join(unknown[:5])}"
+            f"{' ...' if len(unknown) > 5 else ''} (its classes: {', '.join(classes[:5])}"
+            f"{' ...' if len(classes) > 5 else ''})"
         )
-    index = {name: i for i, name in enumerate(classes)}
-    samples = datasets.folder.make_dataset(
-        str(folder), {name: index[name] for name in found}, extensions=datasets.folder.IMG_EXTENSIONS
-    )
-    if not samples:
-        raise UserError(f"{folder} holds no image files")
-    return ImageFiles([p for p, _ in samples], [label for _, label in samples], classes, str(folder))
+    position = {name: i for i, name in enumerate(classes)}
+    return {name: position[name] for name in found}
 
 
 def eval_folder(root: str | Path, name: DatasetName) -> Path:

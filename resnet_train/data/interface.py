@@ -69,6 +69,7 @@ class RunData:
     evals: dict[str, EvalBatches]
     classes: list[str]
     stats: InputStats
+    identity: dict  # what identifies the data (identity.py), checked when a run resumes
     synthetic: bool = False
 
     @property
@@ -77,5 +78,9 @@ class RunData:
 
     def checkpoint_state(self) -> dict:
         """What using the weights needs besides the config: the class names (what each output means) and
-        the statistics the inputs are normalised with. Stored in every checkpoint, for every dataset."""
-        return {"input": {"classes": list(self.classes), "stats": self.stats.state_dict()}}
+        the statistics the inputs are normalised with; and the data's identity, so that a resume can refuse
+        other data. Stored in every checkpoint, for every dataset."""
+        return {
+            "input": {"classes": list(self.classes), "stats": self.stats.state_dict()},
+            "data_identity": self.identity,
+        }

@@ -15,7 +15,8 @@ from torchvision import datasets
 
 from ..config import DatasetName
 from ..errors import UserError
-from .files import check_class_count, decode_all, eval_folder, scan_folder
+from .files import check_class_count, decode_all, eval_folder, label_index, scan_folder
+from .identity import Source, archive_source, files_source, generated_source
 from .split import hold_out
 
 
@@ -26,12 +27,20 @@ class ImageSet:
     images: torch.Tensor
     labels: torch.Tensor
     classes: list[str]  # the names the labels index
+    paths: list[str] | None = None  # the image files, for a set read from an ImageFolder tree
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, index: list[int]) -> ImageSet:
-        return ImageSet(self.images[index], self.labels[index], self.classes)
+        paths = None if self.paths is None else [self.paths[i] for i in index]
+        return ImageSet(self.images[index], self.labels[index], self.classes, paths)
+
+    def relabel(self, classes: list[str], where: str) -> ImageSet:
+        """The same images labelled by their class names' positions in `classes` (a checkpoint's)."""
+        index = label_index(self.classes, classes, where)
+        lookup = torch.tensor([index[name] for name in self.classes], dtype=torch.int64)
+        return ImageSet(self.images, lookup[self.labels], list(classes), self.paths)
 
 
 OFFICIAL = {
@@ -99,7 +108,8 @@ def read_image_folder(
                 f"{path} is {image.shape[2]}x{image.shape[1]}, but {files.paths[0]} is {size[2]}x{size[1]}: "
                 f"an in-memory image tree needs one size (the streamed loader, data.loader=stream, resizes)"
             )
-    return ImageSet(torch.stack(images), torch.tensor(files.labels, dtype=torch.int64), files.classes)
+    labels = torch.tensor(files.labels, dtype=torch.int64)
+    return ImageSet(torch.stack(images), labels, files.classes, files.paths)
 
 
 def synthetic(
@@ -142,6 +152,7 @@ class Splits:
     val: ImageSet | None
     test: ImageSet
     synthetic: bool
+    source: Source  # what identifies the images (identity.py)
 
     @property
     def classes(self) -> list[str]:
@@ -176,8 +187,18 @@ def load_splits(
         test = read_image_folder(eval_folder(root, name), num_classes, train.classes)  # test/, else val/
     else:
         raise UserError(f"data={name.value} is not served from memory; use the streamed loader")
+    source = _source(name, root, train, test)
     val = None
     if val_size:
         kept, held = hold_out(len(train), val_size, "the training set")
         train, val = train.subset(kept), train.subset(held)
-    return Splits(train, val, test, name is DatasetName.synthetic)
+    return Splits(train, val, test, name is DatasetName.synthetic, source)
+
+
+def _source(name: DatasetName, root: str, train: ImageSet, test: ImageSet) -> Source:
+    """What identifies the images read: a tree's files, the official archive, or the generated pixels."""
+    if train.paths is not None:
+        return files_source(train.paths + test.paths, root)
+    if name is DatasetName.synthetic:
+        return generated_source(train.images, train.labels, test.images, test.labels)
+    return archive_source(OFFICIAL[name.value][0])

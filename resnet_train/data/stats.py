@@ -4,8 +4,9 @@ Sec. 3.4: "the per-pixel mean subtracted". The mean is taken over a bounded samp
 image for a small set): each image is resized to its test-time size (shorter side data.test_resize) and
 centre-cropped to data.image_size, so the mean image has the size of a training crop. The sample is fixed
 (seed 0), so every run and every rank computes the same statistics. The cache file sits beside the data when
-that folder is writable, else in the run directory; it is recomputed when the training set's size or the
-settings change.
+that folder is writable, else in the run directory. It is keyed on the training files (their relative paths,
+sizes and modification times: identity.tree_digests) and the hold-out, and named after the settings, so any
+added, removed, renamed or rewritten image, or another setting, recomputes it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("resnet_train")
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 1 was keyed on the image count alone
 
 
 @dataclass
@@ -106,15 +107,16 @@ def cache_name(image_size: int, resize: int, samples: int) -> str:
     return f"input_stats_{image_size}px_resize{resize}_n{samples}.pt"
 
 
-def load_cached(folders: list[Path], name: str, train_images: int) -> InputStats | None:
-    """The statistics cached in the first of `folders` that holds a valid file for this training set."""
+def load_cached(folders: list[Path], name: str, key: str) -> InputStats | None:
+    """The statistics cached in the first of `folders` that holds a valid file for the training set `key`
+    identifies."""
     for folder in folders:
         path = folder / name
         if not path.is_file():
             continue
         try:
             cached = torch.load(path, map_location="cpu", weights_only=True)
-            if cached.get("format") == CACHE_FORMAT and cached.get("train_images") == train_images:
+            if cached.get("format") == CACHE_FORMAT and cached.get("key") == key:
                 log.info("input statistics from %s", path)
                 return InputStats.from_state_dict(cached["stats"])
         except Exception as error:  # a truncated or foreign file: recompute rather than fail the run
@@ -122,9 +124,9 @@ def load_cached(folders: list[Path], name: str, train_images: int) -> InputStats
     return None
 
 
-def save_cached(stats: InputStats, folders: list[Path], name: str, train_images: int) -> Path | None:
+def save_cached(stats: InputStats, folders: list[Path], name: str, key: str) -> Path | None:
     """Write the cache into the first writable folder (atomically); None when none is writable."""
-    state = {"format": CACHE_FORMAT, "train_images": train_images, "stats": stats.state_dict()}
+    state = {"format": CACHE_FORMAT, "key": key, "stats": stats.state_dict()}
     for folder in folders:
         path, tmp = folder / name, folder / f".{name}.{os.getpid()}.tmp"
         try:
@@ -170,12 +172,13 @@ def compute_input_stats(
 
 
 def input_stats(
-    files: ImageFiles, image_size: int, resize: int, samples: int, cache_dirs: list[Path], *, workers: int,
-    bad_images: BadImages, shard: Shard, collectives: Collectives,
+    files: ImageFiles, image_size: int, resize: int, samples: int, cache_dirs: list[Path], *, cache_key: str,
+    workers: int, bad_images: BadImages, shard: Shard, collectives: Collectives,
 ) -> InputStats:  # fmt: skip
-    """Load the cached statistics, or compute and cache them (every rank computes a share)."""
+    """Load the statistics cached under `cache_key` (what identifies the training files), or compute and
+    cache them (every rank computes a share)."""
     name = cache_name(image_size, resize, min(samples, len(files)))
-    stats = load_cached(cache_dirs, name, len(files))
+    stats = load_cached(cache_dirs, name, cache_key)
     if not collectives.any_rank(stats is None, shard.device):
         return stats
     log.info("computing the mean image over %d training images", min(samples, len(files)))
@@ -184,5 +187,5 @@ def input_stats(
         collectives=collectives,
     )  # fmt: skip
     if shard.rank == 0:
-        save_cached(stats, cache_dirs, name, len(files))
+        save_cached(stats, cache_dirs, name, cache_key)
     return stats

@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 
+# What a checkpoint must hold to continue training from it, and to use its weights (every value a dict).
+TRAINING_KEYS = ("model", "optimizer", "schedule", "scaler", "trainer", "rng", "config")
+WEIGHTS_KEYS = ("model", "config")
+
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be used: unreadable, corrupted, unsafe or from another run."""
@@ -175,8 +179,23 @@ def verify_checkpoint(path: Path) -> None:
     log.info("checkpoint %s has no %s; the CRCs of its zip records check out", path, sidecar.name)
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Load one checkpoint file safely; raise CheckpointError naming the file if it cannot be trusted."""
+def check_structure(state: dict, source, needs: tuple[str, ...]) -> None:
+    """Refuse a checkpoint that lacks one of the parts `needs` names (or holds one that is not a dict), in
+    one line naming them, rather than failing later with a KeyError."""
+    missing = [key for key in needs if not isinstance(state.get(key), dict)]
+    trainer = state.get("trainer")
+    if "trainer" in needs and isinstance(trainer, dict) and not isinstance(trainer.get("iteration"), int):
+        missing.append("trainer.iteration")
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {source} is incomplete: it lacks {', '.join(missing)} (a resnet-train checkpoint "
+            f"holds {', '.join(needs)})"
+        )
+
+
+def load_checkpoint(path: Path, needs: tuple[str, ...] = ()) -> dict:
+    """Load one checkpoint file safely and check that it holds the parts `needs` names (TRAINING_KEYS,
+    WEIGHTS_KEYS); raise CheckpointError naming the file if it cannot be trusted or used."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -188,11 +207,12 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {first_line}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not a resnet-train checkpoint (format {FORMAT_VERSION})")
+    check_structure(state, path, needs)
     return state
 
 
-def latest_checkpoint(directory: Path) -> dict | None:
-    """The newest usable checkpoint in `directory`, or None if it holds none.
+def latest_checkpoint(directory: Path, needs: tuple[str, ...] = ("trainer",)) -> dict | None:
+    """The newest usable checkpoint in `directory` (holding what `needs` names), or None if it holds none.
 
     Newest first: a committed last.pt.tmp whose renames a crash cut short, last.pt, then prev.pt (with a
     warning when a newer one was unusable). An uncommitted last.pt.tmp is an unfinished write: ignored.
@@ -204,7 +224,7 @@ def latest_checkpoint(directory: Path) -> dict | None:
         if not path.exists():
             continue
         try:
-            state = load_checkpoint(path)
+            state = load_checkpoint(path, needs)
         except CheckpointError as error:
             log.warning("%s", error)
             errors.append(str(error))

@@ -13,11 +13,12 @@ from .distributed import all_reduce_sum
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Mean loss, top-1 and top-5 error (fractions), read by name."""
+    """Mean loss, top-1 and top-5 error (fractions), read by name, and how many images they are over."""
 
     loss: float
     error: float
     top5_error: float
+    images: int | None = None  # the error's denominator: its binomial noise floor (analysis/claims.py)
 
 
 def topk_wrong(scores: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
@@ -61,4 +62,4 @@ def evaluate(
         count += len(labels)
     model.train(was_training)
     loss_sum, wrong, wrong5, count = all_reduce_sum(torch.stack([loss_sum, wrong, wrong5, count])).tolist()
-    return EvalResult(loss_sum / count, wrong / count, wrong5 / count)
+    return EvalResult(loss_sum / count, wrong / count, wrong5 / count, images=int(count))

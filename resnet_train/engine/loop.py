@@ -374,6 +374,7 @@ class Trainer:
             self.schedule.observe_train_error(train_error)
             self.last_metrics["train_error"] = train_error
             self.last_metrics["train_loss"] = train_loss
+            self.last_metrics["train_error_images"] = int(seen)  # the window the error is over
         self._reset_meter()
 
     def _evaluate_all(self) -> None:
@@ -386,6 +387,7 @@ class Trainer:
             self.last_metrics[f"{split}_error"] = error
             self.last_metrics[f"{split}_loss"] = loss
             self.last_metrics[f"{split}_top5_error"] = top5_error
+            self.last_metrics[f"{split}_error_images"] = result.images
             # sched=paper_imagenet: lr drops on a plateau of the held-out val error, else the test split's
             if split == ("val" if "val" in self.eval_sets else "test"):
                 self.schedule.observe_val_error(error)

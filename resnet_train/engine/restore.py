@@ -18,8 +18,8 @@ from omegaconf.errors import OmegaConfBaseException
 from ..config import Config, ModelConfig
 from ..data import InputStats, Normalizer
 from ..errors import UserError
-from ..models import build_model
-from .checkpoint import load_checkpoint
+from ..models import build_model, model_name
+from .checkpoint import WEIGHTS_KEYS, check_structure, load_checkpoint
 
 
 def model_from_config(m: ModelConfig, num_classes: int, input_size: int) -> torch.nn.Module:
@@ -68,17 +68,40 @@ def restore(
     if not isinstance(checkpoint, dict):
         source = source or str(checkpoint)
         checkpoint = load_checkpoint(Path(checkpoint).expanduser())
+    source = source or "the checkpoint"
     if "config" not in checkpoint:
-        raise UserError(f"{source or 'the checkpoint'} holds no config; it was not written by resnet-train")
+        raise UserError(f"{source} holds no config; it was not written by resnet-train")
+    check_structure(checkpoint, source, WEIGHTS_KEYS)
     config = config_from_plain(checkpoint["config"], overrides, schema)
     inputs = checkpoint.get("input")
     classes = list(inputs["classes"]) if inputs else None
     stats = InputStats.from_state_dict(inputs["stats"]) if inputs else None
     num_classes = len(classes) if classes else checkpoint["model"]["fc.weight"].shape[0]
-    model = model_from_config(config.model, num_classes, config.data.image_size)
-    model.load_state_dict(checkpoint["model"])
+    try:
+        model = model_from_config(config.model, num_classes, config.data.image_size)
+    except ValueError as error:  # an impossible net (a depth that is not 6n+2, ...)
+        raise UserError(str(error)) from None
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError:  # missing, unexpected or misshapen weights: hundreds of lines from torch
+        raise UserError(_misfit(checkpoint["config"], overrides, source)) from None
     iteration = checkpoint.get("trainer", {}).get("iteration")
     return Restored(config, model.eval(), classes, stats, iteration)
+
+
+def _misfit(stored: dict, overrides: list[str], source: str) -> str:
+    """One line for weights that do not fit the net the (overridden) config describes: the checkpoint's own
+    net and the overrides that changed it."""
+    m = config_from_plain(stored).model
+    net = f"{model_name(m.residual, m.depth)} ({m.family.value} family"
+    net += f", shortcut {m.shortcut.value})" if m.residual else ")"
+    keys = [item.partition("=")[0].lstrip("+") for item in overrides]
+    changed = [
+        item for item, key in zip(overrides, keys) if key.startswith("model.") or key == "data.image_size"
+    ]
+    if changed:
+        return f"{source} holds a {net}; {' '.join(changed)} does not fit its weights: drop the override"
+    return f"{source} holds a {net}, but its weights do not fit that net (a damaged or hand-edited file)"
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:

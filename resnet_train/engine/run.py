@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..applicability import uses_warmup
 from ..config import (
     CompileMode,
     Config,
     DatasetName,
     DeviceKind,
-    Family,
     NanPolicy,
     Precision,
     TrainerConfig,
-    Warmup,
+    config_to_plain,
 )
 from ..data import RunData, Shard, build_data
 from ..errors import UserError
@@ -35,7 +35,7 @@ from .logger import RunLogger
 from .loop import LoopSettings, Trainer
 from .optim import LrSchedule, build_optimizer
 from .restore import model_from_config
-from .rundir import find_resume_checkpoint
+from .rundir import ResumePoint, check_data_identity, find_resume_checkpoint
 
 log = logging.getLogger("resnet_train")
 
@@ -64,17 +64,6 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def identity(config: Config) -> dict:
-    """What the run trains, as its log and metrics.json name it."""
-    m = config.model
-    return {
-        "model": model_name(m.residual, m.depth),
-        "family": m.family.value,
-        "shortcut": m.shortcut.value if m.residual else None,
-        "dataset": config.data.name.value,
-    }
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -94,10 +83,7 @@ def build_model_and_optimizer(
         raw_model.parameters(), o.name, o.lr, momentum=o.momentum, nesterov=o.nesterov,
         weight_decay=o.weight_decay, betas=tuple(o.betas), fused=device.type == "cuda", capturable=cuda_graph,
     )  # fmt: skip
-    # Sec. 4.2: the 0.01 warm-up is for the 110- and 1202-layer CIFAR nets.
-    warmup = sc.warmup is Warmup.on or (
-        sc.warmup is Warmup.auto and m.family is Family.cifar and m.depth >= 110
-    )
+    warmup = uses_warmup(sc.warmup, m.family, m.depth)
     schedule = LrSchedule.from_config(sc, o.lr, t.max_iters, warmup=warmup)
     return raw_model, optimizer, schedule
 
@@ -123,7 +109,7 @@ class Runtime:
         """The trainer's settings, with what is left unset (None, precision=auto) chosen for the device."""
         device = resolve_device(t.device, world.local_rank)
         on_cuda = device.type == "cuda"
-        # CPU defaults, from scripts/bench.py --steps-only on a quiet 2-core AMD EPYC (AVX2, no native bf16,
+        # CPU defaults, from scripts/bench_steps.py on a quiet 2-core AMD EPYC (AVX2, no native bf16,
         # torch 2.14; README, Speed): channels_last lets oneDNN use its blocked convolution kernels, a
         # ResNet-20 step 477 ms against 571 ms contiguous (1.20x; ResNet-56 1.16x). torch.compile stays off:
         # 1.12x on the ResNet-20 step (409 ms) after about a minute of compiling, measured on that net only,
@@ -164,9 +150,12 @@ class Runtime:
 
 
 def build_trainer(
-    config: Config, run_dir: Path, world: distributed.World, rt: Runtime, *, start: int = 0
-) -> tuple[Trainer, RunData, int]:
-    """Data, model, optimizer, schedule and loop for `config`; returns (trainer, data, parameter count)."""
+    config: Config, run_dir: Path, world: distributed.World, rt: Runtime, *, start: int = 0,
+    resumed: ResumePoint | None = None,
+) -> tuple[Trainer, RunData, int]:  # fmt: skip
+    """Data, model, optimizer, schedule and loop for `config`; returns (trainer, data, parameter count).
+    The data is checked against `resumed` (the checkpoint the run continues from) before anything is
+    written."""
     m, t = config.model, config.trainer
     try:
         data = build_data(
@@ -179,6 +168,8 @@ def build_trainer(
         )
     except ValueError as error:  # an impossible depth, batch, schedule or option combination
         raise UserError(str(error)) from None
+    if resumed is not None:
+        check_data_identity(resumed, data.identity, config.data.root, run_dir)
     params = count_parameters(raw_model)
     if m.sync_bn and world.distributed:
         raw_model = distributed.convert_sync_batchnorm(raw_model, rt.device)
@@ -187,12 +178,12 @@ def build_trainer(
         device_ids = [rt.device.index] if rt.device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     if rt.compile:
-        model = torch.compile(model, mode=rt.compile_mode.value)
+        model = torch.compile(model, mode=rt.compile_mode.torch_name)
     settings = LoopSettings(
         max_iters=t.max_iters, eval_every=t.eval_every, log_every=t.log_every,
         checkpoint_every=t.checkpoint_every, amp_dtype=rt.amp_dtype, nan_policy=t.nan_policy,
         cuda_graph=rt.cuda_graph, rank_batch_size=t.batch_size // world.world_size,
-        extra_state={"config": _plain(config), **data.checkpoint_state()},
+        extra_state={"config": config_to_plain(config), **data.checkpoint_state()},
     )  # fmt: skip
     logger = RunLogger(
         run_dir, enabled=world.is_main, start_iteration=start, max_iters=t.max_iters,
@@ -214,14 +205,14 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
     if rt.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     seed_everything(t.seed + world.rank)
-    expected = identity(config)
-    checkpoint = find_resume_checkpoint(t.resume, run_dir, _plain(config), _plain(Config()))
+    net = model_name(m.residual, m.depth)
+    checkpoint = find_resume_checkpoint(t.resume, run_dir, config_to_plain(config), config_to_plain(Config()))
     start = checkpoint["trainer"]["iteration"] if checkpoint else 0
     if world.is_main:
         source = "generated images" if d.name is DatasetName.synthetic else d.root
-        log.info("loading %s (%s) and building %s ...", d.name.value, source, expected["model"])
+        log.info("loading %s (%s) and building %s ...", d.name.value, source, net)
     loading = time.perf_counter()
-    trainer, data, params = build_trainer(config, run_dir, world, rt, start=start)
+    trainer, data, params = build_trainer(config, run_dir, world, rt, start=start, resumed=checkpoint)
     if world.is_main:
         log.info("data and model ready in %.1f s", time.perf_counter() - loading)
     logger = trainer.logger
@@ -236,9 +227,9 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
     if world.is_main:
         log.info(
             "%s on %s%s: %s parameters, %d iterations, batch %d on %d process(es), %s, precision %s%s",
-            expected["model"], d.name.value, " (SYNTHETIC)" if data.synthetic else "", f"{params:,}",
+            net, d.name.value, " (SYNTHETIC)" if data.synthetic else "", f"{params:,}",
             t.max_iters, t.batch_size, world.world_size, rt.device, rt.precision,
-            f", compiled ({rt.compile_mode.value})" if rt.compile else "",
+            f", compiled ({rt.compile_mode.torch_name})" if rt.compile else "",
         )  # fmt: skip
         if rt.cuda_graph:
             log.info("the training step runs as one CUDA graph")
@@ -251,10 +242,10 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
     if trainer.graph is not None and trainer.graph.odd_batches:
         log.warning("%d batches of another size ran outside the CUDA graph", trainer.graph.odd_batches)
     metrics = {
-        "model": expected["model"],
+        "model": net,
         "family": m.family.value,
         "depth": m.depth,
-        "shortcut": expected["shortcut"],
+        "shortcut": m.shortcut.value if m.residual else None,
         "dataset": d.name.value,
         "synthetic": data.synthetic,
         "iterations": st.iteration,
@@ -265,6 +256,10 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         "test_loss": last.get("test_loss"),
         "val_error": last.get("val_error"),
         "best_val_error": st.best_val_error,
+        # How many images each final error is over: a single run's binomial noise floor (analysis/claims.py).
+        "train_error_images": last.get("train_error_images"),
+        "test_error_images": last.get("test_error_images"),
+        "val_error_images": last.get("val_error_images"),
         "params": params,
         "seed": t.seed,
         "batch_size": t.batch_size,
@@ -279,23 +274,6 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
     }
     logger.finish(metrics, _hparams(config, rt))
     return metrics
-
-
-def _plain(config: Config) -> dict:
-    """The config as plain Python values (enums by name), safe for `torch.load(weights_only=True)`."""
-    from dataclasses import asdict
-    from enum import Enum
-
-    def convert(value):
-        if isinstance(value, Enum):
-            return value.name
-        if isinstance(value, dict):
-            return {k: convert(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [convert(v) for v in value]
-        return value
-
-    return convert(asdict(config))
 
 
 def _hparams(config: Config, rt: Runtime) -> dict:

@@ -7,6 +7,9 @@ changes a resume accepts.
   without one starts.
 - A resume compares the config stored in the checkpoint with the new one: a change that alters the run's
   trajectory is refused, one that only changes how the run is watched, saved or executed is logged.
+- A run directory belongs to one dataset: once the data is built, its identity (data/identity.py: class
+  names, image counts, a digest of the files) is compared with the one stored in the checkpoint, and other
+  data is refused. The same data in another place (data.root) resumes.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import os
 import socket
 from pathlib import Path
 
+from ..data.identity import identity_differences
 from ..errors import UserError
-from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from .checkpoint import TRAINING_KEYS, CheckpointError, latest_checkpoint, load_checkpoint
 
 log = logging.getLogger("resnet_train")
 
@@ -40,7 +44,7 @@ HARMLESS = frozenset({
     "trainer.channels_last",
     "trainer.cuda_graph",
     "trainer.nan_policy",  # decides only what happens at a non-finite loss, which `stop` does not survive
-    "data.root",  # the same dataset in another place (a node's local copy); its classes are checked on load
+    "data.root",  # the same dataset in another place (a node's local copy); its identity is checked on load
     "data.download",
     "data.workers",  # streamed data: other processes draw the same augmentations' random numbers
 })  # fmt: skip
@@ -93,7 +97,16 @@ class RunLock:
             self.file = None
 
 
-def find_resume_checkpoint(resume: str, run_dir: Path, config: dict, defaults: dict) -> dict | None:
+class ResumePoint(dict):
+    """A checkpoint a run continues from: the run's own (`own`), or the starting checkpoint given as
+    trainer.resume=PATH; `source` names it in messages."""
+
+    def __init__(self, state: dict, source: Path | str, own: bool):
+        super().__init__(state)
+        self.source, self.own = str(source), own
+
+
+def find_resume_checkpoint(resume: str, run_dir: Path, config: dict, defaults: dict) -> ResumePoint | None:
     """The checkpoint this run continues from (None: a fresh start), checked against `config`.
 
     `config` is the run's resolved config as plain values, `defaults` the schema's defaults (the value of a
@@ -110,7 +123,7 @@ def find_resume_checkpoint(resume: str, run_dir: Path, config: dict, defaults: d
                 f"choose another directory (hydra.run.dir=...) or resume (trainer.resume=auto)"
             )
         return None
-    own = latest_checkpoint(checkpoint_dir)
+    own = latest_checkpoint(checkpoint_dir, TRAINING_KEYS)
     if own is not None:
         if resume != "auto":
             log.info(
@@ -118,12 +131,12 @@ def find_resume_checkpoint(resume: str, run_dir: Path, config: dict, defaults: d
                 "was only where the run started", checkpoint_dir, own["trainer"]["iteration"], resume,
             )  # fmt: skip
         check_own_config(own, config, defaults, run_dir)
-        return own
+        return ResumePoint(own, checkpoint_dir, own=True)
     if resume == "auto":
         return None
-    start = load_checkpoint(Path(resume).expanduser())
+    start = load_checkpoint(Path(resume).expanduser(), TRAINING_KEYS)
     check_start_config(start, config, defaults, resume)
-    return start
+    return ResumePoint(start, resume, own=False)
 
 
 def _flat(config: dict, prefix: str = "") -> dict:
@@ -176,15 +189,9 @@ def _describe(changes: dict[str, tuple]) -> str:
     return "\n".join(f"  {key}: {_override(old)} -> {_override(new)}" for key, (old, new) in changes.items())
 
 
-def _stored_config(checkpoint: dict, source) -> dict:
-    if not isinstance(checkpoint.get("config"), dict):
-        raise CheckpointError(f"checkpoint {source} carries no config, so nothing can be checked against it")
-    return checkpoint["config"]
-
-
 def check_own_config(checkpoint: dict, config: dict, defaults: dict, run_dir: Path) -> None:
     """Refuse to continue a run with a config that alters its trajectory; log the changes that do not."""
-    changes = config_changes(_stored_config(checkpoint, run_dir), config, defaults)
+    changes = config_changes(checkpoint["config"], config, defaults)
     refused = {k: v for k, v in changes.items() if not harmless_change(k, *v, config, checkpoint)}
     allowed = {k: v for k, v in changes.items() if k not in refused}
     if refused:
@@ -202,7 +209,7 @@ def check_own_config(checkpoint: dict, config: dict, defaults: dict, run_dir: Pa
 
 def check_start_config(checkpoint: dict, config: dict, defaults: dict, source: str) -> None:
     """Refuse a starting checkpoint whose net, classes or optimizer differ from the config; log the rest."""
-    changes = config_changes(_stored_config(checkpoint, source), config, defaults)
+    changes = config_changes(checkpoint["config"], config, defaults)
     refused = {k: v for k, v in changes.items() if k in LOADABLE}
     if refused:
         raise CheckpointError(
@@ -211,3 +218,27 @@ def check_start_config(checkpoint: dict, config: dict, defaults: dict, source: s
         )
     if changes:
         log.info("starting from %s with other settings than its own:\n%s", source, _describe(changes))
+
+
+def check_data_identity(resumed: ResumePoint, identity: dict, data_root: str, run_dir: Path) -> None:
+    """Refuse to continue a run on other data than it was trained on (other class names, image counts or
+    files); a starting checkpoint from other data is the point of fine-tuning, and only logged."""
+    stored = resumed.get("data_identity")
+    if stored is None:
+        log.warning(
+            "checkpoint %s predates data identities: nothing checks that data.root=%s holds the data it was "
+            "trained on", resumed.source, data_root,
+        )  # fmt: skip
+        return
+    differences = identity_differences(stored, identity)
+    if not differences:
+        return
+    if not resumed.own:
+        log.warning("starting from %s, trained on other data: %s", resumed.source, "; ".join(differences))
+        return
+    raise UserError(
+        f"data.root={data_root} does not hold the data the run in {run_dir} was trained on: "
+        f"{'; '.join(differences)}. Either point data.root back at that data, or train on this data in "
+        f"another directory: hydra.run.dir=NEW_DIR to start from scratch, or hydra.run.dir=NEW_DIR "
+        f"trainer.resume={run_dir / 'checkpoints' / 'last.pt'} to fine-tune from this run's weights"
+    )

@@ -117,9 +117,9 @@ class ResNet(nn.Module):
         return layers
 
 
-def model_name(residual: bool, depth: int) -> str:
-    """The paper's name of a net, as used for the config files: "resnet56", "plain20"."""
-    return f"{'resnet' if residual else 'plain'}{depth}"
+def has_bottlenecks(family: Family, depth: int) -> bool:
+    """Whether the net of `family` and `depth` has bottleneck blocks (Table 1: ImageNet 50, 101, 152)."""
+    return family is Family.imagenet and IMAGENET_DEPTHS.get(depth, (None,))[0] is Bottleneck
 
 
 def _resolve_stem(family: Family, stem: Stem, input_size: int | None) -> Stem:

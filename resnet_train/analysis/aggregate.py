@@ -1,0 +1,75 @@
+"""TensorBoard event files of the mean over seeds, so that `tensorboard --logdir SWEEP` compares nets.
+
+TensorBoard draws one line per run and cannot average runs. This writes `SWEEP/aggregate/<group>/`, one
+TensorBoard run per group of seeds (analysis/groups.py), holding for every error curve `error/<split>` of
+its runs three curves: `error/<split>/mean`, `error/<split>/min` and `error/<split>/max` (the band edges),
+at every iteration all the group's seeds logged. Those tags exist in no seed's run, so their cards show one
+line per net; the Custom Scalars tab draws each mean with its min-max band ("Margin" charts). The seeds' own
+runs are still listed beside them (filter the run list with `aggregate` to see the nets alone).
+
+Writing replaces the whole folder, so re-running never doubles a point or keeps a group that is gone. The
+readers (analysis/runs.py) never take it for a run.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from .groups import Group, band
+from .runs import AGGREGATE_DIR, EVENTS
+
+ERROR_PREFIX = "error/"
+EDGES = ("mean", "min", "max")
+
+
+def _folder_name(name: str) -> str:
+    """A group's name as a folder: "ResNet-56 (optim.lr=0.05)" -> "ResNet-56_optim.lr=0.05"."""
+    return re.sub(r"[^A-Za-z0-9.=+-]+", "_", name).strip("_") or "group"
+
+
+def _check_ours(folder: Path) -> None:
+    """Refuse to replace a folder that holds anything but the event files this module writes."""
+    strangers = [p for p in folder.rglob("*") if p.is_file() and not p.match(EVENTS)]
+    if strangers:
+        raise ValueError(
+            f"{folder} holds files other than TensorBoard events ({strangers[0]}); it is not an aggregate "
+            f"written by resnet-report, so it is left alone: move it away"
+        )
+
+
+def write_aggregate(groups: Sequence[Group], sweep: str | Path) -> Path:
+    """Write `sweep/aggregate/<group>/` (replacing the folder) and return its path; ValueError if the
+    folder exists and holds anything else."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    out = Path(sweep) / AGGREGATE_DIR
+    if out.exists():
+        _check_ours(out)
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    names: set[str] = set()
+    for group in groups:
+        tags = sorted({tag for run in group.runs for tag in run.curves if tag.startswith(ERROR_PREFIX)})
+        if not tags:
+            continue
+        name = _folder_name(group.name)
+        while name in names:  # two long names cut to the same "+N more"
+            name += "_"
+        names.add(name)
+        writer = SummaryWriter(str(out / name))
+        writer.add_custom_scalars({
+            "error: mean over seeds, min-max band": {
+                tag: ["Margin", [f"{tag}/{edge}" for edge in EDGES]]
+                for tag in tags
+            }
+        })  # fmt: skip
+        for tag in tags:
+            for step, *values in band([run.curves[tag] for run in group.runs if tag in run.curves]):
+                for edge, value in zip(EDGES, values):
+                    writer.add_scalar(f"{tag}/{edge}", value, step)
+        writer.close()
+    return out
+

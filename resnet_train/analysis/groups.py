@@ -1,0 +1,193 @@
+"""Which runs are seeds of one experiment, and their curves as a mean with a band.
+
+Two runs are seeds of one experiment when their stored configs agree on every setting that changes the
+numbers a run computes: the whole config less `trainer.seed` and the keys that only say where the files are,
+how the run is watched, saved or executed (engine/rundir.py's HARMLESS, the changes a resume accepts, less
+`trainer.max_iters`: a longer run ends elsewhere). `trainer.precision` counts as the precision the run
+resolved and recorded in metrics.json, so an `auto` run on a bf16 machine is not a seed of an fp32 run.
+
+A group is shown as its net's name ("ResNet-56"); where several groups share a net, each name adds the
+settings that tell them apart ("ResNet-56 (optim.lr=0.05)", or "ResNet-34 B" for a shortcut option).
+
+The band over seeds is min-max: with the two to five seeds a sweep has, it shows where every seed went,
+which a ±1 std band (one std estimated from two or three values) would not.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..engine.rundir import HARMLESS
+from ..engine.rundir import _flat as flat  # {"model.depth": 56, ...}, as a resume compares configs
+from .runs import Curve, Run
+
+log = logging.getLogger("resnet_train")
+
+# Keys that do not change what a run computes, so seeds that differ in them are still twins.
+NOT_THE_EXPERIMENT = (HARMLESS - {"trainer.max_iters"}) | {"trainer.seed", "trainer.resume"}
+NET_KEYS = ("model.depth", "model.residual")  # what the net's own name says
+SHORTCUT = "model.shortcut"
+NAMED_KEYS = 3  # settings spelled out in a group's name before "+N more"
+BAND = "min-max over seeds"
+
+
+def _defaults() -> dict:
+    """The schema's defaults, enums by name as a stored config writes them: the value of a key that a
+    config stored before the key existed does not hold."""
+    from omegaconf import OmegaConf
+
+    from ..config import Config
+
+    return flat(OmegaConf.to_container(OmegaConf.structured(Config()), enum_to_str=True))
+
+
+def _steers(key: str, settings: dict) -> bool:
+    """The HARMLESS keys that do steer a run under some settings (engine/rundir.py `harmless_change`)."""
+    if key == "trainer.eval_every":  # sched=paper_imagenet divides the lr on a plateau of these evaluations
+        return settings.get("sched.name") == "paper_imagenet"
+    if key == "trainer.log_every":  # the lr warm-up ends at the first logging point below its train error
+        warmup, depth = settings.get("sched.warmup"), settings.get("model.depth") or 0
+        cifar = settings.get("model.family") == "cifar"
+        return warmup == "on" or (warmup == "auto" and cifar and depth >= 110)
+    return False
+
+
+def experiment_settings(run: Run, defaults: dict | None = None) -> dict:
+    """Every setting of `run` that changes its numbers, flat; a run without a stored config is known by the
+    identity its metrics.json or directory gives, and says so (`config: unknown`)."""
+    if run.config is None:
+        return {
+            "config": "unknown", "model": run.model, "data.name": run.dataset, SHORTCUT: run.shortcut,
+            "trainer.precision": run.precision,
+        }  # fmt: skip
+    settings = {**(_defaults() if defaults is None else defaults), **flat(run.config)}
+    if run.precision is not None:
+        settings["trainer.precision"] = run.precision
+    if settings.get("model.residual") is False:
+        settings.pop(SHORTCUT, None)  # a plain net has no shortcut to choose
+    return {k: v for k, v in settings.items() if k not in NOT_THE_EXPERIMENT or _steers(k, settings)}
+
+
+@dataclass
+class Group:
+    """The runs (seeds) of one experiment on one net."""
+
+    name: str
+    settings: dict
+    runs: list[Run]
+
+    @property
+    def first(self) -> Run:
+        return self.runs[0]
+
+    @property
+    def residual(self) -> bool | None:
+        return self.first.residual
+
+    @property
+    def seeds(self) -> list:
+        return [run.seed for run in self.runs]
+
+
+def differing(settings: Sequence[dict], ignore: Sequence[str] = ()) -> dict[str, list]:
+    """key -> the distinct values (in order of appearance) of every key whose value is not the same in all
+    of `settings`."""
+    keys = dict.fromkeys(key for s in settings for key in s)
+    out = {}
+    for key in keys:
+        if key in ignore:
+            continue
+        values = list(dict.fromkeys(shown(s.get(key)) for s in settings))
+        if len(values) > 1:
+            out[key] = values
+    return out
+
+
+def shown(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(map(shown, value)) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "null" if value is None else str(value)
+
+
+def _sort_key(group: Group) -> tuple:
+    run = group.first
+    return (run.dataset or "", run.residual is not False, run.depth or 1 << 30, group.name)
+
+
+def group_runs(runs: Sequence[Run]) -> list[Group]:
+    """The runs grouped by their experiment settings, sorted plain before residual and by depth, each with
+    its display name. Two runs of one group with the same seed are named in a warning."""
+    defaults = _defaults()
+    by_settings: dict[tuple, Group] = {}
+    for run in runs:
+        settings = experiment_settings(run, defaults)
+        key = tuple(sorted((k, shown(v)) for k, v in settings.items()))
+        by_settings.setdefault(key, Group("", settings, [])).runs.append(run)
+    groups = list(by_settings.values())
+    by_label: dict[str, list[Group]] = {}
+    for group in groups:
+        by_label.setdefault(group.first.label, []).append(group)
+    for label, same_net in by_label.items():
+        differences = differing([g.settings for g in same_net])
+        for group in same_net:
+            group.name = label + _suffix(group.settings, differences)
+    for group in groups:
+        seeds = [seed for seed in group.seeds if seed is not None]
+        repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+        if repeated:
+            log.warning(
+                "%s: %d runs share seed %s (%s); they count as separate runs",
+                group.name, len(group.runs), ", ".join(map(str, repeated)),
+                ", ".join(str(run.path) for run in group.runs),
+            )  # fmt: skip
+    return sorted(groups, key=_sort_key)
+
+
+def _suffix(settings: dict, differences: dict[str, list]) -> str:
+    """" B" for a shortcut option, then " (key=value, ...)" for the other settings that tell apart groups
+    of one net."""
+    suffix = f" {settings[SHORTCUT]}" if SHORTCUT in differences and settings.get(SHORTCUT) else ""
+    named = [f"{key}={shown(settings.get(key))}" for key in differences if key != SHORTCUT]
+    if len(named) > NAMED_KEYS:
+        named = [*named[:NAMED_KEYS], f"+{len(named) - NAMED_KEYS} more"]
+    return suffix + (f" ({', '.join(named)})" if named else "")
+
+
+def mixed_settings(settings: Sequence[dict]) -> str | None:
+    """One line naming the settings besides the net (depth, plain or residual, shortcut option) in which
+    groups of runs differ, or None when they differ in the net alone."""
+    differences = differing(settings, ignore=(*NET_KEYS, SHORTCUT))
+    if not differences:
+        return None
+    listed = "; ".join(f"{key} ({', '.join(values)})" for key, values in differences.items())
+    return f"The runs differ in more than the net: {listed}"
+
+
+def band(curves: Sequence[Curve]) -> list[tuple[int, float, float, float]]:
+    """(iteration, mean, min, max) over `curves` at every iteration that all of them logged: the mean of a
+    changing set of seeds would jump where one of them stops."""
+    if not curves:
+        return []
+    values = [dict(curve) for curve in curves]
+    common = sorted(set(values[0]).intersection(*values[1:]))
+    return [
+        (step, statistics.fmean(v[step] for v in values), min(v[step] for v in values),
+         max(v[step] for v in values))
+        for step in common
+    ]  # fmt: skip
+
+
+def precision_note(runs: Sequence[Run]) -> str:
+    """The numerics of `runs` in a few words: "precision fp32", or every precision with its run count when
+    they are mixed ("MIXED precision: fp32 (4 runs), bf16 (2 runs)")."""
+    counts = Counter(run.precision or "unknown" for run in runs)
+    if len(counts) == 1:
+        return f"precision {next(iter(counts))}"
+    listed = ", ".join(f"{name} ({count} run{'s' if count > 1 else ''})" for name, count in counts.items())
+    return f"MIXED precision: {listed}; runs of different precisions are never grouped as seeds"
