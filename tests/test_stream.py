@@ -40,6 +40,17 @@ def test_gpu_decode_without_cuda_is_refused_clearly(tree):
         StreamTrainBatches(files, transform, normalize, 4, seed=0, decode=Decode.gpu)
 
 
+@pytest.mark.parametrize("cuda", [False, True])
+def test_gpu_decode_off_a_cuda_device_says_whether_one_exists(tree, monkeypatch, cuda):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    files = scan_folder(tree / "train")
+    normalize = Normalizer(tiny_stats(32), Normalize.mean_image, CPU)
+    transform = train_transform(Augment.paper, 32, (36, 48))
+    with pytest.raises(UserError, match="but training runs on cpu") as refused:
+        StreamTrainBatches(files, transform, normalize, 4, seed=0, decode=Decode.gpu)
+    assert ("(no CUDA device is available)" in str(refused.value)) is not cuda
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_decode_matches_cpu_decode(tree):
