@@ -271,6 +271,10 @@ _SIZE = _at_least(0)
 
 # Every numeric setting and the range it must lie in: (dotted key, (predicate, wording)). Checked once, before
 # anything is built or loaded, so a wrong number is one line and never a hang, a traceback or a wasted step.
+# data/split.py seeds each epoch's generator with seed * 1_000_003 + epoch, which torch takes up to 2**64 - 1
+# ("Overflow when unpacking long long" above): this bound leaves room for 2**63 epochs.
+MAX_SEED = 2**63 // 1_000_003
+
 RANGES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
     ("model.depth", _COUNT),
     ("data.num_classes", ((lambda v: v is None or v >= 2), ">= 2")),
@@ -302,7 +306,7 @@ RANGES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
     ("trainer.eval_batch_size", _COUNT),
     ("trainer.log_every", _COUNT),
     ("trainer.checkpoint_every", _COUNT),
-    ("trainer.seed", _SIZE),
+    ("trainer.seed", ((lambda v: 0 <= v <= MAX_SEED), f"in [0, {MAX_SEED}]")),
     ("trainer.devices", _COUNT),
 )
 

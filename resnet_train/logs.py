@@ -14,12 +14,42 @@ FORMAT = "[%(asctime)s][%(levelname)s] %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
+class HeldFileHandler(logging.FileHandler):
+    """A run's log file (train.log) that receives nothing until `release_held_logs()`, called once the command
+    holds the run directory and its config was accepted: a refused command (another one running there, a
+    config that would change the run) leaves the file as it was, and says why on the console. The records
+    logged before the release are then written, in order."""
+
+    def __init__(self, filename: str, mode: str = "a", encoding: str | None = None):
+        super().__init__(filename, mode, encoding, delay=True)  # delay: no file until the first record
+        self.held: list[logging.LogRecord] | None = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.held is None:
+            super().emit(record)
+        else:
+            self.held.append(record)
+
+    def write_held(self) -> None:  # not `release`: logging.Handler's lock uses that name
+        held, self.held = self.held or [], None
+        for record in held:
+            super().emit(record)
+
+
+def release_held_logs() -> None:
+    """Let the root logger's `HeldFileHandler`s write, from the records they held on."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, HeldFileHandler):
+            handler.write_held()
+
+
 def setup_logging(level: int = logging.INFO, file: Path | None = None, stream=None) -> None:
-    """Log to `stream` (stderr by default) and, if given, to `file`, in the project's format. Handlers already
-    on the root logger (a caller's, or pytest's capture) are kept: then this changes nothing."""
+    """Log to `stream` (stderr by default) and, if given, to `file` (held until `release_held_logs`), in the
+    project's format. Handlers already on the root logger (a caller's, or pytest's capture) are kept: then
+    this changes nothing."""
     handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
     if file is not None:
-        handlers.append(logging.FileHandler(file))
+        handlers.append(HeldFileHandler(str(file)))
     logging.basicConfig(level=level, format=FORMAT, datefmt=DATE_FORMAT, handlers=handlers)
 
 
@@ -30,7 +60,7 @@ def hydra_logging_config(file: str | None) -> dict:
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stdout"}
     }
     if file is not None:
-        handlers["file"] = {"class": "logging.FileHandler", "formatter": "plain", "filename": file}
+        handlers["file"] = {"class": f"{__name__}.HeldFileHandler", "formatter": "plain", "filename": file}
     return {
         "version": 1,
         "formatters": {"plain": {"format": FORMAT, "datefmt": DATE_FORMAT}},

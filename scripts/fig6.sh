@@ -44,7 +44,7 @@ echo "Fig. 6: ${MODELS} for ${ITERS} iterations (lr / 10 at ${FIRST_DROP} and ${
 # The experiment file holds the paper's settings and the default sweep; the command line replaces its models.
 "$BIN/resnet-train" -m "experiment=${EXPERIMENT}" "model=${MODELS}" "trainer.max_iters=${ITERS}" \
     "sched.milestones=[${FIRST_DROP},${SECOND_DROP}]" "${EVAL_EVERY[@]}" "hydra.sweep.dir=${OUT}" "$@"
-"$BIN/resnet-plot" "$OUT" --out "$OUT/fig6.png" --title "CIFAR-10, ${ITERS} iterations"
+"$BIN/resnet-plot" "$OUT" --out "$OUT/fig6.png" --force --title "CIFAR-10, ${ITERS} iterations"
 # The table over seeds, the paper's claims with verdicts, and OUT/aggregate/: each net's mean and min-max band
 # over its seeds as TensorBoard runs (tensorboard --logdir OUT compares nets, not seeds).
 "$BIN/resnet-report" "$OUT" --tensorboard | tee "$OUT/table.md"

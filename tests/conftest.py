@@ -80,6 +80,20 @@ def train_job(tmp_path):
 SHARED_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
+# Groups that run only when `-m` names them (CI runs them in a step of their own, `pytest -m "slurm or
+# nodes"`): the SLURM tests start daemons as root; the two-node tests take minutes of the suite's budget.
+SEPARATE_GROUPS = ("slurm", "nodes")
+
+
+def pytest_collection_modifyitems(config, items):
+    named = [group for group in SEPARATE_GROUPS if group in (config.option.markexpr or "")]
+    left_out = [g for g in SEPARATE_GROUPS if g not in named]
+    chosen = [item for item in items if not any(item.get_closest_marker(g) for g in left_out)]
+    if len(chosen) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in chosen])
+        items[:] = chosen
+
+
 @pytest.fixture(scope="session")
 def tree(tmp_path_factory) -> Path:
     """A generated ImageFolder tree (imagetree.write_tree): train/ and val/, three classes of JPEGs of varied

@@ -14,13 +14,12 @@ from resnet_train.engine.checkpoint import load_checkpoint
 from resnet_train.engine.distributed import (
     World,
     export_slurm_rendezvous,
-    first_slurm_host,
     free_port,
     world_from_env,
 )
 
 
-def test_world_from_torchrun_and_slurm_variables():
+def test_world_from_torchrun_and_slurm_variables(monkeypatch):
     assert world_from_env({}) is None
     assert world_from_env({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1"}) == World(3, 8, 1)
     slurm = {
@@ -31,16 +30,25 @@ def test_world_from_torchrun_and_slurm_variables():
     }
     assert world_from_env(slurm) == World(5, 16, 1)
     assert world_from_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) is None  # one task: a plain process
-    export_slurm_rendezvous(slurm)
-    assert slurm["MASTER_ADDR"] == "gpu017" and slurm["MASTER_PORT"].isdigit()
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in slurm.items():
+        monkeypatch.setenv(name, value)
+    export_slurm_rendezvous()
+    assert os.environ["MASTER_ADDR"] == "gpu017" and os.environ["MASTER_PORT"].isdigit()
 
 
 @pytest.mark.parametrize(
     ("nodelist", "first"),
     [("node1", "node1"), ("gpu[003-005,9]", "gpu003"), ("a[7],b[1-2]", "a7"), ("cn-12,cn-13", "cn-12")],
 )
-def test_first_slurm_host(nodelist, first):
-    assert first_slurm_host(nodelist) == first
+def test_slurm_rendezvous_host_is_the_first_of_the_node_list(monkeypatch, nodelist, first):
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_JOB_NODELIST", nodelist)
+    monkeypatch.setenv("SLURM_JOB_ID", "123")
+    export_slurm_rendezvous()
+    assert os.environ["MASTER_ADDR"] == first
 
 
 DDP = [

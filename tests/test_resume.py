@@ -124,9 +124,10 @@ def test_a_signal_while_the_data_loads_stops_at_once_with_the_preemption_code(tm
          "trainer.max_iters=3", f"hydra.run.dir={tmp_path}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    # Logged just before the data is generated (100,000 images: seconds). A signal inside that log call
-    # would stop the run only after its first step (the log handler swallows the exception), so the signal
-    # waits until the process has computed a while past it.
+    # Logged on the console just before the data is generated (100,000 images: seconds; train.log holds the
+    # lines until the data has loaded). A signal inside that log call would stop the run only after its first
+    # step (the log handler swallows the exception), so the signal waits until the process has computed a
+    # while past it.
     before = wait_for_line(process, "loading synthetic (generated images)")
     wait_for_cpu_time(process.pid, 0.1)
     process.send_signal(signal.SIGTERM)

@@ -1,11 +1,12 @@
 """`resnet-eval`: evaluate a checkpoint on its dataset's test split with the paper's testing protocols.
 
-    resnet-eval CHECKPOINT [key=value ...] [--out FILE]
+    resnet-eval CHECKPOINT [key=value ...] [--out FILE] [--force]
 
 The config is the one stored in the checkpoint; `key=value` overrides change it (`data.root=DIR`,
 `trainer.device=cpu`, `data.workers=4`) and set this tool's own options: `eval.crops=center|ten|multiscale`
 and `eval.out=FILE`. Values are validated against the same schema as training (resnet_train/config.py).
-Prints the errors as JSON on stdout (logs go to stderr) and writes them to --out / eval.out.
+Prints the errors as JSON on stdout (logs go to stderr) and writes them to --out / eval.out (a new file, or
+any file but a checkpoint with --force: cli/outputs.py).
 
 Every checkpoint carries its class names and input statistics, so nothing is recomputed from the training
 set: streamed datasets (data=imagenet, data=imagefolder) are evaluated on the test split folder alone
@@ -26,6 +27,7 @@ import torch
 from ..config import Config, Crops, EvalConfig
 from ..errors import UserError
 from ..logs import setup_logging
+from .outputs import check_output, write_text
 
 log = logging.getLogger("resnet_train")
 
@@ -37,18 +39,33 @@ class EvalSettings(Config):
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-def evaluate_checkpoint(path: Path, overrides: list[str]) -> tuple[dict, EvalSettings]:
-    """The errors of the checkpoint at `path` as a JSON-ready dict, and the settings used."""
+def restore_for_eval(path: Path, overrides: list[str]):
+    """The checkpoint at `path` restored with `overrides` and resnet-eval's own settings; a class count in
+    the overrides that differs from the checkpoint's net is refused (the net's last layer decides)."""
+    from ..engine.restore import restore
+
+    restored = restore(path, overrides, schema=EvalSettings)
+    wanted, predicted = restored.config.data.num_classes, restored.model.fc.out_features
+    if wanted is not None and wanted != predicted:
+        raise UserError(
+            f"data.num_classes={wanted}, but the net in {path} predicts {predicted} classes; leave "
+            f"data.num_classes out (the checkpoint's classes are used)"
+        )
+    return restored
+
+
+def evaluate_checkpoint(path: Path, overrides: list[str], restored=None) -> tuple[dict, EvalSettings]:
+    """The errors of the checkpoint at `path` (or of `restored`, what `restore_for_eval` gave for it) as a
+    JSON-ready dict, and the settings used."""
     from dataclasses import replace
 
     from ..data import build_eval_set
     from ..engine.distributed import World
-    from ..engine.restore import restore
     from ..engine.run import Runtime
     from ..engine.test_time import evaluate_views
     from ..models import model_name
 
-    restored = restore(path, overrides, schema=EvalSettings)
+    restored = restored or restore_for_eval(path, overrides)
     settings = restored.config
     m, d, crops = settings.model, settings.data, settings.eval.crops
     # The training rule for the device and precision; one process, so no CUDA graph.
@@ -87,20 +104,24 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("checkpoint", type=Path, help="a checkpoint file (a run's checkpoints/last.pt)")
     parser.add_argument("overrides", nargs="*", help="key=value: data.root=DIR, eval.crops=ten, ...")
-    parser.add_argument("--out", type=Path, help="also write the JSON here (as eval.out=FILE)")
+    parser.add_argument("--out", type=Path, help="also write the JSON here (as eval.out=FILE), a new file")
+    parser.add_argument("--force", action="store_true", help="replace --out (eval.out) if it exists")
     args = parser.parse_args(argv)
     setup_logging(logging.INFO)
     try:
-        report, settings = evaluate_checkpoint(args.checkpoint, args.overrides)
+        restored = restore_for_eval(args.checkpoint, args.overrides)
+        out = args.out or (Path(restored.config.eval.out) if restored.config.eval.out else None)
+        if out is not None:  # refused before the evaluation, not after it
+            option = "--out" if args.out else "eval.out"
+            check_output(out, inputs=[args.checkpoint], force=args.force, option=option)
+        report, _ = evaluate_checkpoint(args.checkpoint, args.overrides, restored)
+        text = json.dumps(report, indent=2)
+        print(text)
+        if out is not None:
+            write_text(out, text + "\n")
     except UserError as error:
         log.error("%s", error)
         sys.exit(error.exit_code)
-    text = json.dumps(report, indent=2)
-    print(text)
-    out = args.out or (Path(settings.eval.out) if settings.eval.out else None)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

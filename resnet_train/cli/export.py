@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -22,13 +21,17 @@ import torch
 from ..errors import UserError
 from ..logs import setup_logging
 from ..models.export import NotExportable, to_torchvision, torchvision_arch
+from .outputs import atomic_output, check_output
 
 log = logging.getLogger("resnet_train")
 
 
-def export(checkpoint: Path, form: str, out: Path) -> str:
-    """Write the weights of `checkpoint` to `out` in `form`; returns the line that loads them again."""
+def export(checkpoint: Path, form: str, out: Path, force: bool = False) -> str:
+    """Write the weights of `checkpoint` to `out` in `form` (never over the checkpoint or another run's file;
+    over an existing file only with `force`, see outputs.py); returns the line that loads them again."""
     from ..engine.restore import restore
+
+    check_output(out, inputs=[checkpoint], force=force)
 
     restored = restore(checkpoint)
     model, classes = restored.model, restored.model.fc.out_features
@@ -46,14 +49,8 @@ def export(checkpoint: Path, form: str, out: Path) -> str:
             f"shortcut='{m.shortcut.value}', bottleneck_stride='{m.bottleneck_stride.value}', "
             f"stem='{m.stem.value}', input_size={restored.config.data.image_size})"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".tmp")
-    try:
+    with atomic_output(out) as partial:
         torch.save(weights, partial)
-        os.replace(partial, out)
-    except (OSError, RuntimeError) as error:  # torch.save turns a failed write into a RuntimeError
-        partial.unlink(missing_ok=True)
-        raise UserError(f"could not write {out}: {error}") from None
     return f"{usage}.load_state_dict(torch.load('{out}'), strict=True)"
 
 
@@ -65,11 +62,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("checkpoint", type=Path, help="a checkpoint file (a run's checkpoints/last.pt)")
     parser.add_argument("--format", choices=("state_dict", "torchvision"), default="state_dict")
-    parser.add_argument("--out", type=Path, required=True, help="the file to write")
+    parser.add_argument("--out", type=Path, required=True, help="the file to write (a new one, see --force)")
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
     setup_logging()
     try:
-        usage = export(args.checkpoint, args.format, args.out)
+        usage = export(args.checkpoint, args.format, args.out, args.force)
     except UserError as error:
         log.error("%s", error)
         sys.exit(error.exit_code)

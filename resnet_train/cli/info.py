@@ -42,7 +42,7 @@ def describe(name: str, path: Path, input_sizes: dict[Family, int | None], num_c
     """One model config, validated against the schema, as a plain dict of its size and compute at its
     family's entry of `input_sizes` (None: the family's natural size)."""
     m = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path))
-    size = input_sizes.get(m.family) or NATURAL_INPUT_SIZE[m.family]
+    size = input_sizes.get(m.family) or NATURAL_INPUT_SIZE[m.family]  # None: not given
     with torch.device("meta"):  # shapes only: no memory for the weights and no time spent initialising them
         model = model_from_config(m, num_classes or NATURAL_NUM_CLASSES[m.family], size)
     return {
@@ -98,6 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     args = parser.parse_args(argv)
 
+    minimum = {"--input-size": 1, "--cifar-input-size": 1, "--num-classes": 2}
+    values = {"--input-size": args.input_size, "--cifar-input-size": args.cifar_input_size,
+              "--num-classes": args.num_classes}  # fmt: skip
+    wrong = [f"{option} {values[option]} (must be >= {low})" for option, low in minimum.items()
+             if values[option] is not None and values[option] < low]  # fmt: skip
+    if wrong:
+        print(f"resnet-info: out of range: {'; '.join(wrong)}", file=sys.stderr)
+        return 2
     available = model_configs()
     unknown = [name for name in args.names if name not in available]
     if unknown:

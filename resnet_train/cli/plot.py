@@ -1,6 +1,6 @@
 """`resnet-plot`: the paper's error-curve figure (Fig. 4 / Fig. 6 style) from runs' TensorBoard events.
 
-    resnet-plot RUN_OR_SWEEP_DIR... [--out FILE] [--title TEXT] [--ymax PERCENT]
+    resnet-plot RUN_OR_SWEEP_DIR... [--out FILE] [--force] [--title TEXT] [--ymax PERCENT]
 
 Every run at or below the given directories is drawn (a run is a directory with TensorBoard events or a
 metrics.json): training error dashed, test error bold (validation error if the run has no test curve), x in
@@ -22,7 +22,9 @@ from typing import Sequence
 
 from ..analysis.figures import plot_error_curves
 from ..analysis.runs import find_runs, load_run
+from ..errors import UserError
 from ..logs import setup_logging
+from .outputs import atomic_output, check_output, figure_path
 
 log = logging.getLogger("resnet_train")
 
@@ -36,8 +38,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--out", type=Path, default=None,
-        help="the figure; its extension picks the format (png, svg, pdf); default: FIRST_DIR/errors.png",
+        help="the figure; its extension picks the format (png, svg, pdf; none: .png is added); "
+        "default: FIRST_DIR/errors.png",
     )  # fmt: skip
+    parser.add_argument("--force", action="store_true", help="replace the figure if it exists")
     parser.add_argument("--title", default=None, help="a title above the panels")
     parser.add_argument(
         "--ymax", type=float, default=None, help="top of the error axis in percent (the paper's Fig. 6: 20)"
@@ -50,9 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(logging.WARNING)
     log.setLevel(logging.INFO)
     args = parse_args(argv)
-    out = args.out or Path(args.dirs[0]) / "errors.png"
+    out = figure_path(args.out or Path(args.dirs[0]) / "errors.png")
     try:
+        check_output(out, force=args.force)
         run_dirs = find_runs(args.dirs)
+    except UserError as error:
+        log.error("%s", error)
+        return error.exit_code
     except FileNotFoundError as error:
         log.error("%s", error)
         return 2
@@ -61,11 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     runs = [load_run(path) for path in run_dirs]
     try:
-        written = plot_error_curves(runs, out, title=args.title, ymax=args.ymax)
+        with atomic_output(out) as partial:
+            plot_error_curves(runs, partial, title=args.title, ymax=args.ymax)
     except ValueError as error:  # no drawable run, or a file format matplotlib does not know
         log.error("%s", error)
         return 2
-    log.info("%d run(s) -> %s", len(runs), written)
+    except UserError as error:
+        log.error("%s", error)
+        return error.exit_code
+    log.info("%d run(s) -> %s", len(runs), out)
     return 0
 
 

@@ -1,7 +1,7 @@
 """`resnet-report`: a Table 6-style table of finished runs over seeds, beside the paper's numbers, and the
 paper's claims with a verdict each.
 
-    resnet-report SWEEP_DIR... [--format markdown|csv] [--out FILE] [--tensorboard]
+    resnet-report SWEEP_DIR... [--format markdown|csv] [--out FILE] [--force] [--tensorboard]
 
 Reads every run at or below the given directories and prints one row per group of runs whose configs agree
 on every setting but the seed and where files go (analysis/groups.py): layers, parameters, final training
@@ -31,7 +31,9 @@ from ..analysis.aggregate import write_aggregate
 from ..analysis.groups import group_runs, mixed_settings, precision_note
 from ..analysis.runs import find_runs, load_run
 from ..analysis.tables import claim_nets, summarize, to_csv, to_markdown
+from ..errors import UserError
 from ..logs import setup_logging
+from .outputs import check_output, write_text
 
 log = logging.getLogger("resnet_train")
 
@@ -47,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", metavar="SWEEP_DIR", help="sweep folders or run directories")
     parser.add_argument("--format", choices=["markdown", "csv"], default="markdown", help="default: markdown")
     parser.add_argument("--out", type=Path, default=None, help="write the table here instead of stdout")
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     parser.add_argument(
         "--tensorboard", action="store_true",
         help="also write FIRST_DIR/aggregate/<group>/: each group's mean and min-max band over seeds",
@@ -54,7 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
+        if args.out:
+            check_output(args.out, force=args.force)
         run_dirs = find_runs(args.dirs)
+    except UserError as error:
+        log.error("%s", error)
+        return error.exit_code
     except FileNotFoundError as error:
         log.error("%s", error)
         return 2
@@ -84,8 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         log.info("mean and min-max band over seeds -> %s (tensorboard --logdir %s)", written, args.dirs[0])
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        try:
+            write_text(args.out, text)
+        except UserError as error:
+            log.error("%s", error)
+            return error.exit_code
         log.info("%d row(s) from %d run(s) -> %s", len(rows), len(runs), args.out)
     else:
         sys.stdout.write(text)

@@ -1,14 +1,15 @@
 """`resnet-responses`: Fig. 7, the standard deviation of each 3x3 layer's response for trained checkpoints.
 
     resnet-responses CHECKPOINT... [--data-root DIR] [--split test|val] [--max-images N] [--batch-size N]
-                     [--device cpu|cuda] [--out FILE] [--json FILE] [--csv FILE]
+                     [--device cpu|cuda] [--out FILE] [--json FILE] [--csv FILE] [--force]
 
 Each checkpoint's stored config says which net and dataset it is: the net is rebuilt and loaded, and run in
 eval mode over the test set its run was tested on (normalised with its training set's statistics, as in
 training). The response of a layer is its output after BN, before the addition and the ReLU; its std is over
 all elements (images, channels, positions) of the set, see resnet_train/analysis/responses.py. The figure
 shows the stds by layer index and sorted by magnitude (the paper's top and bottom panels); --json and --csv
-write the numbers. With no output option, the numbers are printed as CSV.
+write the numbers (new files, or with --force any file but a checkpoint: cli/outputs.py). With no output
+option, the numbers are printed as CSV.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..analysis.responses import checkpoint_responses
 from ..engine.checkpoint import load_checkpoint
 from ..errors import UserError
 from ..logs import setup_logging
+from .outputs import atomic_output, check_output, figure_path, write_text
 
 log = logging.getLogger("resnet_train")
 
@@ -52,6 +54,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None, help="the figure (png, svg, pdf by extension)")
     parser.add_argument("--json", type=Path, default=None, help="write the numbers as JSON")
     parser.add_argument("--csv", type=Path, default=None, help="write the numbers as CSV")
+    parser.add_argument("--force", action="store_true", help="replace --out, --json or --csv if it exists")
     return parser.parse_args(argv)
 
 
@@ -81,7 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     args = parse_args(argv)
     results = []
+    if args.out is not None:
+        args.out = figure_path(args.out)
     try:
+        outputs = {"--out": args.out, "--json": args.json, "--csv": args.csv}
+        for option, out in outputs.items():
+            if out is not None:
+                check_output(out, inputs=args.checkpoints, force=args.force, option=option)
         for path in args.checkpoints:
             checkpoint = load_checkpoint(path)
             if "config" not in checkpoint:
@@ -95,17 +104,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             results.append(result.as_dict())
     except (UserError, ValueError, RuntimeError) as error:  # bad file, missing data, weights that do not fit
+        # The data's messages name the config key; this tool's way to set it is --data-root.
+        log.error("%s", str(error).replace("data.root=DIR", "--data-root DIR"))
+        return 2
+    try:
+        if args.json:
+            write_text(args.json, json.dumps(results, indent=2) + "\n")
+        if args.csv:
+            write_text(args.csv, to_csv(results))
+        if args.out:
+            with atomic_output(args.out) as partial:
+                plot_responses(results, partial)
+            log.info("figure -> %s", args.out)
+    except (UserError, ValueError) as error:  # ValueError: a file format matplotlib does not know
         log.error("%s", error)
         return 2
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-    if args.csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        args.csv.write_text(to_csv(results))
-    if args.out:
-        plot_responses(results, args.out)
-        log.info("figure -> %s", args.out)
     if not (args.json or args.csv or args.out):
         sys.stdout.write(to_csv(results))
     return 0

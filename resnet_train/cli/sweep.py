@@ -5,7 +5,13 @@ that ran the job: the sweep's own process under the basic launcher, a worker pro
 launcher, another machine under SLURM. Each outcome is therefore appended to a small file in the sweep
 directory (named by the environment, which launchers pass on to their jobs), and `on_multirun_end` reads it.
 A job that ends in a UserError returns {"error": message} instead of raising, so Hydra's sweeper goes on
-to the end rather than stopping the sweep with that job's traceback.
+to the end rather than stopping the sweep with that job's traceback. A SLURM job stopped by a signal
+(scancel) returns {"error": message, "exit_code": 75}: the summary lists it as stopped, to resume.
+
+`hydra.callbacks.sweep_summary.fail_fast=true` ends the sweep at the first failed job, with the summary of
+the jobs run so far, instead of running every job first. Only Hydra's basic launcher runs the jobs one after
+another, so that the next one can be held back; with the joblib or SLURM launcher the jobs are already
+started side by side or queued together, and the option is refused.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -20,10 +27,14 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from ..errors import UserError
+
 log = logging.getLogger("resnet_train")
 
 OUTCOMES_ENV = "RESNET_TRAIN_SWEEP_OUTCOMES"
 FAILED_SWEEP_EXIT_CODE = 1
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+STOPPED_EXIT_CODE = 75  # as a stopped run's own (engine/loop.py): checkpoints written, re-run to resume
 
 
 def job_error(job_return: JobReturn) -> str | None:
@@ -41,11 +52,61 @@ def distinguishing(overrides: list[list[str]]) -> list[str]:
     return [",".join(o for o in job if o not in shared) or ",".join(job) for job in overrides]
 
 
+def unknown_choices(overrides: list[str]) -> list[str]:
+    """The values of swept config groups that name no config (`model=resnet20,resnet99` -> ["model=resnet99
+    (one of plain101, ...)"]). Hydra would refuse the whole sweep with a message per value and no summary."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = GlobalHydra.instance().config_loader()
+    unknown = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        options = loader.get_group_options(override.key_or_group)  # empty: not a config group
+        if not options or not override.is_choice_sweep():
+            continue
+        for value in override.sweep_string_iterator():
+            if value not in options:
+                unknown.append(f"{override.key_or_group}={value} (one of {', '.join(options)})")
+    return unknown
+
+
+def remove_stale_outcomes(sweep_dir: Path, host: str) -> None:
+    """Remove the outcome files that sweeps on this host left when they were killed (their process is gone);
+    those of running sweeps, here or on other hosts, stay."""
+    for path in sweep_dir.glob(".outcomes-*.jsonl"):
+        owner, _, pid = path.stem.removeprefix(".outcomes-").rpartition("-")  # `.outcomes-PID` before hosts
+        if owner not in ("", host) or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except PermissionError:  # another user's live process
+            pass
+
+
 class SweepSummary(Callback):
+    def __init__(self, fail_fast: bool = False):
+        self.fail_fast = fail_fast
+
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        launcher = config.hydra.launcher.get("_target_")
+        if self.fail_fast and launcher != BASIC_LAUNCHER:
+            log.error(
+                "hydra.callbacks.sweep_summary.fail_fast=true needs jobs run one after another (the basic "
+                "launcher); %s starts them together, so no failure could hold the others back",
+                launcher,
+            )
+            sys.exit(UserError.exit_code)
+        unknown = unknown_choices(list(config.hydra.overrides.task))
+        if unknown:
+            log.error("no job of the sweep ran: no such config: %s", "; ".join(unknown))
+            sys.exit(UserError.exit_code)
         sweep_dir = Path(config.hydra.sweep.dir).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        path = sweep_dir / f".outcomes-{os.getpid()}.jsonl"
+        host = socket.gethostname()
+        remove_stale_outcomes(sweep_dir, host)
+        path = sweep_dir / f".outcomes-{host}-{os.getpid()}.jsonl"
         path.write_text("")
         os.environ[OUTCOMES_ENV] = str(path)
 
@@ -53,26 +114,49 @@ class SweepSummary(Callback):
         path = os.environ.get(OUTCOMES_ENV)
         if not path:  # a single run
             return
-        outcome = {"overrides": list(job_return.overrides or []), "error": job_error(job_return)}
+        value = job_return.return_value if job_return.status is JobStatus.COMPLETED else None
+        exit_code = value.get("exit_code") if isinstance(value, dict) else None
+        outcome = {
+            "overrides": list(job_return.overrides or []),
+            "error": job_error(job_return),
+            "exit_code": exit_code,
+        }
         with open(path, "a") as file:  # one short append per job: whole lines even from parallel jobs
             file.write(json.dumps(outcome) + "\n")
+        if self.fail_fast and outcome["error"] is not None:
+            self.report("the sweep stopped at this failure (fail_fast); the jobs after it did not run")
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        self.report()
+
+    def report(self, note: str | None = None) -> None:
+        """Log the summary of the jobs that ran; exit non-zero if any of them failed or stopped."""
         path = Path(os.environ.pop(OUTCOMES_ENV))
         outcomes: dict[tuple, dict] = {}
         for line in path.read_text().splitlines():  # one line per job, or per task of a multi-task job
             outcome = json.loads(line)
             seen = outcomes.setdefault(tuple(outcome["overrides"]), outcome)
             seen["error"] = seen["error"] or outcome["error"]
+            seen["exit_code"] = seen.get("exit_code") or outcome.get("exit_code")
         path.unlink()
         outcomes = list(outcomes.values())
         if not outcomes:
             return
         names = distinguishing([outcome["overrides"] for outcome in outcomes])
-        failed = [f"{name}: {o['error']}" for name, o in zip(names, outcomes) if o["error"] is not None]
-        finished = f"{len(outcomes) - len(failed)} of {len(outcomes)} jobs finished"
-        if not failed:
-            log.info("%s", finished)
+        ended = [(name, o) for name, o in zip(names, outcomes) if o["error"] is not None]
+        stopped = [f"{name}: {o['error']}" for name, o in ended if o.get("exit_code") == STOPPED_EXIT_CODE]
+        failed = [f"{name}: {o['error']}" for name, o in ended if o.get("exit_code") != STOPPED_EXIT_CODE]
+        report = [f"{len(outcomes) - len(ended)} of {len(outcomes)} jobs finished"]
+        if stopped:
+            report.append(
+                f"stopped (exit code {STOPPED_EXIT_CODE}; re-run the sweep to resume): {'; '.join(stopped)}"
+            )
+        if failed:
+            report.append(f"failed: {'; '.join(failed)}")
+        if note:
+            report.append(note)
+        if not ended:
+            log.info("%s", report[0])
             return
-        log.error("%s; failed: %s", finished, "; ".join(failed))
-        sys.exit(FAILED_SWEEP_EXIT_CODE)
+        log.error("%s", "; ".join(report))
+        sys.exit(FAILED_SWEEP_EXIT_CODE if failed else STOPPED_EXIT_CODE)

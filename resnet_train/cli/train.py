@@ -11,6 +11,7 @@ each takes its share of the cores, or one GPU by its job number (`job_share`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shlex
@@ -34,7 +35,10 @@ from ..engine import distributed
 from ..engine.loop import PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, Preempted, StopOutsideLoop
 from ..engine.rundir import RunLock
 from ..errors import UserError
-from ..logs import setup_logging
+from ..logs import release_held_logs, setup_logging
+from .hydra_record import HydraRecord
+from .launch_checks import check_resume, check_worker_count
+from .overrides import refuse_unreadable_overrides
 
 log = logging.getLogger("resnet_train")
 
@@ -69,8 +73,23 @@ def job_share(hydra_config: DictConfig) -> JobShare | None:
     return JobShare(jobs, threads, hydra_config.job.num % gpus if gpus else 0)
 
 
-def run_worker(config: Config, run_dir: Path, world: distributed.World, join_group: bool) -> dict:
-    """Train on one rank; `join_group` starts the process group (DDP), even for a world of one."""
+def accept_run(record: HydraRecord | None, run_dir: Path) -> None:
+    """The run in `run_dir` is this command's (it holds the lock, the config was accepted): record its config
+    in `.hydra/` and let train.log receive the lines held back until now (logs.HeldFileHandler)."""
+    if record is not None:
+        record.write(run_dir)
+    release_held_logs()
+
+
+def run_worker(
+    config: Config,
+    run_dir: Path,
+    world: distributed.World,
+    join_group: bool,
+    record: HydraRecord | None = None,
+) -> dict:
+    """Train on one rank; `join_group` starts the process group (DDP), even for a world of one. The main rank
+    writes `record` and the log into the run directory once the run is this command's (`accept_run`)."""
     try:
         # From here a signal stops the run at once (exit 75), until the loop installs its own handling.
         with StopOutsideLoop():
@@ -81,13 +100,13 @@ def run_worker(config: Config, run_dir: Path, world: distributed.World, join_gro
             if not world.is_main:
                 logging.getLogger().setLevel(logging.WARNING)
             with logging_redirect_tqdm():
-                return train(config, run_dir, world)
+                return train(config, run_dir, world, functools.partial(accept_run, record, run_dir))
     finally:
         distributed.destroy()
 
 
 def _spawned_worker(
-    local_rank: int, config: Config, run_dir: str, port: int, world_size: int, stopped_at
+    local_rank: int, config: Config, run_dir: str, port: int, world_size: int, stopped_at, record
 ) -> None:
     """Entry point of a worker started by `spawn_workers` (a fresh interpreter without Hydra's logging).
     `stopped_at` (a shared integer) receives the iteration a pre-empted worker stopped at."""
@@ -98,7 +117,8 @@ def _spawned_worker(
     os.environ.update(RANK=str(local_rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank))
     setup_logging(file=Path(run_dir) / "train.log" if local_rank == 0 else None, stream=sys.stdout)
     try:
-        run_worker(config, Path(run_dir), distributed.World(local_rank, world_size, local_rank), True)
+        world = distributed.World(local_rank, world_size, local_rank)
+        run_worker(config, Path(run_dir), world, True, record)
     except Preempted as stop:
         log.warning("%s", stop)
         if stop.iteration is not None:
@@ -109,7 +129,7 @@ def _spawned_worker(
         sys.exit(error.exit_code)
 
 
-def spawn_workers(config: Config, run_dir: Path, count: int) -> None:
+def spawn_workers(config: Config, run_dir: Path, count: int, record: HydraRecord | None = None) -> None:
     """Start `count` local workers and wait for them. Pre-emption signals are passed on to every worker, and
     the launcher reports the iteration they stopped at; if one worker dies, the others are terminated and
     this raises (no hang)."""
@@ -126,9 +146,11 @@ def spawn_workers(config: Config, run_dir: Path, count: int) -> None:
 
     previous = {signum: signal.signal(signum, forward) for signum in PREEMPTION_SIGNALS}
     stopped_at = mp.get_context("spawn").Value("q", -1)
+    on_gpu = config.trainer.device is not DeviceKind.cpu and torch.cuda.is_available()
+    log.info("starting %d workers (%s), each loading the data", count, "NCCL" if on_gpu else "gloo, CPU")
     try:
         context = mp.start_processes(
-            _spawned_worker, args=(config, str(run_dir), distributed.free_port(), count, stopped_at),
+            _spawned_worker, args=(config, str(run_dir), distributed.free_port(), count, stopped_at, record),
             nprocs=count, join=False, start_method="spawn",
         )  # fmt: skip
         processes.extend(context.processes)
@@ -151,10 +173,15 @@ def spawn_workers(config: Config, run_dir: Path, count: int) -> None:
             signal.signal(signum, handler)
 
 
-def launch(config: Config, run_dir: Path, share: JobShare | None = None) -> dict | None:
+def launch(
+    config: Config, run_dir: Path, share: JobShare | None = None, record: HydraRecord | None = None
+) -> dict | None:
     """Train `config` in `run_dir` on the workers it asks for; returns the final metrics of a run in this
     process (None where spawned workers trained)."""
     world = distributed.world_from_env()
+    check_resume(config.trainer.resume)
+    if world is None:  # workers started here (under torchrun or SLURM, the launcher placed them)
+        check_worker_count(config, os.cpu_count() or 1, torch.cuda.device_count())
     processes = world.world_size if world is not None else config.trainer.devices
     if config.trainer.batch_size % processes:
         raise UserError(
@@ -165,17 +192,17 @@ def launch(config: Config, run_dir: Path, share: JobShare | None = None) -> dict
     with RunLock(run_dir) if world is None or world.is_main else nullcontext():
         if world is not None:
             distributed.export_slurm_rendezvous()
-            return run_worker(config, run_dir, world, join_group=True)
+            return run_worker(config, run_dir, world, join_group=True, record=record)
         elif config.trainer.devices > 1:
-            spawn_workers(config, run_dir, config.trainer.devices)
+            spawn_workers(config, run_dir, config.trainer.devices, record)
         elif share is not None:  # one of several jobs side by side: a world of one on its share
             torch.set_num_threads(share.threads)
             on_gpu = config.trainer.device is not DeviceKind.cpu and torch.cuda.is_available()
             log.info("one of %d jobs side by side: %d thread(s)%s", share.jobs, share.threads,
                      f", GPU {share.gpu}" if on_gpu else "")  # fmt: skip
-            return run_worker(config, run_dir, distributed.World(local_rank=share.gpu), join_group=False)
+            return run_worker(config, run_dir, distributed.World(local_rank=share.gpu), False, record)
         else:
-            return run_worker(config, run_dir, distributed.World(), join_group=False)
+            return run_worker(config, run_dir, distributed.World(), join_group=False, record=record)
     return None
 
 
@@ -218,14 +245,25 @@ def warn_unswept(cfg: DictConfig, hydra_config: DictConfig) -> None:
     )  # fmt: skip
 
 
-def run_job(cfg: DictConfig, run_dir: Path, share: JobShare | None = None) -> dict | None:
+def run_job(
+    cfg: DictConfig, run_dir: Path, share: JobShare | None = None, record: HydraRecord | None = None
+) -> dict | None:
     """One job of `resnet-train` from its composed config (without the `hydra` node): check it, then train
     in `run_dir`. Returns the final metrics (None where spawned workers trained); raises UserError for a
     bad setting and Preempted for a signal, leaving exit codes to the caller."""
     config: Config = OmegaConf.to_object(cfg)
+    config.data.root = os.path.expanduser(config.data.root)  # a quoted '~/data' (cli/overrides.py)
     check_ranges(config)
     check_settings(cfg)  # a key the schema lacks, or a setting with no effect on this run: refused
-    return launch(config, run_dir, share)
+    return launch(config, run_dir, share, record)
+
+
+def scheduled_job(hydra_config: DictConfig) -> bool:
+    """A sweep job that a scheduler runs as a job of its own (hydra-submitit-launcher): a signal that stops it
+    (scancel, pre-emption without requeue) stops this job only. Under the basic and joblib launchers the jobs
+    run in the sweep's own processes, and a signal stops the whole sweep."""
+    target = hydra_config.launcher.get("_target_") or ""
+    return hydra_config.mode is RunMode.MULTIRUN and "submitit" in target
 
 
 register_configs()
@@ -238,13 +276,18 @@ def hydra_main(cfg: DictConfig) -> dict | None:
     if not multirun:
         warn_unswept(cfg, HydraConfig.get())
     try:
-        run_job(cfg, run_dir, job_share(HydraConfig.get()))
+        record = HydraRecord.of_job(cfg, HydraConfig.instance().cfg)
+        run_job(cfg, run_dir, job_share(HydraConfig.get()), record)
     except Preempted as stop:
         log.warning("%s; re-run the same command to resume (exit code %d)", stop, PREEMPTED_EXIT_CODE)
         handler = signal.getsignal(stop.signum)
         if callable(handler) and handler is not signal.default_int_handler:
             # A launcher's own handler (submitit's requeue on USR2) runs now that the checkpoint is safe.
             signal.raise_signal(stop.signum)
+        # Only this job stopped (scancel): the sweep records it and goes on. On USR2 submitit has requeued
+        # the job (rank 0 asks SLURM) and the job's next run reports instead.
+        if scheduled_job(HydraConfig.get()) and stop.signum != signal.SIGUSR2:
+            return {"error": str(stop), "exit_code": PREEMPTED_EXIT_CODE}
         sys.exit(PREEMPTED_EXIT_CODE)
     except UserError as error:
         log.error("%s", error)
@@ -255,6 +298,7 @@ def hydra_main(cfg: DictConfig) -> dict | None:
 
 
 def main() -> None:
+    refuse_unreadable_overrides(sys.argv[1:])
     hydra_main()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from torchvision import datasets
+from torchvision.datasets.utils import check_integrity
 
 from ..config import DatasetName
 from ..errors import UserError
@@ -70,7 +71,17 @@ def read_cifar(name: str, root: str | Path, download: bool, num_classes: int) ->
             f"tree (train/ and test/). Either set data.download=true to fetch the official archive, or point "
             f"data.root=DIR at a folder that holds one of them."
         )
-    fetching = download and not (root / folder).is_dir() and not (root / archive).is_file()
+    corrupt = (
+        not (root / folder).is_dir()
+        and (root / archive).is_file()
+        and not check_integrity(str(root / archive), cls.tgz_md5)
+    )
+    if corrupt and not download:  # torchvision would fetch a new copy over it: not without data.download
+        raise UserError(
+            f"{root / archive} is corrupt (its MD5 is not the official archive's): replace it with an intact "
+            f"copy, or delete it and set data.download=true to fetch it again"
+        )
+    fetching = download and not (root / folder).is_dir() and (corrupt or not (root / archive).is_file())
     try:
         # With the archive present (md5 checked), download=True only extracts it.
         train = cls(str(root), train=True, download=download or not (root / folder).is_dir())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 
 from torch.utils.data import DataLoader, Dataset
@@ -49,6 +50,17 @@ class EvalSamples(Dataset):
         return self.view(image), label, None, None
 
 
+def ignore_preemption_signals(worker_id: int) -> None:
+    """A DataLoader worker's start: ignore the pre-emption signals. `kill -TERM -- -PGID` (timeout, systemd,
+    SLURM's time limit) reaches the workers as well as the main process; a worker it killed would fail the
+    step the main process is finishing before its checkpoint, and one that kept the main process's handler
+    would log the signal again. The main process stops its workers itself when it ends."""
+    from ..engine.loop import PREEMPTION_SIGNALS  # imported here: engine imports data
+
+    for signum in PREEMPTION_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def make_loader(
     dataset: Dataset, workers: int, pin: bool, collate_fn: Callable, persistent: bool = False, **sampling
 ) -> DataLoader:
@@ -57,5 +69,6 @@ def make_loader(
     an asynchronous copy to the GPU."""
     return DataLoader(
         dataset, num_workers=workers, pin_memory=pin, persistent_workers=persistent and workers > 0,
-        prefetch_factor=4 if workers > 0 else None, collate_fn=collate_fn, **sampling,
+        prefetch_factor=4 if workers > 0 else None, collate_fn=collate_fn,
+        worker_init_fn=ignore_preemption_signals, **sampling,
     )  # fmt: skip

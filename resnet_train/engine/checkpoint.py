@@ -197,6 +197,12 @@ def load_checkpoint(path: Path, needs: tuple[str, ...] = ()) -> dict:
     """Load one checkpoint file safely and check that it holds the parts `needs` names (TRAINING_KEYS,
     WEIGHTS_KEYS); raise CheckpointError naming the file if it cannot be trusted or used."""
     path = Path(path)
+    if path.is_dir():
+        inside = next((p for p in (path / "checkpoints" / "last.pt", path / "last.pt") if p.is_file()), None)
+        raise CheckpointError(
+            f"{path} is a directory; give a checkpoint file"
+            + (f", e.g. {inside}" if inside else " (a run's checkpoints/last.pt)")
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     verify_checkpoint(path)

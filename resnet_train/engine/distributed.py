@@ -5,19 +5,20 @@ Ranks are values (a `World`), never globals. Three ways in:
   giving each RANK/WORLD_SIZE/LOCAL_RANK and a free MASTER_PORT on 127.0.0.1;
 - torchrun: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT come from the environment;
 - SLURM (hydra-submitit-launcher, one task per GPU): SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID, with
-  MASTER_ADDR taken from the first host of SLURM_JOB_NODELIST when not set.
+  MASTER_ADDR taken from the first host of SLURM_JOB_NODELIST (expanded by submitit) when not set.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-import re
 import socket
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,17 @@ class World:
         return self.world_size > 1 or dist.is_initialized()
 
 
-def first_slurm_host(nodelist: str) -> str:
-    """The first host of a SLURM node list: 'gpu[003-005,9],cpu1' -> 'gpu003'."""
-    match = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist)
-    if not match:
-        raise ValueError(f"cannot parse SLURM node list {nodelist!r}")
-    prefix, ranges = match.groups()
-    if not ranges:
-        return prefix
-    return prefix + ranges.split(",")[0].split("-")[0]
+def slurm_hostnames() -> list[str]:
+    """The hosts of this SLURM job, expanded from SLURM_JOB_NODELIST ('gpu[003-005,9]' -> gpu003, gpu004, ...)
+    by submitit, the library hydra-submitit-launcher submits with."""
+    try:
+        from submitit.slurm.slurm import SlurmJobEnvironment
+    except ImportError:
+        raise UserError(
+            "a SLURM job without MASTER_ADDR needs submitit to read its node list: "
+            "pip install 'resnet-train[slurm]' (or export MASTER_ADDR)"
+        ) from None
+    return SlurmJobEnvironment().hostnames
 
 
 def world_from_env(environ: dict | None = None) -> World | None:
@@ -60,12 +63,12 @@ def world_from_env(environ: dict | None = None) -> World | None:
     return None
 
 
-def export_slurm_rendezvous(environ: dict | None = None) -> None:
-    """Set MASTER_ADDR/MASTER_PORT for a SLURM job from its node list and job id, unless already set."""
-    env = os.environ if environ is None else environ
-    if "SLURM_JOB_NODELIST" in env:
-        env.setdefault("MASTER_ADDR", first_slurm_host(env["SLURM_JOB_NODELIST"]))
-        env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
+def export_slurm_rendezvous() -> None:
+    """Set MASTER_ADDR/MASTER_PORT for a SLURM job from its first host and job id, unless already set."""
+    if "SLURM_JOB_NODELIST" in os.environ:
+        if "MASTER_ADDR" not in os.environ:
+            os.environ["MASTER_ADDR"] = slurm_hostnames()[0]
+        os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000))
 
 
 def free_port() -> int:

@@ -46,16 +46,9 @@ class RunLogger:
         self.run_dir, self.enabled, self.synthetic = Path(run_dir), enabled, synthetic
         self.start_iteration, self.max_iters = start_iteration, max_iters
         self.started = time.perf_counter()
-        self.writer = self.bar = None
+        self._writer = self.bar = None
         if not enabled:
             return
-        from torch.utils.tensorboard import SummaryWriter
-
-        # Events go straight into the run directory, so TensorBoard's run list shows the run's own name.
-        # purge_step drops points a killed run logged after its last checkpoint (on a fresh start, every
-        # point of an attempt that left none), so a resumed curve has neither duplicates nor gaps.
-        self.writer = SummaryWriter(str(self.run_dir), purge_step=start_iteration + 1)
-        self.writer.add_custom_scalars(ERROR_LAYOUT)
         if progress:
             # disable=None: no bar when stderr is not a terminal (batch jobs, CI).
             self.bar = tqdm(
@@ -65,6 +58,20 @@ class RunLogger:
                 self.bar = None
         if synthetic:
             log.warning("data=synthetic: this run trains on generated images, not a real dataset")
+
+    @property
+    def writer(self):
+        """The run's TensorBoard writer, opened at the first point it records: a command that records
+        nothing (a run that is already complete, one stopped while its data loads) adds no events file."""
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # Events go straight into the run directory, so TensorBoard's run list shows the run's own name.
+            # purge_step drops points a killed run logged after its last checkpoint (on a fresh start, every
+            # point of an attempt that left none), so a resumed curve has neither duplicates nor gaps.
+            self._writer = SummaryWriter(str(self.run_dir), purge_step=self.start_iteration + 1)
+            self._writer.add_custom_scalars(ERROR_LAYOUT)
+        return self._writer
 
     def advance(self, iterations: int = 1) -> None:
         if self.bar is not None:
@@ -127,9 +134,9 @@ class RunLogger:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def log_summary(metrics: dict, run_dir: Path) -> None:

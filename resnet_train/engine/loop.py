@@ -53,6 +53,10 @@ class EmptyEpoch(UserError):
     """An epoch yielded no batch: the loop would otherwise spin forever."""
 
 
+class CheckpointNotWritten(UserError):
+    """Rank 0 failed to write a checkpoint (its own error says why): the other ranks stop with it."""
+
+
 class Diverged(UserError):
     """The loss became NaN or infinite."""
 
@@ -219,10 +223,20 @@ class Trainer:
                 f"the weights became non-finite by iteration {self.state.iteration}; stopped without "
                 f"overwriting the last checkpoint (lower optim.lr)"
             )
+        failure = None
         if self.world.is_main:
-            path = save_checkpoint(self.checkpoint_dir, {**self.state_dict(), "window": window})
-            log.info("checkpoint %s at iteration %d", path, self.state.iteration)
-        distributed.barrier()  # no rank leaves (or exits on a signal) before the checkpoint is on disk
+            try:
+                path = save_checkpoint(self.checkpoint_dir, {**self.state_dict(), "window": window})
+                log.info("checkpoint %s at iteration %d", path, self.state.iteration)
+            except Exception as error:  # raised below, once every rank knows
+                failure = error
+        # A collective in place of a barrier: no rank leaves (or exits on a signal) before the checkpoint is
+        # on disk, and if rank 0 could not write it every rank stops here, not at the process-group timeout.
+        if distributed.any_rank(failure is not None, self.device):
+            if failure is not None:
+                raise failure
+            iteration = self.state.iteration
+            raise CheckpointNotWritten(f"rank 0 could not write the checkpoint at iteration {iteration}")
 
     # ---- the step ----------------------------------------------------------------------------------------
     def _reset_meter(self) -> None:

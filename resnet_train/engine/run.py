@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,8 +198,12 @@ def build_trainer(
     return trainer, data, params
 
 
-def train(config: Config, run_dir: Path, world: distributed.World | None = None) -> dict:
-    """Train as `config` says, writing into `run_dir` on the main rank; returns the final metrics."""
+def train(
+    config: Config, run_dir: Path, world: distributed.World | None = None, accepted: Callable | None = None
+) -> dict:
+    """Train as `config` says, writing into `run_dir` on the main rank; returns the final metrics.
+    `accepted()` runs on the main rank once the run directory's checkpoint, if any, was found, checked against
+    the config and loaded: from there on the run is this config's (the CLI records it in `.hydra/`)."""
     world = world or distributed.World()
     m, d, t = config.model, config.data, config.trainer
     rt = Runtime.resolve(t, world)
@@ -220,6 +225,8 @@ def train(config: Config, run_dir: Path, world: distributed.World | None = None)
         trainer.load_state_dict(checkpoint)
         if world.is_main:
             log.info("resumed from iteration %d", start)
+    if accepted is not None and world.is_main:
+        accepted()
     if start >= t.max_iters and (run_dir / "metrics.json").exists():
         logger.close()
         log.info("the run in %s is already complete (%d iterations)", run_dir, start)

@@ -1,0 +1,55 @@
+"""`<run>/.hydra/`: the composed config of the command that trains in a run directory, written only once that
+command holds the directory and its config was accepted.
+
+Hydra writes `.hydra/config.yaml`, `hydra.yaml` and `overrides.yaml` before the job starts, so a command that
+is then refused (another one holds the lock, or the config would change the run's trajectory) would already
+have replaced the record of the run with its own. `configs/config.yaml` therefore sets
+`hydra.output_subdir: null` (Hydra writes nothing), and the training job writes the same three files, with
+the same text, once the run is its own (`engine/run.py`, `train(..., accepted=...)`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..errors import UserError
+
+HYDRA_SUBDIR = ".hydra"
+
+
+@dataclass(frozen=True)
+class HydraRecord:
+    """The three files as text (plain strings: the record travels to spawned workers)."""
+
+    files: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of_job(cls, task_config: DictConfig, hydra_config: DictConfig) -> HydraRecord:
+        """`task_config` is what the task receives, `hydra_config` Hydra's `{hydra: ...}` node
+        (`HydraConfig.instance().cfg`), as hydra.core.utils.run_job saves them."""
+        return cls((
+            ("config.yaml", OmegaConf.to_yaml(task_config)),
+            ("hydra.yaml", OmegaConf.to_yaml(hydra_config)),
+            ("overrides.yaml", OmegaConf.to_yaml(hydra_config.hydra.overrides.task)),
+        ))  # fmt: skip
+
+    def write(self, run_dir: Path) -> None:
+        """Write the files into `run_dir/.hydra/`, each whole (temporary file, then rename)."""
+        folder = Path(run_dir) / HYDRA_SUBDIR
+        for name, text in self.files:
+            partial = folder / f".{name}.{os.getpid()}.tmp"
+            try:
+                folder.mkdir(exist_ok=True)
+                partial.write_text(text, encoding="utf-8")
+                os.replace(partial, folder / name)
+            except OSError as error:  # a file replaced by a folder, a full disk, a read-only copy
+                with contextlib.suppress(OSError):
+                    partial.unlink()
+                raise UserError(
+                    f"cannot write the run's config record {folder / name}: {error.strerror or error}"
+                ) from None

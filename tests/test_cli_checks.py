@@ -1,0 +1,153 @@
+"""Bad input at the edge of the tools, each one line naming the setting or file and what to do: worker counts
+the machine cannot run (the core and GPU counts are forced here, never read from the host), seeds torch
+cannot take, overrides Hydra cannot read (and every command the README shows can be read), trainer.resume
+values that name no checkpoint file, a corrupt CIFAR archive offline, resnet-info's sizes, and
+resnet-responses' hint."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from test_responses import plain_config, write_checkpoint
+
+from resnet_train.cli import info, responses
+from resnet_train.cli import train as train_cli
+from resnet_train.cli.launch_checks import check_resume, check_worker_count
+from resnet_train.cli.overrides import refuse_unreadable_overrides, unreadable_override
+from resnet_train.config import MAX_SEED, check_ranges
+from resnet_train.data.readers import read_cifar
+from resnet_train.data.split import epoch_generator
+from resnet_train.engine.checkpoint import CheckpointError, load_checkpoint
+from resnet_train.engine.restore import config_from_plain
+from resnet_train.errors import UserError
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def config(*overrides: str):
+    return config_from_plain({}, list(overrides))
+
+
+# ---- trainer.devices against the machine -------------------------------------------------------------------
+def test_cpu_workers_are_capped_at_the_cores_and_gpu_workers_at_the_gpus():
+    cpu = config("trainer.device=cpu", "trainer.devices=3")
+    with pytest.raises(UserError, match="trainer.devices=3 CPU workers, but this machine has 2 cores"):
+        check_worker_count(cpu, cores=2, gpus=4)
+    check_worker_count(cpu, cores=4, gpus=0)
+    auto = config("trainer.devices=3")  # trainer.device=auto: the GPUs if there are any
+    with pytest.raises(UserError, match="2 cores"):
+        check_worker_count(auto, cores=2, gpus=0)
+    with pytest.raises(UserError, match="trainer.devices=3, but 2 GPUs are visible"):
+        check_worker_count(auto, cores=64, gpus=2)
+    check_worker_count(auto, cores=2, gpus=4)
+
+
+def test_the_launcher_refuses_first_and_logs_before_spawning(tmp_path, monkeypatch, caplog):
+    workers = config("trainer.device=cpu", "trainer.devices=3", "trainer.batch_size=96")
+    monkeypatch.setattr(train_cli.torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(train_cli.os, "cpu_count", lambda: 2)
+    with pytest.raises(UserError, match="has 2 cores"):
+        train_cli.launch(workers, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+    class Spawned(Exception):
+        pass
+
+    def spawn(*args, **kwargs):
+        raise Spawned
+
+    monkeypatch.setattr(train_cli.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr("torch.multiprocessing.start_processes", spawn)
+    with caplog.at_level(logging.INFO, logger="resnet_train"), pytest.raises(Spawned):
+        train_cli.launch(workers, tmp_path / "run")
+    assert "starting 3 workers (gloo, CPU)" in caplog.text
+
+
+# ---- seeds -------------------------------------------------------------------------------------------------
+def test_a_seed_torch_cannot_take_is_refused_and_the_largest_accepted_one_works():
+    with pytest.raises(UserError, match=rf"trainer.seed={MAX_SEED + 1} \(must be in \[0, {MAX_SEED}\]\)"):
+        check_ranges(config(f"trainer.seed={MAX_SEED + 1}"))
+    check_ranges(config(f"trainer.seed={MAX_SEED}"))
+    epoch_generator(MAX_SEED, 10**9)  # no "Overflow when unpacking long long"
+    with pytest.raises(ValueError, match="Overflow"):  # the limit is real: past it torch refuses the seed
+        epoch_generator(2**64 // 1_000_003 + 1, 0)
+
+
+# ---- overrides Hydra cannot read ---------------------------------------------------------------------------
+@pytest.mark.parametrize("override", ["data.root=~/data/cifar10", "data.root=/data/données"])
+def test_an_unreadable_override_is_one_line_with_the_quoting_that_works(override, caplog):
+    with pytest.raises(SystemExit) as stop:
+        refuse_unreadable_overrides(["model=resnet20", override])
+    assert stop.value.code == 2
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    key, _, value = override.partition("=")
+    assert f"cannot read the override {override}" in line and f"\"{key}='{value}'\"" in line
+    suggestion = re.search(r"write (\S+)", line).group(1)
+    assert unreadable_override(shlex.split(suggestion)) is None  # what the line says to type parses
+
+
+def readme_commands() -> list[list[str]]:
+    """The overrides of every resnet-train command the README shows (code blocks and inline code)."""
+    text = README.read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+    lines += re.findall(r"`(resnet-train [^`]*)`", text)
+    commands = []
+    for line in lines:
+        words = shlex.split(line, comments=True)
+        starts = [i for i, word in enumerate(words) if word.rstrip(")").endswith("resnet-train")]
+        if starts:
+            commands.append(words[starts[0] + 1 :])
+    return commands
+
+
+def test_every_resnet_train_command_in_the_readme_parses():
+    commands = readme_commands()
+    assert len(commands) > 20
+    assert [unreadable_override(c) for c in commands if unreadable_override(c)] == []
+
+
+# ---- trainer.resume ----------------------------------------------------------------------------------------
+def test_a_resume_value_that_names_no_checkpoint_file_says_what_to_give(tmp_path):
+    with pytest.raises(UserError, match="trainer.resume is empty: give auto"):
+        check_resume("")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"")
+    with pytest.raises(
+        CheckpointError, match=r"run is a directory; give a checkpoint file, e\.g\. .*last.pt"
+    ):
+        load_checkpoint(tmp_path / "run")
+
+
+# ---- data --------------------------------------------------------------------------------------------------
+def test_a_corrupt_cifar_archive_offline_is_named_and_nothing_is_downloaded(tmp_path, monkeypatch):
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"half an archive")
+
+    def download(*args, **kwargs):
+        raise AssertionError("went to the network")
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", download)
+    with pytest.raises(UserError, match=r"cifar-10-python\.tar\.gz is corrupt .*data\.download=true"):
+        read_cifar("cifar10", tmp_path, download=False, num_classes=10)
+
+
+def test_responses_names_its_own_option_for_the_data(tmp_path, caplog):
+    stored = plain_config(model={"depth": 8}, data={"name": "cifar10", "root": str(tmp_path / "moved")})
+    path, _ = write_checkpoint(tmp_path / "run" / "checkpoints", stored, 0)
+    assert responses.main([str(path)]) == 2
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "--data-root DIR" in line and "data.root=" not in line
+
+
+# ---- resnet-info -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv", [["--input-size", "0"], ["--cifar-input-size", "-8"], ["--num-classes", "0"]], ids=str
+)
+def test_info_refuses_sizes_and_class_counts_out_of_range(argv, capsys):
+    assert info.main(["resnet20", "resnet18", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and f"{argv[0]} {argv[1]}" in captured.err
