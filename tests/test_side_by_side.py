@@ -51,7 +51,7 @@ def test_a_job_side_by_side_trains_on_its_share_of_the_machine(monkeypatch, tmp_
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     ran = []
 
-    def worker(config, run_dir, world, join_group):
+    def worker(config, run_dir, world, join_group, record=None):
         ran.append((world, torch.get_num_threads(), join_group))
         return {}
 
