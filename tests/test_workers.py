@@ -30,7 +30,7 @@ def test_a_spawned_worker_takes_its_share_of_the_cores(monkeypatch, tmp_path, co
     monkeypatch.setattr(train_cli, "run_worker", lambda *args: ran.append((args[2], torch.get_num_threads())))
     try:
         config = Config(trainer=TrainerConfig(device=DeviceKind.auto))
-        train_cli._spawned_worker(1, config, str(tmp_path), 12345, 2, None)
+        train_cli._spawned_worker(1, config, str(tmp_path), 12345, 2, None, None)
     finally:
         torch.set_num_threads(before)
     assert [(world.rank, world.world_size, n) for world, n in ran] == [(1, 2, threads)]
