@@ -14,7 +14,7 @@ TORCH  ?= 'torch>=2.4' 'torchvision>=0.19'
 # a failure for make to report. The no-op trap keeps this shell alive through Ctrl-C while the trainer stops.
 CLEAN_STOP = || { status=$$?; [ $$status -eq 75 ] || exit $$status; }
 
-.PHONY: help install test test-fast lint train demo bench fig6 fig6-cpu clean
+.PHONY: help install test test-fast lint train demo bench precision-check fig6 fig6-cpu clean
 
 help:
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -46,6 +46,10 @@ demo: install ## an end-to-end run on synthetic data, nothing to download (about
 
 bench: install ## time the training loop against the common public-trainer loop (ARGS="--models resnet56 ...")
 	$(PY) scripts/bench.py $(ARGS)
+
+precision-check: install ## fp32 against bf16 on plain-56 and ResNet-56, two seeds (DATA=dir or synthetic, ARGS=--iters N ..)
+	@test -n "$(DATA)" || { echo "make precision-check: give the CIFAR-10 tree, e.g. DATA=cifar10-jpeg" >&2; exit 2; }
+	$(PY) scripts/precision_check.py --data $(DATA) $(ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

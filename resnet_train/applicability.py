@@ -17,7 +17,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -78,8 +77,10 @@ def _cifar_in_memory(c: Config) -> bool:
 def _cifar_archive(c: Config) -> bool:
     """CIFAR read into memory from torchvision's archive, not from an image tree (data/readers.py prefers a
     tree of train/ and test/ under data.root)."""
-    root = Path(c.data.root).expanduser()
-    return _cifar_in_memory(c) and not ((root / "train").is_dir() and (root / "test").is_dir())
+    from .data.build import data_root
+    from .data.readers import is_image_tree
+
+    return _cifar_in_memory(c) and not is_image_tree(data_root(c.data))
 
 
 def _read_from(c: Config) -> str:

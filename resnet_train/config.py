@@ -129,7 +129,9 @@ class DeviceKind(Enum):
 
 
 class Precision(Enum):
-    auto = "auto"  # bf16 on CUDA, fp32 on CPU
+    """The training arithmetic: fp32, the paper's, on every device (CUDA's default TF32 convolutions aside),
+    or bf16 / fp16 autocast, opt-ins that change the numbers (README, Precision)."""
+
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
@@ -225,7 +227,7 @@ class TrainerConfig:
     seed: int = 0
     device: DeviceKind = DeviceKind.auto
     devices: int = 1
-    precision: Precision = Precision.auto
+    precision: Precision = Precision.fp32
     channels_last: Optional[bool] = None  # None: on (CUDA and CPU, engine/run.py Runtime.resolve)
     compile: Optional[bool] = None  # None: on for CUDA
     compile_mode: CompileMode = CompileMode.default

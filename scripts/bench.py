@@ -3,10 +3,10 @@
 
 For each CIFAR model, in one process on one device:
 - project/<setting>: the project's own loop (GPU-resident data, on-device crop/flip, the Trainer with its
-  TensorBoard logging) for each setting: `fast` (what a GPU gets by default: bf16, channels_last, compiled),
-  `graph` (fast, with the whole step replayed as one CUDA graph: trainer.cuda_graph=true; CUDA only) and
-  `plain` (fp32, eager), and the CPU options `cpu_cl` (fp32 channels_last), `cpu_compile`, `cpu_cl_compile`
-  and `cpu_bf16` (bf16 autocast, channels_last);
+  TensorBoard logging) for each setting: `fast` (this device's defaults; on a GPU fp32 with TF32
+  convolutions, channels_last, compiled), `graph` (fast, with the whole step replayed as one CUDA graph:
+  trainer.cuda_graph=true; CUDA only) and `plain` (fp32, eager), and the CPU options `cpu_cl` (fp32
+  channels_last), `cpu_compile`, `cpu_cl_compile` and `cpu_bf16` (bf16 autocast, channels_last);
 - baseline: the loop most public CIFAR trainers use: a torchvision-style dataset of PIL images with
   per-sample RandomCrop/RandomHorizontalFlip/ToTensor/Normalize in a DataLoader with 4 workers, eager fp32,
   reading the loss back (`loss.item()`) every step.

@@ -33,6 +33,7 @@ from resnet_train.config import Augment, BadImage, Decode, Normalize
 from resnet_train.data import Shard
 from resnet_train.data.augment import train_transform
 from resnet_train.data.files import BadImages, scan_folder
+from resnet_train.data.interface import ChannelsLastTrain
 from resnet_train.data.normalize import Normalizer
 from resnet_train.data.stats import InputStats
 from resnet_train.data.stream import StreamTrainBatches
@@ -59,12 +60,14 @@ def bench_input(root: Path, decode: Decode, device: torch.device, args) -> dict:
     stats = InputStats(
         torch.full((3, 224, 224), 120.0), torch.full((3,), 120.0), torch.full((3,), 60.0), 60.0, 1
     )
-    normalize = Normalizer(stats, Normalize.mean_image, device, channels_last=device.type == "cuda")
+    normalize = Normalizer(stats, Normalize.mean_image, device)
     batches = StreamTrainBatches(
         files, train_transform(Augment.paper, 224, (256, 480)), normalize, args.batch, seed=0,
         shard=Shard(device), lighting=0.1, workers=args.workers, decode=decode,
         bad_images=BadImages(BadImage.error),
     )  # fmt: skip
+    if device.type == "cuda":  # the layout a GPU run trains in (data/build.py)
+        batches = ChannelsLastTrain(batches)
     needed = args.batches + 1  # the first batch (worker start-up) is not timed
     epochs = -(-needed // batches.iters_per_epoch)
     stream = (batch for epoch in range(epochs) for batch in batches.epoch(epoch))

@@ -40,8 +40,8 @@ from resnet_train.models import build_model
 
 # The project's variants of the step (trainer settings), by name.
 SETTINGS = {
-    "fast": {"precision": Precision.auto, "channels_last": None, "compile": None},  # this device's default
-    "graph": {"precision": Precision.auto, "channels_last": None, "compile": None, "cuda_graph": True},
+    "fast": {"precision": Precision.fp32, "channels_last": None, "compile": None},  # this device's default
+    "graph": {"precision": Precision.fp32, "channels_last": None, "compile": None, "cuda_graph": True},
     "plain": {"precision": Precision.fp32, "channels_last": False, "compile": False},
     # The CPU options: fp32 with oneDNN's channels_last kernels, fp32 compiled by Inductor, and bf16 autocast
     # (fast only where the CPU has AVX512_BF16 or AMX; elsewhere it is emulated).

@@ -58,7 +58,7 @@ def test_the_stored_config_holds_the_same_content_as_before(tmp_path):
         "stem": "auto", "zero_init_residual": False, "sync_bn": False,
     }  # fmt: skip
     assert plain["sched"]["milestones"] == [32000, 48000] and plain["sched"]["warmup"] == "auto"
-    assert plain["trainer"]["precision"] == "auto" and plain["trainer"]["compile"] is None
+    assert plain["trainer"]["precision"] == "fp32" and plain["trainer"]["compile"] is None
     assert list(plain) == ["model", "data", "optim", "sched", "trainer"]
     assert all(
         type(v) in (str, int, float, bool, list, type(None)) for g in plain.values() for v in g.values()

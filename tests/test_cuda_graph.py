@@ -54,6 +54,7 @@ def test_a_cuda_graph_on_the_cpu_is_refused():
 )
 def test_settings_whose_step_waits_for_the_host_are_refused(monkeypatch, settings, world, message):
     monkeypatch.setattr(run, "resolve_device", lambda kind, local_rank=0: torch.device("cuda", local_rank))
+    monkeypatch.setattr(run, "tf32_convolutions", lambda device: True)  # no GPU to ask
     with pytest.raises(UserError, match=message):
         Runtime.resolve(TrainerConfig(cuda_graph=True, **settings), world)
     Runtime.resolve(TrainerConfig(cuda_graph=False, **settings), world)  # fine without the graph

@@ -1,5 +1,6 @@
-"""The fast path (bf16 autocast, channels_last, torch.compile) computes what the plain fp32 eager path does:
-the same loss within bf16 rounding, and updates pointing the same way (bf16 gradients differ slightly)."""
+"""The fast path (bf16 autocast, an opt-in, with channels_last and torch.compile) computes what the plain fp32
+eager path does: the same loss within bf16 rounding, and updates pointing the same way (bf16 gradients differ
+slightly). Each Runtime is built here, so no machine detection is involved."""
 
 from dataclasses import replace
 

@@ -54,7 +54,7 @@ def test_the_log_and_metrics_json_report_the_same_images_per_s(preset_run):
 def test_start_up_says_what_loads_and_the_end_is_a_short_summary(preset_run):
     lines, run_dir = preset_run
     text = "\n".join(lines)
-    assert "loading synthetic (generated images) and building resnet8" in text
+    assert "resnet8 in fp32 on cpu: loading synthetic (generated images) and building the net" in text
     assert re.search(r"data and model ready in [\d.]+ s", text)
     assert re.search(r"done \(SYNTHETIC DATA\): resnet8 on synthetic, 8 iterations in \d+:\d\d:\d\d", text)
     assert re.search(r"final train error [\d.]+%, test error [\d.]+%$", text, re.M)

@@ -101,6 +101,16 @@ def test_a_change_of_the_trajectory_is_refused_one_line_per_key_with_the_ways_ou
     assert "hydra.run.dir=NEW_DIR" in message and f"trainer.resume={tmp_path}/checkpoints/last.pt" in message
 
 
+def test_a_run_from_when_precision_auto_existed_is_told_which_precision_to_give(tmp_path):
+    checkpoint(tmp_path / "checkpoints", 10, config(**{"trainer.precision": "auto"}))
+    with pytest.raises(UserError) as refused:
+        find_resume_checkpoint("auto", tmp_path, DEFAULTS, DEFAULTS)
+    message = str(refused.value)
+    assert "\n  trainer.precision: auto -> fp32\n" in message
+    assert "trainer.precision=auto" not in message  # a value that no longer exists
+    assert "trainer.precision=bf16 or fp32, whichever the run's train.log names" in message
+
+
 def test_changes_that_leave_the_trajectory_alone_are_allowed_and_logged(tmp_path, caplog):
     checkpoint(tmp_path / "checkpoints", 10)
     changed = config(**{"trainer.log_every": 1, "trainer.max_iters": 100000, "data.workers": 2,

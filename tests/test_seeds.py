@@ -111,9 +111,13 @@ def test_runs_differing_in_classes_length_or_precision_are_not_seeds_of_one_net(
     fake_run(tmp_path / "ten", ten)
     fake_run(tmp_path / "short", cifar(seed=0, max_iters=800))
     fake_run(tmp_path / "long", cifar(seed=1, max_iters=1600))
-    # precision=auto resolved differently on two machines: bf16 and fp32 runs are not twins.
-    fake_run(tmp_path / "bf16", cifar(seed=0, precision=Precision.auto, max_iters=5), precision="bf16")
-    fake_run(tmp_path / "fp32", cifar(seed=1, precision=Precision.auto, max_iters=5), precision="fp32")
+    # Runs from before fp32 was the default stored precision=auto, which resolved differently on two
+    # machines: bf16 and fp32 runs are not twins.
+    for name, seed in (("bf16", 0), ("fp32", 1)):
+        fake_run(tmp_path / name, cifar(seed=seed, max_iters=5), precision=name)
+        stored_config = tmp_path / name / ".hydra" / "config.yaml"
+        OmegaConf.save({**OmegaConf.load(stored_config), "trainer": {
+            **OmegaConf.load(stored_config).trainer, "precision": "auto"}}, stored_config)  # fmt: skip
     groups = group_runs([load_run(path, curves=False) for path in find_runs([tmp_path])])
     assert sorted(len(group.runs) for group in groups) == [1] * 6
     # Each name says what tells its group apart from the other ResNet-20s.

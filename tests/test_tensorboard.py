@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from resnet_train.config import Config, DeviceKind, ModelConfig, TrainerConfig
+from resnet_train.engine import run
 from resnet_train.engine.distributed import World
 from resnet_train.engine.logger import RunLogger
 from resnet_train.engine.run import Runtime, _hparams
@@ -41,7 +43,9 @@ def test_events_sit_in_the_run_directory_with_error_cards_first(tmp_path):
     assert not (tmp_path / "tb").exists()
 
 
-def test_hparams_hold_the_columns_that_tell_runs_apart(tmp_path):
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_hparams_hold_the_columns_that_tell_runs_apart(tmp_path, monkeypatch, native_bf16):
+    monkeypatch.setattr(run, "cpu_has_native_bf16", lambda: native_bf16)  # fp32 by default on either CPU
     events = write_tiny_run(tmp_path, residual=False)
     content = events.PluginTagToContent("hparams")
     # No experiment summary: TensorBoard builds the view from all runs' rows, differing columns first, and

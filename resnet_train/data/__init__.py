@@ -1,27 +1,41 @@
-"""Datasets: one pipeline with two backends (in memory, streamed from files) behind the Protocols of
-interface.py, built from a data config by build.build_data.
+"""Datasets: one interface (interface.Backend) with two backends, in memory and streamed from files, looked up
+once from a data config by build.build_data.
 
 Where a batch comes from:
-    build.py        the entry point: data config -> RunData (training and evaluation batches, classes, stats)
-    interface.py    the Protocols the loop programs against (TrainBatches, EvalBatches, Collectives), RunData
-    split.py        validation hold-out, each rank's share of a global batch and of an evaluation set
-    files.py        ImageFolder scanning, decoding, the bad-image policy
+    build.py        the entry point: data config -> RunData (training and evaluation batches, classes, stats);
+                    the data root resolved, the backend looked up, the channels_last layout applied
+    interface.py    the Protocols: Backend, and what the loop programs against (TrainBatches, EvalBatches,
+                    Collectives); RunData
+    split.py        a dataset's splits and the validation hold-out, each rank's share of a global batch and
+                    of an evaluation set
+    files.py        ImageFolder scanning, decoding (one helper, CPU or nvJPEG), the bad-image policy
     normalize.py    mean-image (or per-channel) normalisation on the device
-    stats.py        the training set's input statistics and their cache
-    readers.py      in-memory backend: CIFAR archives, ImageFolder trees and synthetic sets into uint8 tensors
-    memory.py       in-memory backend: batches gathered, cropped and flipped on the device
+    stats.py        the training set's input statistics (one float64 accumulator) and their cache
+    augment.py      CIFAR's pad-crop-flip (Sec. 4.2); ImageNet's scale augmentation, test views, lighting
+    memory.py       in-memory backend: readers.py decodes the set into uint8 tensors, batched on the device
     stream.py       streamed backend: training and evaluation batchers over DataLoader workers
-    sampler.py, samples.py, collate.py, gpu_decode.py, augment.py   the streamed backend's parts
+    sampler.py, samples.py, collate.py   the streamed backend's parts
+    identity.py     what identifies the data (checked on resume and evaluation)
 """
 
-from .build import EvalSet, build_data, build_eval_set
-from .interface import SINGLE_PROCESS, Collectives, EvalBatches, RunData, SingleProcess, TrainBatches
+from .build import BACKENDS, EvalSet, build_data, build_eval_set
+from .interface import (
+    SINGLE_PROCESS,
+    Backend,
+    Collectives,
+    EvalBatches,
+    RunData,
+    SingleProcess,
+    TrainBatches,
+)
 from .normalize import Normalizer
-from .readers import ImageSet, Splits, load_splits
-from .split import Shard
+from .readers import ImageSet, load_splits
+from .split import Shard, Splits
 from .stats import InputStats
 
 __all__ = [
+    "BACKENDS",
+    "Backend",
     "Collectives",
     "EvalBatches",
     "EvalSet",

@@ -1,4 +1,5 @@
-"""The ImageNet recipe's image operations (Sec. 3.4): training augmentation, test views, mean image, lighting.
+"""The image operations of the paper's two recipes: CIFAR's pad, crop and flip (Sec. 4.2), a batch at a time
+on the device (the in-memory backend); ImageNet's training augmentation, test views and lighting (Sec. 3.4).
 
 Geometry (resize, crop, flip) is torchvision.transforms.v2 applied to uint8 tensors, in DataLoader workers
 (data.decode=cpu) or on the GPU (data.decode=gpu): the same code in both places. Colour work (PCA lighting,
@@ -14,10 +15,37 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from ..config import Augment
+
+PAD = 4  # Sec. 4.2: "4 pixels are padded on each side, and a 32x32 crop is randomly sampled"
+
+
+def draw_crops_and_flips(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each of `count` images' (row, col) crop offset in [0, 2 * PAD] and whether it is flipped."""
+    offsets = torch.randint(0, 2 * PAD + 1, (count, 2), generator=generator)
+    flips = torch.randint(0, 2, (count,), generator=generator).bool()
+    return offsets, flips
+
+
+def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """Zero-pad by PAD, then crop each image at its (row, col) offset and mirror the flipped ones.
+
+    Padding comes after normalisation, so padded pixels hold the mean image's value (zero). The crop and the
+    flip are one gather: a flipped image reads its columns right to left.
+    """
+    batch, channels, height, width = images.shape
+    padded = F.pad(images, (PAD, PAD, PAD, PAD))
+    rows = offsets[:, 0, None] + torch.arange(height, device=images.device)
+    columns = torch.arange(width, device=images.device).expand(batch, width)
+    columns = torch.where(flips[:, None], columns.flip(1), columns) + offsets[:, 1, None]
+    batch_index = torch.arange(batch, device=images.device)[:, None, None, None]
+    channel_index = torch.arange(channels, device=images.device)[None, :, None, None]
+    return padded[batch_index, channel_index, rows[:, None, :, None], columns[:, None, None, :]]
+
 
 # AlexNet's "PCA colour augmentation" (Krizhevsky, Sutskever & Hinton 2012, Sec. 4.1), which the paper uses
 # ("the standard color augmentation in [21] is used"): to every pixel of an image add

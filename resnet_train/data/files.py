@@ -1,7 +1,8 @@
 """ImageFolder trees as lists of files, and decoding that names (and by choice skips) unreadable images.
 
 Both backends scan and decode here: the in-memory one decodes a whole tree once (`decode_all`), the
-streamed one a file at a time in DataLoader workers (`read_bytes`, `decode_rgb`).
+streamed one a file at a time in DataLoader workers (`read_bytes`, `decode_rgb`), or a batch at a time on the
+GPU (`decode_batch`, which `decode_all` uses too).
 
 The layout is torchvision's ImageFolder (and ImageNet's): `root/train/<class>/<image>` and
 `root/val/<class>/<image>` (or `root/test/...`). Labels are the positions of the training class folders in
@@ -78,7 +79,7 @@ def scan_folder(folder: str | Path, classes: list[str] | None = None) -> ImageFi
     As in torchvision's ImageFolder, images in sub-folders of a class folder belong to that class (said in
     one warning); hidden folders and files are skipped at every level, and a class folder without images is
     refused."""
-    folder = Path(folder).expanduser()
+    folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"image folder {folder} does not exist")
     found = sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and visible(entry.name))
@@ -123,7 +124,7 @@ def label_index(found: list[str], classes: list[str], where: str | Path) -> dict
 def eval_folder(root: str | Path, name: DatasetName) -> Path:
     """The folder of the test split: `val/` for ImageNet (its test labels are not public); `test/` or else
     `val/` for any other ImageFolder tree."""
-    root = Path(root).expanduser()
+    root = Path(root)
     choices = ["val"] if name is DatasetName.imagenet else ["test", "val"]
     for choice in choices:
         if (root / choice).is_dir():
@@ -168,21 +169,37 @@ def decode_error_reason(error: Exception) -> str:
     return re.sub(r"^.*\.cpp:\d+,\s*", "", lines[0]) if lines else type(error).__name__
 
 
+def decode_batch(datas: list[torch.Tensor | None], device: torch.device | None = None) -> list[tuple]:
+    """Decode a batch of file bytes: [(uint8 (3, H, W) RGB image or None, reason)], on `device` (None: the
+    CPU). JPEGs are decoded in one call (nvJPEG on a CUDA `device`); a batch holding a file that call refuses
+    (ImageNet has a PNG and CMYK JPEGs among its .JPEG files), an empty or an unreadable file is decoded file
+    by file, on the CPU where the device's decoder refuses it."""
+    if all(data is not None and data.numel() for data in datas):
+        try:
+            images = decode_jpeg(datas, mode=ImageReadMode.RGB, device=device or "cpu")
+            return [(image, "") for image in images]
+        except RuntimeError:
+            pass
+    return [_decode_one(data, device) for data in datas]
+
+
+def _decode_one(data: torch.Tensor | None, device: torch.device | None) -> tuple:
+    if device is not None and data is not None:
+        try:
+            return decode_jpeg(data, mode=ImageReadMode.RGB, device=device), ""
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    image, reason = decode_rgb(data)
+    return (image if image is None or device is None else image.to(device)), reason
+
+
 def decode_all(paths: list[str], chunk: int = 4096) -> list[torch.Tensor]:
-    """Decode every file to uint8 (3, H, W) RGB: JPEGs `chunk` at a time in one call, a chunk holding a PNG or
-    a bad file file by file. An unreadable image stops with its name (a set held in memory has no gaps)."""
+    """Decode every file to uint8 (3, H, W) RGB, `chunk` at a time (decode_batch). An unreadable image stops
+    with its name (a set held in memory has no gaps)."""
     images: list[torch.Tensor] = []
     for start in range(0, len(paths), chunk):
         part = paths[start : start + chunk]
-        datas = [read_bytes(path) for path in part]
-        if all(data is not None and data.numel() for data in datas):
-            try:
-                images.extend(decode_jpeg(datas, mode=ImageReadMode.RGB))
-                continue
-            except RuntimeError:
-                pass
-        for path, data in zip(part, datas):
-            image, reason = decode_rgb(data)
+        for path, (image, reason) in zip(part, decode_batch([read_bytes(path) for path in part])):
             if image is None:
                 raise UserError(f"cannot decode image {path}: {reason}")
             images.append(image)

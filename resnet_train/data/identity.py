@@ -47,7 +47,7 @@ class TreeDigests:
 def tree_digests(paths: list[str], root: str | Path) -> TreeDigests:
     """Digests of `paths` (image files under `root`), one `stat` per file, in sorted order of their paths
     relative to `root`."""
-    root = os.path.join(str(Path(root).expanduser()), "")
+    root = os.path.join(str(root), "")
     content, version = hashlib.sha256(), hashlib.sha256()
     relative_paths = (
         path[len(root) :] if path.startswith(root) else os.path.relpath(path, root) for path in paths

@@ -1,8 +1,10 @@
-"""What every data backend gives the loop: training batches by epoch and evaluation sets, as Protocols.
+"""The data backends' one interface (`Backend`) and what they give the loop: training batches by epoch and
+evaluation sets, as Protocols.
 
-Two backends stand behind them: `memory` (the whole set decoded into a uint8 tensor on the training device,
-batched and augmented there) and `stream` (image files read, decoded and augmented by DataLoader workers, or
-decoded on the GPU). `build.build_data` turns a data config into a `RunData` of either.
+Two backends implement it: `memory.MemoryBackend` (the whole set decoded into a uint8 tensor on the training
+device, batched and augmented there) and `stream.StreamBackend` (image files read, decoded and augmented by
+DataLoader workers, or decoded on the GPU). `build.build_data` looks the backend up once and turns a data
+config into a `RunData`; the hold-out (split.Splits), normalisation and memory layout are the same for both.
 
 Collective operations (summing input statistics over ranks, agreeing on a cache miss) are passed in by the
 caller as a `Collectives`; data/ knows nothing of how processes talk to each other.
@@ -12,11 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from .stats import InputStats
+
+if TYPE_CHECKING:
+    from ..config import Crops
+    from .files import BadImages
+    from .identity import Source
+    from .normalize import Normalizer
+    from .split import Images, Shard, Splits
 
 
 class TrainBatches(Protocol):
@@ -58,6 +68,75 @@ class SingleProcess:
 
 
 SINGLE_PROCESS = SingleProcess()
+
+
+class Backend(Protocol):
+    """Where a dataset's images live and how batches are made of them; built from a data config and the
+    data root (resolved once, by build.py). Splits hold an ImageSet (memory) or ImageFiles (stream)."""
+
+    bad_images: BadImages  # the unreadable images met (a streamed backend skips them, data.on_bad_image)
+
+    def splits(self, classes: list[str] | None = None, *, need_train: bool = True) -> Splits:
+        """The training set (whole: Splits.held_out holds out a validation set) and the test set, labelled by
+        `classes` (a checkpoint's, by name) or else by the training set's class folders. need_train=False:
+        the training set may be left unread (None)."""
+        ...
+
+    def source(self) -> Source:
+        """What identifies the images `splits` read (identity.py), before any hold-out."""
+        ...
+
+    def stats(
+        self, train: Images, *, shard: Shard, collectives: Collectives, run_dir: Path | None = None
+    ) -> InputStats:
+        """The input statistics of the training set `train` (each rank a share, summed by `collectives`;
+        `run_dir` may hold a cache)."""
+        ...
+
+    def train_batches(
+        self, train: Images, normalize: Normalizer, batch_size: int, *, seed: int, shard: Shard
+    ) -> TrainBatches:
+        """This rank's share of each global batch of `batch_size`, augmented as the backend's recipe does."""
+        ...
+
+    def check_crops(self, crops: Crops) -> None:
+        """Refuse test views (eval.crops) this backend cannot give, before anything is read."""
+        ...
+
+    def eval_batches(
+        self, images: Images, normalize: Normalizer, batch_size: int, *, shard: Shard, crops: Crops
+    ) -> EvalBatches:
+        """This rank's shard of an evaluation set, seen through `crops`."""
+        ...
+
+
+class ChannelsLastTrain:
+    """Training batches in the channels_last memory format (the net's, trainer.channels_last)."""
+
+    def __init__(self, batches: TrainBatches):
+        self.batches, self.iters_per_epoch = batches, batches.iters_per_epoch
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, labels in self.batches.epoch(epoch, start):
+            yield channels_last(images), labels
+
+
+class ChannelsLastEval:
+    """Evaluation batches with their (B, 3, H, W) views in the channels_last memory format (other views, ten
+    crops or several scales, as they are)."""
+
+    def __init__(self, batches: EvalBatches):
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[tuple[Any, torch.Tensor]]:
+        for views, labels in self.batches:
+            yield channels_last(views), labels
+
+
+def channels_last(views: Any) -> Any:
+    if isinstance(views, torch.Tensor) and views.dim() == 4:
+        return views.contiguous(memory_format=torch.channels_last)
+    return views
 
 
 @dataclass

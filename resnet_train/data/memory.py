@@ -1,5 +1,5 @@
-"""The in-memory backend: serve an ImageSet in batches, on the training device, with the paper's CIFAR
-augmentation.
+"""The in-memory backend (data.loader=memory): the whole dataset decoded once into uint8 tensors (readers.py)
+and served in batches from the training device, with the paper's CIFAR augmentation (augment.crop_and_flip).
 
 The uint8 images live on the device (on the GPU when training on a GPU); each batch is gathered, normalised,
 padded, cropped and flipped there in a few tensor operations, with no per-sample Python work. The sample
@@ -9,20 +9,75 @@ order and every sample's crop offset and flip are drawn at the start of an epoch
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from ..config import Crops, DataConfig
+from ..errors import UserError
+from .augment import PAD, crop_and_flip, draw_crops_and_flips
+from .files import BadImages
+from .identity import Source
+from .interface import Collectives
 from .normalize import Normalizer
-from .readers import ImageSet
-from .split import ONE_CPU_PROCESS, RankShare, Shard, epoch_generator, eval_shard
+from .readers import ImageSet, read_splits
+from .split import ONE_CPU_PROCESS, RankShare, Shard, Splits, epoch_generator, eval_shard
+from .stats import InputStats
 
-PAD = 4  # Sec. 4.2: "4 pixels are padded on each side, and a 32x32 crop is randomly sampled"
+__all__ = ["PAD", "MemoryBackend", "MemoryEvalBatches", "MemoryTrainBatches", "crop_and_flip"]
 
 
-def _channels_last(images: torch.Tensor, enabled: bool) -> torch.Tensor:
-    return images.contiguous(memory_format=torch.channels_last) if enabled else images
+class MemoryBackend:
+    """interface.Backend for data.loader=memory: CIFAR (archive or image tree), data=synthetic and small
+    ImageFolder trees of one image size."""
+
+    def __init__(self, d: DataConfig, root: Path):
+        self.d, self.root = d, root
+        self.bad_images = BadImages(d.on_bad_image)  # stays empty: an unreadable image stops the read
+        self._source: Source | None = None
+
+    def splits(self, classes: list[str] | None = None, *, need_train: bool = True) -> Splits[ImageSet]:
+        d = self.d
+        splits, self._source = read_splits(
+            d.name, self.root, download=d.download, num_classes=d.num_classes, image_size=d.image_size,
+            train_size=d.train_size, test_size=d.test_size,
+        )  # fmt: skip
+        if classes is None:
+            return splits
+        # Labelled by a checkpoint's class names, by name, as a streamed tree is.
+        relabel = functools.partial(ImageSet.relabel, classes=classes, where=self.root)
+        return replace(splits, train=relabel(splits.train), test=relabel(splits.test))
+
+    def source(self) -> Source:
+        return self._source
+
+    def stats(
+        self, train: ImageSet, *, shard: Shard, collectives: Collectives, run_dir: Path | None = None
+    ) -> InputStats:
+        """Of every training image; each rank holds them all, so there is nothing to add across ranks."""
+        return InputStats.fit(train.images)
+
+    def train_batches(
+        self, train: ImageSet, normalize: Normalizer, batch_size: int, *, seed: int, shard: Shard
+    ) -> MemoryTrainBatches:
+        return MemoryTrainBatches(train, normalize, batch_size, seed=seed, shard=shard)
+
+    def check_crops(self, crops: Crops) -> None:
+        if crops is not Crops.center:
+            raise UserError(
+                f"eval.crops={crops.value} needs a streamed dataset (data.loader=stream); "
+                f"{self.d.name.value} is tested on the original images only (Sec. 4.2): use eval.crops=center"
+            )
+
+    def eval_batches(
+        self, images: ImageSet, normalize: Normalizer, batch_size: int, *, shard: Shard,
+        crops: Crops = Crops.center,
+    ) -> MemoryEvalBatches:  # fmt: skip
+        self.check_crops(crops)
+        return MemoryEvalBatches(images, normalize, batch_size, shard=shard)
 
 
 class MemoryTrainBatches:
@@ -37,7 +92,6 @@ class MemoryTrainBatches:
         seed: int,
         shard: Shard = ONE_CPU_PROCESS,
         augment: bool = True,
-        channels_last: bool = False,
     ):
         self.share = RankShare(len(data), global_batch, rank=shard.rank, world_size=shard.world_size)
         self.device = device = shard.device
@@ -45,7 +99,7 @@ class MemoryTrainBatches:
         self.labels = data.labels.to(device)
         self.normalize = normalize.to(device)
         self.seed = seed
-        self.augment, self.channels_last = augment, channels_last
+        self.augment = augment
         self.iters_per_epoch = self.share.iters_per_epoch
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -53,8 +107,7 @@ class MemoryTrainBatches:
         count = len(self.labels)
         generator = epoch_generator(self.seed, epoch)
         order = torch.randperm(count, generator=generator)
-        offsets = torch.randint(0, 2 * PAD + 1, (count, 2), generator=generator)
-        flips = torch.randint(0, 2, (count,), generator=generator).bool()
+        offsets, flips = draw_crops_and_flips(count, generator)
         order, offsets, flips = order.to(self.device), offsets.to(self.device), flips.to(self.device)
         for step in range(start, self.iters_per_epoch):
             begin, end = self.share.bounds(step)
@@ -62,23 +115,7 @@ class MemoryTrainBatches:
             images = self.normalize(self.images[index])
             if self.augment:
                 images = crop_and_flip(images, offsets[index], flips[index])
-            yield _channels_last(images, self.channels_last), self.labels[index]
-
-
-def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
-    """Zero-pad by PAD, then crop each image at its (row, col) offset and mirror the flipped ones.
-
-    Padding comes after normalisation, so padded pixels hold the mean image's value (zero). The crop and the
-    flip are one gather: a flipped image reads its columns right to left.
-    """
-    batch, channels, height, width = images.shape
-    padded = F.pad(images, (PAD, PAD, PAD, PAD))
-    rows = offsets[:, 0, None] + torch.arange(height, device=images.device)
-    columns = torch.arange(width, device=images.device).expand(batch, width)
-    columns = torch.where(flips[:, None], columns.flip(1), columns) + offsets[:, 1, None]
-    batch_index = torch.arange(batch, device=images.device)[:, None, None, None]
-    channel_index = torch.arange(channels, device=images.device)[None, :, None, None]
-    return padded[batch_index, channel_index, rows[:, None, :, None], columns[:, None, None, :]]
+            yield images, self.labels[index]
 
 
 class MemoryEvalBatches:
@@ -91,15 +128,14 @@ class MemoryEvalBatches:
         batch_size: int,
         *,
         shard: Shard = ONE_CPU_PROCESS,
-        channels_last: bool = False,
     ):
         part = eval_shard(len(data), shard.rank, shard.world_size)
         self.images = data.images[part.start :: part.step].to(shard.device)
         self.labels = data.labels[part.start :: part.step].to(shard.device)
         self.normalize = normalize.to(shard.device)
-        self.batch_size, self.channels_last = batch_size, channels_last
+        self.batch_size = batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for begin in range(0, len(self.labels), self.batch_size):
-            images = self.normalize(self.images[begin : begin + self.batch_size])
-            yield _channels_last(images, self.channels_last), self.labels[begin : begin + self.batch_size]
+            end = begin + self.batch_size
+            yield self.normalize(self.images[begin:end]), self.labels[begin:end]

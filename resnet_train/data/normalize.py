@@ -21,10 +21,9 @@ class Normalizer:
     """
 
     def __init__(
-        self, stats: InputStats, kind: Normalize = Normalize.mean_image, device: torch.device | str = "cpu",
-        channels_last: bool = False,
-    ):  # fmt: skip
-        self.stats, self.kind, self.channels_last = stats, kind, channels_last
+        self, stats: InputStats, kind: Normalize = Normalize.mean_image, device: torch.device | str = "cpu"
+    ):
+        self.stats, self.kind = stats, kind
         if kind is Normalize.mean_image:
             self.mean = stats.mean_image.to(device)
             self.scale = torch.full((3, 1, 1), stats.pixel_std, device=device)
@@ -33,7 +32,7 @@ class Normalizer:
             self.scale = stats.channel_std.to(device).view(3, 1, 1)
 
     def to(self, device: torch.device | str) -> Normalizer:
-        return Normalizer(self.stats, self.kind, device, self.channels_last)
+        return Normalizer(self.stats, self.kind, device)
 
     def _mean_for(self, height: int, width: int) -> torch.Tensor:
         if self.kind is Normalize.channel or self.mean.shape[-2:] == (height, width):
@@ -45,7 +44,4 @@ class Normalizer:
         x = images.float()
         if alphas is not None:
             x = x + lighting_offsets(alphas.to(x.device))[:, :, None, None]
-        x = (x - self._mean_for(*x.shape[-2:])) / self.scale
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return (x - self._mean_for(*x.shape[-2:])) / self.scale

@@ -18,7 +18,7 @@ from ..config import DatasetName
 from ..errors import UserError
 from .files import check_class_count, decode_all, eval_folder, label_index, scan_folder
 from .identity import Source, archive_source, files_source, generated_source
-from .split import hold_out
+from .split import Splits
 
 
 @dataclass
@@ -51,12 +51,17 @@ OFFICIAL = {
 }
 
 
+def is_image_tree(root: Path) -> bool:
+    """Whether `root` holds an ImageFolder tree (train/ and test/), which is read rather than an archive."""
+    return (root / "train").is_dir() and (root / "test").is_dir()
+
+
 def read_cifar(name: str, root: str | Path, download: bool, num_classes: int) -> tuple[ImageSet, ImageSet]:
     """The (train, test) sets of CIFAR-10/100 from `root`: an official archive, its extracted folder, or an
     ImageFolder tree with train/ and test/. Anything else is one clear error, never other data."""
-    root = Path(root).expanduser()
+    root = Path(root)
     cls, folder, archive = OFFICIAL[name]
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    if is_image_tree(root):
         train = read_image_folder(root / "train", num_classes)
         return train, read_image_folder(root / "test", num_classes, train.classes)
     if (root / "train").is_dir() and not (root / folder).is_dir() and not (root / archive).is_file():
@@ -157,35 +162,12 @@ def synthetic(
     return draw(train_size), draw(test_size)
 
 
-@dataclass
-class Splits:
-    train: ImageSet
-    val: ImageSet | None
-    test: ImageSet
-    synthetic: bool
-    source: Source  # what identifies the images (identity.py)
-
-    @property
-    def classes(self) -> list[str]:
-        return self.train.classes
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.train.classes)
-
-
-def load_splits(
-    name: DatasetName,
-    root: str,
-    *,
-    download: bool = False,
-    num_classes: int | None = None,
-    image_size: int = 32,
-    val_size: int = 0,
-    train_size: int = 5000,
-    test_size: int = 1000,
-) -> Splits:
-    """Read a dataset into memory, holding out `val_size` training images as a validation set."""
+def read_splits(
+    name: DatasetName, root: Path, *, download: bool = False, num_classes: int | None = None,
+    image_size: int = 32, train_size: int = 5000, test_size: int = 1000,
+) -> tuple[Splits[ImageSet], Source]:  # fmt: skip
+    """A dataset read into memory (its training set whole: split.Splits.held_out holds out a validation set),
+    and what identifies its images."""
     if name in (DatasetName.cifar10, DatasetName.cifar100):
         expected = num_classes or (10 if name is DatasetName.cifar10 else 100)
         train, test = read_cifar(name.value, root, download, expected)
@@ -194,19 +176,26 @@ def load_splits(
             raise UserError("data=synthetic needs data.num_classes")
         train, test = synthetic(num_classes, image_size, train_size, test_size)
     elif name is DatasetName.imagefolder:
-        train = read_image_folder(f"{root}/train", num_classes)
+        train = read_image_folder(root / "train", num_classes)
         test = read_image_folder(eval_folder(root, name), num_classes, train.classes)  # test/, else val/
     else:
         raise UserError(f"data={name.value} is not served from memory; use the streamed loader")
-    source = _source(name, root, train, test)
-    val = None
-    if val_size:
-        kept, held = hold_out(len(train), val_size, "the training set")
-        train, val = train.subset(kept), train.subset(held)
-    return Splits(train, val, test, name is DatasetName.synthetic, source)
+    return Splits(train, None, test, name is DatasetName.synthetic), _source(name, root, train, test)
 
 
-def _source(name: DatasetName, root: str, train: ImageSet, test: ImageSet) -> Source:
+def load_splits(
+    name: DatasetName, root: str | Path, *, download: bool = False, num_classes: int | None = None,
+    image_size: int = 32, val_size: int = 0, train_size: int = 5000, test_size: int = 1000,
+) -> Splits[ImageSet]:  # fmt: skip
+    """Read a dataset into memory, holding out `val_size` training images as a validation set."""
+    splits, _ = read_splits(
+        name, Path(root), download=download, num_classes=num_classes, image_size=image_size,
+        train_size=train_size, test_size=test_size,
+    )  # fmt: skip
+    return splits.held_out(val_size)
+
+
+def _source(name: DatasetName, root: Path, train: ImageSet, test: ImageSet) -> Source:
     """What identifies the images read: a tree's files, the official archive, or the generated pixels."""
     if train.paths is not None:
         return files_source(train.paths + test.paths, root)

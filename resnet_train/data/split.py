@@ -1,5 +1,5 @@
-"""Splitting and sharding, the same for both backends: the validation hold-out, each rank's part of a global
-training batch, each rank's shard of an evaluation set, and the per-epoch random generator.
+"""Splitting and sharding, the same for both backends: a dataset's splits and the validation hold-out, each
+rank's part of a global training batch, each rank's shard of an evaluation set, and the per-epoch generator.
 
 Randomness is a pure function of (seed, epoch): a run resumed at (epoch, batch) sees exactly the batches the
 uninterrupted run would have seen, with nothing but two integers to store.
@@ -7,7 +7,8 @@ uninterrupted run would have seen, with nothing but two integers to store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Generic, Protocol, TypeVar
 
 import torch
 
@@ -23,6 +24,49 @@ def hold_out(count: int, val_size: int, what: str) -> tuple[list[int], list[int]
         raise UserError(f"data.val_size={val_size} must be between 0 and {count} ({what})")
     order = torch.randperm(count, generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
     return order[val_size:].sort().values.tolist(), order[:val_size].sort().values.tolist()
+
+
+class Images(Protocol):
+    """A split as either backend holds it: an ImageSet (decoded, in memory) or ImageFiles (to be streamed)."""
+
+    classes: list[str]
+
+    def __len__(self) -> int: ...
+
+    def subset(self, index: list[int]) -> Images: ...
+
+
+Split = TypeVar("Split", bound=Images)
+
+
+@dataclass
+class Splits(Generic[Split]):
+    """A dataset's training, validation (None until held out) and test sets. `train` is None where only the
+    test set was read (a streamed tree evaluated with a checkpoint's classes and statistics)."""
+
+    train: Split | None
+    val: Split | None
+    test: Split
+    synthetic: bool = False
+
+    @property
+    def classes(self) -> list[str]:
+        return (self.train or self.test).classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def held_out(self, val_size: int) -> Splits[Split]:
+        """`val_size` training images held out as the validation set (hold_out); unchanged for 0."""
+        if not val_size:
+            return self
+        kept, held = hold_out(len(self.train), val_size, "the training set")
+        return replace(self, train=self.train.subset(kept), val=self.train.subset(held))
+
+    def evals(self) -> dict[str, Split]:
+        """The evaluation sets by name: "test", and "val" once held out."""
+        return {"test": self.test} | ({"val": self.val} if self.val is not None else {})
 
 
 @dataclass(frozen=True)

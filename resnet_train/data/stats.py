@@ -67,13 +67,10 @@ class InputStats:
     @classmethod
     def fit(cls, images: torch.Tensor, chunk: int = 4096) -> InputStats:
         """Of a whole uint8 (N, 3, H, W) set held in memory (the CIFAR backend: every training image)."""
-        total = torch.zeros(images.shape[1:], dtype=torch.float64)
-        squares = torch.zeros(images.shape[1], dtype=torch.float64)
+        sums = PixelSums(tuple(images.shape[1:]))
         for start in range(0, len(images), chunk):
-            pixels = images[start : start + chunk].double()
-            total += pixels.sum(dim=0)
-            squares += pixels.square().sum(dim=(0, 2, 3))
-        return cls.from_sums(total, squares, len(images))
+            sums.add(images[start : start + chunk])
+        return sums.stats()
 
     def state_dict(self) -> dict:
         return {
@@ -93,6 +90,34 @@ class InputStats:
             float(state["pixel_std"]),
             int(state["samples"]),
         )
+
+
+class PixelSums:
+    """The float64 sums the statistics come from, over batches of (B, 3, H, W) images: the per-pixel sum, the
+    per-channel sum of squares and the image count. Flattened into one tensor, they add across ranks."""
+
+    def __init__(self, shape: tuple[int, ...]):  # (3, H, W)
+        self.total = torch.zeros(shape, dtype=torch.float64)
+        self.squares = torch.zeros(shape[0], dtype=torch.float64)
+        self.count = 0
+
+    def add(self, images: torch.Tensor) -> None:
+        pixels = images.double()
+        self.total += pixels.sum(dim=0)
+        self.squares += pixels.square().sum(dim=(0, 2, 3))
+        self.count += len(images)
+
+    def flat(self) -> torch.Tensor:
+        return torch.cat([self.total.flatten(), self.squares, torch.tensor([float(self.count)])])
+
+    def load_flat(self, sums: torch.Tensor) -> None:
+        """Take the sums back from `flat()`'s layout (after adding them across ranks)."""
+        size = self.total.numel()
+        self.total, self.squares = sums[:size].view_as(self.total), sums[size:-1]
+        self.count = int(sums[-1])
+
+    def stats(self) -> InputStats:
+        return InputStats.from_sums(self.total, self.squares, self.count)
 
 
 def sample_indices(count: int, samples: int) -> list[int]:
@@ -152,23 +177,15 @@ def compute_input_stats(
     chosen = sample_indices(len(files), samples)[shard.rank :: shard.world_size]
     view = functools.partial(center_view, resize=resize, size=image_size)
     loader = make_loader(EvalSamples(files.subset(chosen), view), workers, False, collate, batch_size=64)
-    total = torch.zeros(3, image_size, image_size, dtype=torch.float64)
-    squares = torch.zeros(3, dtype=torch.float64)
-    count = 0
+    sums = PixelSums((3, image_size, image_size))
     for views, labels, _, failures in loader:
         bad_images.report(failures)
         if len(labels):
-            pixels = views.double()
-            total += pixels.sum(dim=0)
-            squares += pixels.square().sum(dim=(0, 2, 3))
-            count += len(labels)
-    sums = torch.cat([total.flatten(), squares, torch.tensor([float(count)])])
-    sums = collectives.all_reduce_sum(sums.to(shard.device))
-    sums = sums.cpu()
-    total, squares, count = sums[: total.numel()].view_as(total), sums[total.numel() : -1], int(sums[-1])
-    if not count:
+            sums.add(views)
+    sums.load_flat(collectives.all_reduce_sum(sums.flat().to(shard.device)).cpu())
+    if not sums.count:
         raise UserError(f"no readable image among the {samples} sampled from {files.folder}")
-    return InputStats.from_sums(total, squares, count)
+    return sums.stats()
 
 
 def input_stats(

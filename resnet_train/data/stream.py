@@ -1,27 +1,120 @@
 """The streamed backend (data.loader=stream): ImageFolder files read by DataLoader workers, batch by batch.
 
-The workers decode and crop (samples.py), or with data.decode=gpu only read the bytes for nvJPEG
-(gpu_decode.py); the sampler (sampler.py) picks each rank's files from (seed, epoch). A training batch
-travels as uint8 (a quarter of float32's bytes), from pinned memory, without blocking; the lighting noise,
-mean subtraction and scaling run on the device (normalize.Normalizer).
+The workers decode and crop (samples.py), or with data.decode=gpu only read the bytes, which nvJPEG decodes
+on the GPU a batch at a time (files.decode_batch); the sampler (sampler.py) picks each rank's files from
+(seed, epoch). A training batch travels as uint8 (a quarter of float32's bytes), from pinned memory, without
+blocking; the lighting noise, mean subtraction and scaling run on the device (normalize.Normalizer).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
 
-from ..config import BadImage, Decode
-from .augment import augment_sample
+from ..config import BadImage, Crops, DataConfig, Decode
+from ..errors import UserError
+from .augment import augment_sample, center_view, scale_views, ten_views, train_transform
 from .collate import collate, collate_bytes, split_bytes
-from .files import BadImages, ImageFiles
-from .gpu_decode import check_gpu_decode, decode_on_gpu
+from .files import BadImages, ImageFiles, check_class_count, decode_batch, eval_folder, scan_folder
+from .identity import Source, TreeDigests, tree_digests
+from .interface import Collectives
 from .normalize import Normalizer
 from .sampler import EpochSampler
 from .samples import EvalSamples, TrainSamples, make_loader
-from .split import ONE_CPU_PROCESS, Shard, eval_shard
+from .split import ONE_CPU_PROCESS, Shard, Splits, eval_shard
+from .stats import InputStats, input_stats
+
+
+class StreamBackend:
+    """interface.Backend for data.loader=stream: an ImageFolder tree (train/, and test/ or val/) under the
+    data root, read file by file. The training-set statistics are cached beside the data or in the run
+    directory (stats.py)."""
+
+    def __init__(self, d: DataConfig, root: Path):
+        self.d, self.root = d, root
+        self.bad_images = BadImages(d.on_bad_image)
+        self._tree: Splits[ImageFiles] | None = None
+
+    def splits(self, classes: list[str] | None = None, *, need_train: bool = True) -> Splits[ImageFiles]:
+        """With need_train=False (a checkpoint's `classes` label the test set), train/ is not scanned."""
+        d = self.d
+        if not need_train:
+            return Splits(None, None, scan_folder(eval_folder(self.root, d.name), classes))
+        if d.test_resize < d.image_size:
+            raise UserError(
+                f"data.test_resize={d.test_resize} must be at least data.image_size={d.image_size}"
+            )
+        train = scan_folder(self.root / "train", classes)
+        check_class_count(train, d.num_classes)
+        self._tree = Splits(train, None, scan_folder(eval_folder(self.root, d.name), train.classes))
+        return self._tree
+
+    @functools.cached_property
+    def _digests(self) -> TreeDigests:
+        """Of the tree as scanned (train/ before the hold-out, and the test split): one `stat` per file."""
+        return tree_digests(self._tree.train.paths + self._tree.test.paths, self.root)
+
+    def source(self) -> Source:
+        return Source("files", self._digests.content)
+
+    def stats(
+        self, train: ImageFiles, *, shard: Shard, collectives: Collectives, run_dir: Path | None = None
+    ) -> InputStats:
+        """Cached under what they depend on: every file as it is now, and the hold-out."""
+        d = self.d
+        cache_dirs = [self.root] + ([Path(run_dir)] if run_dir is not None else [])
+        return input_stats(
+            train, d.image_size, d.test_resize, d.mean_samples, cache_dirs,
+            cache_key=f"{self._digests.version}-val{d.val_size}", workers=d.workers,
+            bad_images=self.bad_images, shard=shard, collectives=collectives,
+        )  # fmt: skip
+
+    def train_batches(
+        self, train: ImageFiles, normalize: Normalizer, batch_size: int, *, seed: int, shard: Shard
+    ) -> StreamTrainBatches:
+        d = self.d
+        try:
+            transform = train_transform(d.augment, d.image_size, tuple(d.scale_range))
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        return StreamTrainBatches(
+            train, transform, normalize, batch_size, seed=seed, lighting=d.lighting, decode=d.decode,
+            bad_images=self.bad_images, workers=d.workers, shard=shard,
+        )  # fmt: skip
+
+    def check_crops(self, crops: Crops) -> None:
+        """Every kind of test view is cut from the files."""
+
+    def eval_batches(
+        self, images: ImageFiles, normalize: Normalizer, batch_size: int, *, shard: Shard,
+        crops: Crops = Crops.center,
+    ) -> StreamEvalBatches:  # fmt: skip
+        """The test views `crops` (centre, ten crops or multi-scale, Sec. 3.4), `batch_size` views a batch."""
+        d = self.d
+        views = {
+            Crops.center: functools.partial(center_view, resize=d.test_resize, size=d.image_size),
+            Crops.ten: functools.partial(ten_views, resize=d.test_resize, size=d.image_size),
+            Crops.multiscale: functools.partial(scale_views, scales=list(d.test_scales)),
+        }
+        views_per_image = {Crops.center: 1, Crops.ten: 10, Crops.multiscale: 2 * len(d.test_scales)}[crops]
+        # Multi-scale views differ in size: one image per loader item keeps few tensors (and file descriptors)
+        # in flight between the workers and this process; the net scores them one image at a time anyway.
+        batch_size = 1 if crops is Crops.multiscale else max(1, batch_size // views_per_image)
+        return StreamEvalBatches(
+            images, views[crops], normalize, batch_size, shard=shard, workers=d.workers,
+            bad_images=self.bad_images,
+        )  # fmt: skip
+
+
+def check_gpu_decode(device: torch.device) -> None:
+    if device.type != "cuda" or not torch.cuda.is_available():
+        raise UserError(
+            f"data.decode=gpu decodes JPEGs with nvJPEG on a CUDA device, but training runs on {device}"
+            f"{'' if torch.cuda.is_available() else ' (no CUDA device is available)'}; use data.decode=cpu"
+        )
 
 
 class StreamTrainBatches:
@@ -64,7 +157,7 @@ class StreamTrainBatches:
         return move(images), move(labels), move(alphas)
 
     def _gpu_batch(self, datas, labels, seeds, paths):
-        decoded = decode_on_gpu(split_bytes(*datas), self.device)
+        decoded = decode_batch(split_bytes(*datas), self.device)
         self.bad_images.report([(p, reason) for p, (image, reason) in zip(paths, decoded) if image is None])
         keep = [i for i, (image, _) in enumerate(decoded) if image is not None]
         if not keep:

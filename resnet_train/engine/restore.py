@@ -34,6 +34,9 @@ def model_from_config(m: ModelConfig, num_classes: int, input_size: int) -> torc
 def config_from_plain(stored: dict, overrides: list[str] = (), schema: type = Config):
     """A stored config (plain values, enums by name) with `overrides` (dotted key=value), validated by
     `schema`."""
+    trainer = stored.get("trainer") or {}
+    if trainer.get("precision") == "auto":  # written when precision=auto existed: evaluate in today's fp32
+        stored = {**stored, "trainer": {**trainer, "precision": "fp32"}}
     try:
         merged = OmegaConf.merge(
             OmegaConf.structured(schema), stored, OmegaConf.from_dotlist(list(overrides))

@@ -65,6 +65,16 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def tf32_convolutions(device: torch.device) -> bool:
+    """Whether fp32 convolutions on `device` run in TF32 (10-bit mantissa): PyTorch's default on CUDA GPUs of
+    compute capability 8.0 (Ampere) and newer, unless torch.backends.cudnn.allow_tf32 was turned off."""
+    return (
+        device.type == "cuda"
+        and torch.backends.cudnn.allow_tf32
+        and torch.cuda.get_device_capability(device) >= (8, 0)
+    )
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -91,8 +101,9 @@ def build_model_and_optimizer(
 
 @dataclass(frozen=True)
 class Runtime:
-    """How a trainer config maps onto this machine: bf16, channels_last and compiled on CUDA; channels_last
-    fp32 eager on a CPU (bf16 where the CPU computes it natively)."""
+    """How a trainer config maps onto this machine: fp32 (the paper's arithmetic) on every device unless the
+    config asks for bf16 or fp16; channels_last everywhere; compiled on CUDA. channels_last and compiling
+    keep the arithmetic in fp32; CUDA's TF32 convolutions are the one default that does not (`precision`)."""
 
     device: torch.device
     amp_dtype: torch.dtype | None
@@ -100,31 +111,41 @@ class Runtime:
     compile: bool
     compile_mode: CompileMode
     cuda_graph: bool = False
+    tf32_convolutions: bool = False  # fp32 convolutions on CUDA run in TF32 (cuDNN's and PyTorch's default)
+    emulated_bf16: bool = False  # bf16 autocast on a CPU that has no bf16 arithmetic of its own
 
     @property
     def precision(self) -> str:
-        return "fp32" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch.")
+        """The arithmetic as the run's first log line, metrics.json and HPARAMS state it: "fp32", "fp32 (TF32
+        convolutions)", "bf16" or "fp16" (autocast)."""
+        if self.amp_dtype is not None:
+            return {torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+        return "fp32 (TF32 convolutions)" if self.tf32_convolutions else "fp32"
 
     @classmethod
     def resolve(cls, t: TrainerConfig, world: distributed.World) -> Runtime:
-        """The trainer's settings, with what is left unset (None, precision=auto) chosen for the device."""
+        """The trainer's settings, with what is left unset (None) chosen for the device."""
         device = resolve_device(t.device, world.local_rank)
         on_cuda = device.type == "cuda"
+        amp_dtype = AMP_DTYPES[t.precision]
+        # fp32 everywhere by default: bf16 autocast left a 56-layer net of the degradation experiment at
+        # chance where fp32 trains it (README, Precision; scripts/precision_check.py). On CUDA, PyTorch runs
+        # fp32 convolutions in TF32 by default (`tf32_convolutions`): kept for its speed, and stated
+        # wherever the precision is.
         # CPU defaults, from scripts/bench_steps.py on a quiet 2-core AMD EPYC (AVX2, no native bf16,
         # torch 2.14; README, Speed): channels_last lets oneDNN use its blocked convolution kernels, a
         # ResNet-20 step 477 ms against 571 ms contiguous (1.20x; ResNet-56 1.16x). torch.compile stays off:
         # 1.12x on the ResNet-20 step (409 ms) after about a minute of compiling, measured on that net only,
-        # and on a loaded machine it was still compiling after 28 minutes. bf16
-        # autocast only where the CPU computes bf16 itself (AVX512_BF16, AMX); elsewhere it is emulated and
-        # about 5x slower than fp32.
-        auto_amp = torch.bfloat16 if on_cuda or cpu_has_native_bf16() else None
+        # and on a loaded machine it was still compiling after 28 minutes. Both keep fp32 arithmetic.
         runtime = cls(
             device,
-            AMP_DTYPES.get(t.precision, auto_amp),
+            amp_dtype,
             True if t.channels_last is None else t.channels_last,
             on_cuda if t.compile is None else t.compile,
             t.compile_mode,
             t.cuda_graph,
+            tf32_convolutions=amp_dtype is None and tf32_convolutions(device),
+            emulated_bf16=device.type == "cpu" and amp_dtype is torch.bfloat16 and not cpu_has_native_bf16(),
         )
         if t.cuda_graph:
             runtime.check_cuda_graph(t, world)
@@ -215,7 +236,15 @@ def train(
     start = checkpoint["trainer"]["iteration"] if checkpoint else 0
     if world.is_main:
         source = "generated images" if d.name is DatasetName.synthetic else d.root
-        log.info("loading %s (%s) and building %s ...", d.name.value, source, net)
+        log.info(
+            "%s in %s on %s: loading %s (%s) and building the net ...",
+            net, rt.precision, rt.device, d.name.value, source,
+        )  # fmt: skip
+        if rt.emulated_bf16:
+            log.warning(
+                "trainer.precision=bf16 on a CPU without native bf16 (AVX512_BF16 or AMX): emulated, with "
+                "bf16's rounding but about 5x slower than fp32"
+            )
     loading = time.perf_counter()
     trainer, data, params = build_trainer(config, run_dir, world, rt, start=start, resumed=checkpoint)
     if world.is_main:
