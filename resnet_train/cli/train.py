@@ -175,7 +175,9 @@ def spawn_workers(config: Config, run_dir: Path, count: int, record: HydraRecord
 
 def launch(
     config: Config, run_dir: Path, share: JobShare | None = None, record: HydraRecord | None = None
-) -> None:
+) -> dict | None:
+    """Train `config` in `run_dir` on the workers it asks for; returns the final metrics of a run in this
+    process (None where spawned workers trained)."""
     world = distributed.world_from_env()
     check_resume(config.trainer.resume)
     if world is None:  # workers started here (under torchrun or SLURM, the launcher placed them)
@@ -190,7 +192,7 @@ def launch(
     with RunLock(run_dir) if world is None or world.is_main else nullcontext():
         if world is not None:
             distributed.export_slurm_rendezvous()
-            run_worker(config, run_dir, world, join_group=True, record=record)
+            return run_worker(config, run_dir, world, join_group=True, record=record)
         elif config.trainer.devices > 1:
             spawn_workers(config, run_dir, config.trainer.devices, record)
         elif share is not None:  # one of several jobs side by side: a world of one on its share
@@ -198,9 +200,10 @@ def launch(
             on_gpu = config.trainer.device is not DeviceKind.cpu and torch.cuda.is_available()
             log.info("one of %d jobs side by side: %d thread(s)%s", share.jobs, share.threads,
                      f", GPU {share.gpu}" if on_gpu else "")  # fmt: skip
-            run_worker(config, run_dir, distributed.World(local_rank=share.gpu), False, record)
+            return run_worker(config, run_dir, distributed.World(local_rank=share.gpu), False, record)
         else:
-            run_worker(config, run_dir, distributed.World(), join_group=False, record=record)
+            return run_worker(config, run_dir, distributed.World(), join_group=False, record=record)
+    return None
 
 
 class OutputDirCheck(Callback):
@@ -242,6 +245,19 @@ def warn_unswept(cfg: DictConfig, hydra_config: DictConfig) -> None:
     )  # fmt: skip
 
 
+def run_job(
+    cfg: DictConfig, run_dir: Path, share: JobShare | None = None, record: HydraRecord | None = None
+) -> dict | None:
+    """One job of `resnet-train` from its composed config (without the `hydra` node): check it, then train
+    in `run_dir`. Returns the final metrics (None where spawned workers trained); raises UserError for a
+    bad setting and Preempted for a signal, leaving exit codes to the caller."""
+    config: Config = OmegaConf.to_object(cfg)
+    config.data.root = os.path.expanduser(config.data.root)  # a quoted '~/data' (cli/overrides.py)
+    check_ranges(config)
+    check_settings(cfg)  # a key the schema lacks, or a setting with no effect on this run: refused
+    return launch(config, run_dir, share, record)
+
+
 def scheduled_job(hydra_config: DictConfig) -> bool:
     """A sweep job that a scheduler runs as a job of its own (hydra-submitit-launcher): a signal that stops it
     (scancel, pre-emption without requeue) stops this job only. Under the basic and joblib launchers the jobs
@@ -255,17 +271,13 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def hydra_main(cfg: DictConfig) -> dict | None:
-    config: Config = OmegaConf.to_object(cfg)
-    config.data.root = os.path.expanduser(config.data.root)  # a quoted '~/data' (cli/overrides.py)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode is RunMode.MULTIRUN
     if not multirun:
         warn_unswept(cfg, HydraConfig.get())
     try:
-        check_ranges(config)
-        check_settings(cfg)  # a key the schema lacks, or a setting with no effect on this run: refused
         record = HydraRecord.of_job(cfg, HydraConfig.instance().cfg)
-        launch(config, run_dir, job_share(HydraConfig.get()), record)
+        run_job(cfg, run_dir, job_share(HydraConfig.get()), record)
     except Preempted as stop:
         log.warning("%s; re-run the same command to resume (exit code %d)", stop, PREEMPTED_EXIT_CODE)
         handler = signal.getsignal(stop.signum)

@@ -306,7 +306,7 @@ def train(
         "cuda_graph": rt.cuda_graph,
         "skipped_steps": st.skipped_steps,
         "wall_time_s": round(st.wall_time_s, 3),
-        "images_per_s": round(st.train_images / st.train_time_s, 1) if st.train_time_s else None,
+        "images_per_s": st.images_per_s,
     }
     logger.finish(metrics, _hparams(config, rt))
     return metrics
