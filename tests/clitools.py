@@ -1,4 +1,5 @@
-"""Helpers for tests that run the console scripts."""
+"""Helpers for tests that run resnet-train: the tiny settings, the real config composed in-process, and the
+console scripts for the tests where the process boundary is the point."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from resnet_train.config import config_dir, register_configs
 
 TINY = [
     "model=resnet20",
@@ -20,6 +25,15 @@ TINY = [
     "trainer.device=cpu",
     "trainer.progress=false",
 ]
+TINY_DATA = [o for o in TINY if not o.startswith("model")]  # the small data and trainer, for any net
+
+
+def compose_config(*overrides: str, hydra_config: bool = False) -> DictConfig:
+    """The real config (configs/config.yaml and its groups, checked against the schemas) with `overrides`,
+    as `resnet-train OVERRIDES` composes it; `hydra_config` keeps the `hydra` node (launcher, sweep)."""
+    register_configs()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name="train"):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra_config)
 
 
 def console_script(name: str) -> str:

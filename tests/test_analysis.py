@@ -1,7 +1,7 @@
 """Reading runs back, the error-curve figure (resnet-plot) and the Table 6-style report (resnet-report).
 
 Fixture runs are written the way `resnet-train` writes them (TensorBoard events with SummaryWriter,
-metrics.json, .hydra/config.yaml); one slow test makes a real tiny sweep through the console script.
+metrics.json, .hydra/config.yaml); one slow test trains the two jobs of a real tiny sweep in-process.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import statistics
 from pathlib import Path
 
 import pytest
-from clitools import run_cli
 from matplotlib.image import imread
 from torch.utils.tensorboard import SummaryWriter
 
@@ -267,21 +266,21 @@ def test_report_without_finished_runs_is_an_error(tmp_path):
     assert report.main([str(tmp_path)]) == 2
 
 
-# --- end to end: a real tiny sweep through resnet-train ---------------------------------------------------
+# --- end to end: what a real tiny sweep leaves -----------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_plot_report_and_responses_of_a_real_sweep(tmp_path):
-    """`resnet-train -m experiment=cifar_plain_vs_resnet` with the models replaced on the command line (as
-    scripts/fig6.sh does), then the three tools on what it left."""
+def test_plot_report_and_responses_of_a_real_sweep(tmp_path, train_job):
+    """The two jobs of `resnet-train -m experiment=cifar_plain_vs_resnet` with the models replaced on the
+    command line (as scripts/fig6.sh does), trained in-process, then the three tools on what they left."""
     sweep = tmp_path / "sweep"
-    result = run_cli(
-        "-m", "experiment=cifar_plain_vs_resnet", "model=resnet20,plain20", "model.depth=8", "data=synthetic",
-        "data.train_size=64", "data.test_size=32", "data.image_size=16", "trainer.batch_size=16",
-        "trainer.max_iters=4", "trainer.eval_every=2", "trainer.log_every=2", "trainer.device=cpu",
-        "trainer.progress=false", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra:job.num}",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:]
+    for number, model in enumerate(["resnet20", "plain20"]):
+        train_job(
+            "experiment=cifar_plain_vs_resnet", f"model={model}", "model.depth=8", "data=synthetic",
+            "data.train_size=64", "data.test_size=32", "data.image_size=16", "trainer.batch_size=16",
+            "trainer.max_iters=4", "trainer.eval_every=2", "trainer.log_every=2", "trainer.device=cpu",
+            "trainer.progress=false", run_dir=sweep / str(number), tiny=False,
+        )  # fmt: skip
     runs = [load_run(path) for path in find_runs([sweep])]
     assert sorted(run.model for run in runs) == ["plain8", "resnet8"]
     for run in runs:

@@ -1,31 +1,26 @@
-"""End-to-end behaviour of the resnet-train console script."""
+"""resnet-train end to end: the composed configs build the paper's nets, a tiny run (in-process) writes
+events, checkpoint and metrics, and the console script's sweeps, refusals and exit codes."""
 
 import json
 from pathlib import Path
 
 import pytest
-from clitools import TINY, run_cli
-from hydra import compose, initialize_config_dir
+import torch
+from clitools import TINY, TINY_DATA, compose_config, run_cli
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from resnet_train.config import config_dir, register_configs
-from resnet_train.models import build_model
+import resnet_train
+from resnet_train.config import Family, Shortcut, config_dir
+from resnet_train.engine.restore import model_from_config
+from resnet_train.errors import UserError
+from resnet_train.models import build_model, count_macs, count_parameters
 
 METRICS_KEYS = {
     "model", "dataset", "iterations", "train_error", "test_error", "val_error", "best_val_error", "params",
     "wall_time_s", "images_per_s", "device", "synthetic",
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def hydra_context():
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        yield
-
-
-def compose_config(*overrides):
-    return compose("config", overrides=list(overrides))
 
 
 def scalars(run_dir: Path) -> dict:
@@ -34,7 +29,7 @@ def scalars(run_dir: Path) -> dict:
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
-def test_defaults_are_the_papers_cifar_recipe(hydra_context):
+def test_defaults_are_the_papers_cifar_recipe():
     cfg = compose_config()
     assert cfg.trainer.batch_size == 128 and cfg.trainer.max_iters == 64000
     assert cfg.optim.name.name == "sgd" and cfg.optim.lr == 0.1 and cfg.optim.momentum == 0.9
@@ -44,45 +39,95 @@ def test_defaults_are_the_papers_cifar_recipe(hydra_context):
     assert cfg.sched.warmup_lr == 0.01 and cfg.sched.warmup_until_train_error == 0.8
 
 
+def test_imagenet_configs_compose():
+    cfg = compose_config("data=imagenet", "sched=paper_imagenet", "trainer=imagenet")
+    assert (
+        cfg.data.num_classes == 1000
+        and cfg.data.image_size == 224
+        and list(cfg.data.scale_range) == [256, 480]
+    )
+    assert cfg.data.loader.name == "stream" and cfg.data.augment.name == "paper" and cfg.data.lighting == 0.1
+    assert list(cfg.data.test_scales) == [224, 256, 384, 480, 640] and cfg.data.test_resize == 256
+    assert cfg.sched.name.name == "paper_imagenet" and cfg.optim.lr == 0.1 and cfg.trainer.max_iters == 600000
+    assert cfg.trainer.batch_size == 256
+    step = compose_config("data=imagenet", "sched=step")
+    assert step.sched.step_every == 30 * (1_281_167 // 256) == 150120 and step.sched.gamma == 0.1
+    folder = compose_config("data=imagefolder", "data.root=/x", "data.num_classes=3")
+    assert folder.data.loader.name == "stream" and folder.data.name.name == "imagefolder"
+
+
 MODELS = sorted(p.stem for p in (Path(config_dir()) / "model").glob("*.yaml"))
+# docs/paper.md: exact option-A parameter counts of the CIFAR nets (Sec. 4.2, Table 6; the plain twins have
+# the same), and Table 1's multiply-adds of the ImageNet nets at 224x224.
+CIFAR_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
+IMAGENET_MACS = {18: 1.8e9, 34: 3.6e9, 50: 3.8e9, 101: 7.6e9, 152: 11.3e9}
 
 
-@pytest.mark.parametrize("data", ["cifar10", "cifar100", "synthetic"])
-@pytest.mark.parametrize("model", MODELS)
-def test_every_model_composes_with_every_dataset(hydra_context, model, data):
-    cfg = compose_config(f"model={model}", f"data={data}")
-    assert cfg.model.depth == int(model.removeprefix("resnet").removeprefix("plain"))
-    assert cfg.model.residual == model.startswith("resnet")
+def test_every_model_config_builds_the_papers_net():
+    """Each configs/model/*.yaml, composed with its family's dataset, builds the net of its name: the paper's
+    parameter count (CIFAR) or multiply-adds (ImageNet ResNets; option B ones have torchvision's parameters),
+    and a plain net is its option-A ResNet without the shortcuts."""
+    import torchvision
+
+    for model in MODELS:
+        depth, residual = int(model.removeprefix("resnet").removeprefix("plain")), model.startswith("resnet")
+        imagenet = depth in IMAGENET_MACS
+        family = Family.imagenet if imagenet else Family.cifar
+        cfg = compose_config(f"model={model}", "data=imagenet" if imagenet else "data=cifar10")
+        m = OmegaConf.to_object(cfg).model
+        assert (m.depth, m.residual, m.family) == (depth, residual, family), model
+        with torch.device("meta"):
+            net = model_from_config(m, 1000 if imagenet else 10, cfg.data.image_size)
+        if not imagenet:
+            assert count_parameters(net) == CIFAR_PARAMS[depth], model
+            continue
+        if not m.residual:  # the same stack as the option-A ResNet, its shortcuts removed (Sec. 3.3)
+            with torch.device("meta"):
+                twin = build_model(family, depth, True, 1000, shortcut=Shortcut.A, input_size=224)
+            assert (count_parameters(net), count_macs(net, 224)) == (
+                count_parameters(twin), count_macs(twin, 224)
+            ), model  # fmt: skip
+            continue
+        assert count_macs(net, 224) == pytest.approx(IMAGENET_MACS[depth], rel=0.02), model
+        if m.shortcut is Shortcut.B:
+            with torch.device("meta"):
+                twin = getattr(torchvision.models, model)(num_classes=1000)
+            assert count_parameters(net) == count_parameters(twin), model
 
 
-def test_imagenet_net_builds_for_cifar_input(hydra_context):
+@pytest.mark.parametrize("model", ["resnet20", "plain20", "resnet56"])
+def test_a_run_of_a_cifar_model_config_trains_the_papers_net(train_job, model):
+    job = train_job(f"model={model}", *TINY_DATA, "data.image_size=32", "trainer.max_iters=1", tiny=False)
+    depth = int(model[-2:])
+    assert job.metrics["model"] == model and job.metrics["depth"] == depth
+    assert job.metrics["params"] == CIFAR_PARAMS[depth]  # Sec. 4.2, option A
+    net = resnet_train.load_model(job.run_dir / "checkpoints" / "last.pt")
+    assert count_parameters(net) == CIFAR_PARAMS[depth]
+    assert json.loads((job.run_dir / "metrics.json").read_text())["params"] == CIFAR_PARAMS[depth]
+
+
+def test_imagenet_net_builds_for_cifar_input():
     cfg = compose_config("model=resnet34", "data=cifar10")
     net = build_model(
         cfg.model.family, cfg.model.depth, cfg.model.residual, cfg.data.num_classes,
         shortcut=cfg.model.shortcut, stem=cfg.model.stem, input_size=cfg.data.image_size,
     )  # fmt: skip
-    import torch
-
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
-@pytest.mark.slow
-def test_end_to_end_run_writes_events_checkpoint_and_metrics(tmp_path):
-    run_dir = tmp_path / "run"
-    result = run_cli(*TINY, "trainer.max_iters=12", "trainer.log_every=4", "trainer.eval_every=6",
-                     "data.val_size=64", f"hydra.run.dir={run_dir}")  # fmt: skip
-    assert result.returncode == 0, result.stdout
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+def test_end_to_end_run_writes_events_checkpoint_and_metrics(train_job):
+    job = train_job("trainer.max_iters=12", "trainer.log_every=4", "trainer.eval_every=6", "data.val_size=64")
+    metrics = json.loads((job.run_dir / "metrics.json").read_text())
+    assert metrics == job.metrics
     assert METRICS_KEYS <= set(metrics)
     assert metrics["iterations"] == 12 and metrics["synthetic"] is True and metrics["model"] == "resnet8"
     assert 0 <= metrics["test_error"] <= 1 and 0 <= metrics["val_error"] <= 1
-    assert "SYNTHETIC" in result.stdout
-    curves = scalars(run_dir)
+    assert "SYNTHETIC" in job.log
+    curves = scalars(job.run_dir)
     assert {"error/train", "loss/train", "error/test", "loss/test", "error/val", "lr"} <= set(curves)
     assert [step for step, _ in curves["error/train"]] == [4, 8, 12]
     assert [step for step, _ in curves["error/test"]] == [6, 12]
-    assert (run_dir / "checkpoints" / "last.pt").is_file()
-    assert (run_dir / "train.log").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (job.run_dir / "checkpoints" / "last.pt").is_file()
 
 
 @pytest.mark.slow
@@ -118,38 +163,51 @@ def one_line_error(result) -> str:
     return errors[0]
 
 
-def test_missing_dataset_is_one_clear_error(tmp_path):
-    result = run_cli("data=cifar10", f"data.root={tmp_path / 'nowhere'}", "trainer.device=cpu",
-                     f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
-    assert result.returncode == 2
-    line = one_line_error(result)
+def one_line(error: UserError) -> str:
+    """A refusal as resnet-train reports it: its message on one line, exit code 2."""
+    assert error.exit_code == 2 and len(str(error).splitlines()) == 1, str(error)
+    return str(error)
+
+
+def with_causes(error: BaseException) -> str:
+    """An exception's message and its causes', as Hydra prints them."""
+    return str(error) + ("\n" + with_causes(error.__cause__) if error.__cause__ else "")
+
+
+def test_missing_dataset_is_one_clear_error(tmp_path, train_job):
+    with pytest.raises(UserError) as refused:
+        train_job("data=cifar10", f"data.root={tmp_path / 'nowhere'}", "trainer.device=cpu", tiny=False)
+    line = one_line(refused.value)
     assert "cifar-10-python.tar.gz" in line and "data.download=true" in line and "data.root" in line
 
 
-def test_depth_that_is_not_6n_plus_2_is_refused(tmp_path):
-    result = run_cli(*TINY, "model.depth=21", f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 2
-    assert "6n+2" in one_line_error(result)
+def test_depth_that_is_not_6n_plus_2_is_refused(train_job):
+    with pytest.raises(UserError) as refused:
+        train_job("model.depth=21")
+    assert "6n+2" in one_line(refused.value)
 
 
 def test_wrong_shortcut_unknown_key_and_unknown_model_are_refused(tmp_path):
-    shortcut = run_cli(*TINY, "model.shortcut=D", f"hydra.run.dir={tmp_path}")
+    shortcut = run_cli(*TINY, "model.shortcut=D", f"hydra.run.dir={tmp_path}")  # what the console shows
     assert shortcut.returncode != 0 and "Invalid value 'D', expected one of [A, B, C]" in shortcut.stdout
-    key = run_cli(*TINY, "trainer.max_iter=3", f"hydra.run.dir={tmp_path}")
-    assert key.returncode != 0 and "Key 'max_iter' not in 'TrainerConfig'" in key.stdout
-    model = run_cli(*TINY, "model=resnet21", f"hydra.run.dir={tmp_path}")
-    assert model.returncode != 0 and "Could not find 'model/resnet21'" in model.stdout
-    assert "resnet56" in model.stdout  # the options are listed
-    data = run_cli(*TINY, "data=cifar11", f"hydra.run.dir={tmp_path}")
-    assert data.returncode != 0 and "Could not find 'data/cifar11'" in data.stdout
-    assert "cifar100" in data.stdout
+    with pytest.raises(HydraException) as key:
+        compose_config(*TINY, "trainer.max_iter=3")
+    assert "Key 'max_iter' not in 'TrainerConfig'" in with_causes(key.value)
+    with pytest.raises(HydraException) as model:
+        compose_config(*TINY, "model=resnet21")
+    assert "Could not find 'model/resnet21'" in with_causes(model.value)
+    assert "resnet56" in with_causes(model.value)  # the options are listed
+    with pytest.raises(HydraException) as data:
+        compose_config(*TINY, "data=cifar11")
+    assert "Could not find 'data/cifar11'" in with_causes(data.value)
+    assert "cifar100" in with_causes(data.value)
     assert not (tmp_path / "metrics.json").exists()
 
 
-def test_batch_that_does_not_divide_among_processes_is_refused(tmp_path):
-    result = run_cli(*TINY, "trainer.batch_size=33", "trainer.devices=2", f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 2
-    assert "does not divide among 2 processes" in one_line_error(result)
+def test_batch_that_does_not_divide_among_processes_is_refused(train_job):
+    with pytest.raises(UserError) as refused:
+        train_job("trainer.batch_size=33", "trainer.devices=2")
+    assert "does not divide among 2 processes" in one_line(refused.value)
 
 
 def test_unwritable_output_directory_is_one_clear_error(tmp_path):

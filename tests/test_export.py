@@ -3,15 +3,17 @@ function; every other net is refused with its reason."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
-from clitools import TINY, console_script, run_cli
+from clitools import console_script
 
 from resnet_train import load_model
+from resnet_train.cli.export import main as export_main
 from resnet_train.config import BottleneckStride, Family, Shortcut
 from resnet_train.models import build_model
 from resnet_train.models.export import NotExportable, to_torchvision, torchvision_arch
@@ -70,19 +72,18 @@ def _export(checkpoint: Path, form: str, out: Path) -> subprocess.CompletedProce
     )  # fmt: skip
 
 
-def test_cli_round_trip_through_torchvision(tmp_path):
+def test_cli_round_trip_through_torchvision(tmp_path, train_job, caplog):
     """A trained ImageNet-stem ResNet-18 (option B) leaves the tool and torchvision computes what we do."""
-    run = run_cli(
+    run = train_job(
         "model=resnet18", "model.shortcut=B", "model.stem=imagenet", "data=synthetic", "data.num_classes=3",
         "data.image_size=64", "data.train_size=16", "data.test_size=8", "trainer.batch_size=8",
         "trainer.device=cpu", "trainer.progress=false", "trainer.max_iters=2", "sched.milestones=[1]",
-        f"hydra.run.dir={tmp_path / 'run'}",
+        run_dir=tmp_path / "run", tiny=False,
     )  # fmt: skip
-    assert run.returncode == 0, run.stdout
-    checkpoint = tmp_path / "run" / "checkpoints" / "last.pt"
-    result = _export(checkpoint, "torchvision", tmp_path / "tv.pt")
-    assert result.returncode == 0, result.stdout
-    assert "torchvision.models.resnet18(num_classes=3)" in result.stdout
+    checkpoint = run.run_dir / "checkpoints" / "last.pt"
+    with caplog.at_level(logging.INFO, logger="resnet_train"):
+        export_main([str(checkpoint), "--format", "torchvision", "--out", str(tmp_path / "tv.pt")])
+    assert "torchvision.models.resnet18(num_classes=3)" in caplog.text
     theirs = torchvision.models.resnet18(num_classes=3)
     theirs.load_state_dict(torch.load(tmp_path / "tv.pt"), strict=True)
     images = torch.randn(2, 3, 64, 64)
@@ -90,14 +91,13 @@ def test_cli_round_trip_through_torchvision(tmp_path):
         torch.testing.assert_close(theirs.eval()(images), load_model(checkpoint)(images))
 
 
-def test_cli_state_dict_and_refusal(tmp_path):
-    run = run_cli(*TINY, "trainer.max_iters=2", "sched.milestones=[1]", f"hydra.run.dir={tmp_path / 'run'}")
-    assert run.returncode == 0, run.stdout
-    checkpoint = tmp_path / "run" / "checkpoints" / "last.pt"
-    assert _export(checkpoint, "state_dict", tmp_path / "net.pt").returncode == 0
+def test_cli_state_dict_and_refusal(tmp_path, train_job):
+    run = train_job("trainer.max_iters=2", "sched.milestones=[1]", run_dir=tmp_path / "run")
+    checkpoint = run.run_dir / "checkpoints" / "last.pt"
+    export_main([str(checkpoint), "--format", "state_dict", "--out", str(tmp_path / "net.pt")])
     model = load_model(checkpoint)
     assert torch.load(tmp_path / "net.pt").keys() == model.state_dict().keys()
-    refused = _export(checkpoint, "torchvision", tmp_path / "tv.pt")
+    refused = _export(checkpoint, "torchvision", tmp_path / "tv.pt")  # the console script's exit code
     assert refused.returncode == 2
     assert "CIFAR stem" in refused.stdout and "Traceback" not in refused.stdout
     assert not (tmp_path / "tv.pt").exists()

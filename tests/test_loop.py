@@ -212,3 +212,15 @@ def test_resuming_between_logging_points_reports_the_same_curve_as_the_uninterru
     assert resumed.last_metrics["train_loss"] == full.last_metrics["train_loss"]
     assert resumed.last_metrics["train_error"] == full.last_metrics["train_error"]
     assert resumed.state.train_images == full.state.train_images == 8 * 8
+
+
+def test_the_logged_images_per_s_is_the_figure_the_run_keeps(tmp_path):
+    """One figure everywhere: each logging point hands the logger the run's rate so far, rounded once to the
+    one decimal metrics.json keeps, so the last log line and metrics.json cannot disagree."""
+    trainer = make_trainer(tmp_path, Batches(), log_every=2)
+    logged = []
+    trainer.logger.train_point = lambda iteration, loss, error, lr, images_per_s: logged.append(images_per_s)
+    trainer.fit()
+    assert len(logged) == 4 and all(rate > 0 and rate == round(rate, 1) for rate in logged)
+    state = trainer.state
+    assert logged[-1] == state.images_per_s == round(state.train_images / state.train_time_s, 1)

@@ -46,3 +46,22 @@ def test_optimizers_carry_the_paper_settings():
     group = sgd.param_groups[0]
     assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.1, 0.9, 1e-4)
     assert isinstance(build_optimizer(weights, OptimizerName.adamw, 1e-3), torch.optim.AdamW)
+
+
+def test_paper_imagenet_divides_by_ten_on_a_plateau_and_keeps_its_state():
+    schedule = LrSchedule(ScheduleName.paper_imagenet, 0.1, 1000, gamma=0.1, patience=2, threshold=0.01)
+    for error in (0.60, 0.50, 0.495, 0.49):  # 0.495 and 0.49 are not 0.01 better than 0.50
+        schedule.observe_val_error(error)
+    assert schedule.lr(10) == pytest.approx(0.01)
+    restored = LrSchedule(ScheduleName.paper_imagenet, 0.1, 1000, patience=2, threshold=0.01)
+    restored.load_state_dict(schedule.state_dict())
+    assert restored.lr(10) == pytest.approx(0.01) and restored.best_val_error == 0.50
+    for error in (0.30, 0.31, 0.30):
+        restored.observe_val_error(error)
+    assert restored.lr(10) == pytest.approx(0.001)
+    old = LrSchedule(ScheduleName.paper_imagenet, 0.1, 1000)
+    old.load_state_dict({"warming_up": False})  # a checkpoint from before the plateau schedule
+    assert old.lr(0) == 0.1
+    step = LrSchedule(ScheduleName.paper_cifar, 0.1, 1000, milestones=[5])
+    step.observe_val_error(0.9)  # other schedules ignore the val error
+    assert step.lr(0) == 0.1

@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from clitools import TINY, run_cli
 
 import resnet_train
 from resnet_train.cli.eval import main as eval_main
@@ -16,11 +15,8 @@ from resnet_train.engine.checkpoint import load_checkpoint
 from resnet_train.engine.restore import restore
 
 
-@pytest.mark.slow
-def test_load_model_gives_the_trainers_test_error_and_resnet_evals_numbers(tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    result = run_cli(*TINY, "trainer.max_iters=8", "trainer.eval_every=8", f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stdout
+def test_load_model_gives_the_trainers_test_error_and_resnet_evals_numbers(train_job, capsys):
+    run_dir = train_job("trainer.max_iters=8", "trainer.eval_every=8").run_dir
     path = run_dir / "checkpoints" / "last.pt"
 
     stored = load_checkpoint(path)["input"]  # an in-memory dataset carries its inputs too

@@ -38,6 +38,12 @@ def test_without_a_terminal_every_logging_point_is_one_line_in_the_console_and_t
 
 
 @pytest.mark.slow
+def test_the_run_directory_holds_hydras_config_and_the_log(preset_run):
+    _, run_dir = preset_run
+    assert (run_dir / "train.log").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
+
+
+@pytest.mark.slow
 def test_the_log_and_metrics_json_report_the_same_images_per_s(preset_run):
     lines, run_dir = preset_run
     last = [m[2] for line in lines if (m := TRAIN_LINE.search(line))][-1]

@@ -27,6 +27,7 @@ from ..applicability import check_settings
 from ..config import Config, check_ranges, config_dir, register_configs
 from ..engine.launch import JobShare, launch
 from ..engine.signals import PREEMPTED_EXIT_CODE, Preempted
+from ..engine.summary import RunSummary
 from ..errors import UserError
 from .hydra_record import HydraRecord
 from .overrides import refuse_unreadable_overrides
@@ -89,6 +90,20 @@ def warn_unswept(cfg: DictConfig, hydra_config: DictConfig) -> None:
     )  # fmt: skip
 
 
+def run_job(
+    cfg: DictConfig, run_dir: Path, share: JobShare | None = None, record: HydraRecord | None = None
+) -> RunSummary | None:
+    """One job of `resnet-train` from its composed config (without the `hydra` node): check it, then train
+    in `run_dir`. Returns the run's summary (None where spawned workers trained, or where the run was already
+    complete); raises UserError for a
+    bad setting and Preempted for a signal, leaving exit codes to the caller."""
+    config: Config = OmegaConf.to_object(cfg)
+    config.data.root = os.path.expanduser(config.data.root)  # a quoted '~/data' (cli/overrides.py)
+    check_ranges(config)
+    check_settings(cfg)  # a key the schema lacks, or a setting with no effect on this run: refused
+    return launch(config, run_dir, share, record)
+
+
 def scheduled_job(hydra_config: DictConfig) -> bool:
     """A sweep job that a scheduler runs as a job of its own (hydra-submitit-launcher): a signal that stops it
     (scancel, pre-emption without requeue) stops this job only. Under the basic and joblib launchers the jobs
@@ -102,17 +117,13 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def hydra_main(cfg: DictConfig) -> dict | None:
-    config: Config = OmegaConf.to_object(cfg)
-    config.data.root = os.path.expanduser(config.data.root)  # a quoted '~/data' (cli/overrides.py)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode is RunMode.MULTIRUN
     if not multirun:
         warn_unswept(cfg, HydraConfig.get())
     try:
-        check_ranges(config)
-        check_settings(cfg)  # a key the schema lacks, or a setting with no effect on this run: refused
         record = HydraRecord.of_job(cfg, HydraConfig.instance().cfg)
-        launch(config, run_dir, job_share(HydraConfig.get()), record)
+        run_job(cfg, run_dir, job_share(HydraConfig.get()), record)
     except Preempted as stop:
         log.warning("%s; re-run the same command to resume (exit code %d)", stop, PREEMPTED_EXIT_CODE)
         handler = signal.getsignal(stop.signum)

@@ -149,7 +149,9 @@ def spawn_workers(config: Config, run_dir: Path, count: int, record: HydraRecord
 
 def launch(
     config: Config, run_dir: Path, share: JobShare | None = None, record: HydraRecord | None = None
-) -> None:
+) -> RunSummary | None:
+    """Train `config` in `run_dir` on the workers it asks for; returns the summary of a run in this process
+    (None where spawned workers trained, or where the run was already complete)."""
     world = distributed.world_from_env()
     check_resume(config.trainer.resume)
     if world is None:  # workers started here (under torchrun or SLURM, the launcher placed them)
@@ -164,7 +166,7 @@ def launch(
     with RunLock(run_dir) if world is None or world.is_main else nullcontext():
         if world is not None:
             distributed.export_slurm_rendezvous()
-            run_worker(config, run_dir, world, join_group=True, record=record)
+            return run_worker(config, run_dir, world, join_group=True, record=record)
         elif config.trainer.devices > 1:
             spawn_workers(config, run_dir, config.trainer.devices, record)
         elif share is not None:  # one of several jobs side by side: a world of one on its share
@@ -172,9 +174,10 @@ def launch(
             on_gpu = config.trainer.device is not DeviceKind.cpu and torch.cuda.is_available()
             log.info("one of %d jobs side by side: %d thread(s)%s", share.jobs, share.threads,
                      f", GPU {share.gpu}" if on_gpu else "")  # fmt: skip
-            run_worker(config, run_dir, distributed.World(local_rank=share.gpu), False, record)
+            return run_worker(config, run_dir, distributed.World(local_rank=share.gpu), False, record)
         else:
-            run_worker(config, run_dir, distributed.World(), join_group=False, record=record)
+            return run_worker(config, run_dir, distributed.World(), join_group=False, record=record)
+    return None
 
 
 def check_worker_count(config: Config, cores: int, gpus: int) -> None:

@@ -56,6 +56,14 @@ class LoopState:
     train_images: int = 0
     wall_time_s: float = 0.0
 
+    @property
+    def images_per_s(self) -> float | None:
+        """The run's training throughput so far: all training images over all training time (evaluation and
+        checkpoints excluded; a single window's rate swings with warm-up and with other load on the machine).
+        Rounded once, here, to the one decimal metrics.json keeps, so the bar, the log lines and metrics.json
+        show one figure."""
+        return round(self.train_images / self.train_time_s, 1) if self.train_time_s > 0 else None
+
 
 @dataclass(kw_only=True)
 class LoopSettings:
@@ -316,10 +324,7 @@ class Trainer:
             train_error, train_loss = wrong / seen, loss_sum / seen
             st.train_time_s += elapsed
             st.train_images += int(seen)
-            # One images/s figure everywhere (bar, log, metrics.json): all training images over all training
-            # time so far; a single window's rate swings with warm-up and with other load on the machine.
-            images_per_s = st.train_images / max(st.train_time_s, 1e-9)
-            self.logger.train_point(st.iteration, train_loss, train_error, self.lr, images_per_s)
+            self.logger.train_point(st.iteration, train_loss, train_error, self.lr, st.images_per_s or 0.0)
             self.schedule.observe_train_error(train_error)
             self.last_metrics["train_error"] = train_error
             self.last_metrics["train_loss"] = train_loss

@@ -75,7 +75,7 @@ class RunSummary:
             device=torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else "cpu",
             precision=rt.precision, compiled=rt.compile, cuda_graph=rt.cuda_graph,
             skipped_steps=state.skipped_steps, wall_time_s=round(state.wall_time_s, 3),
-            images_per_s=round(state.train_images / state.train_time_s, 1) if state.train_time_s else None,
+            images_per_s=state.images_per_s,
             lr=config.optim.lr, schedule=config.sched.name.value, max_iters=t.max_iters,
         )  # fmt: skip
 

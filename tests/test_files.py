@@ -1,0 +1,61 @@
+"""Image files (data/files.py): an unreadable JPEG is named and skipped or refused, and which folder is the
+test split."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+from imagetree import CLASSES, CPU, tiny_stats
+
+from resnet_train.config import Augment, BadImage, Normalize
+from resnet_train.data.augment import train_transform
+from resnet_train.data.files import BadImages, eval_folder, scan_folder
+from resnet_train.data.normalize import Normalizer
+from resnet_train.data.stream import StreamTrainBatches
+from resnet_train.errors import UserError
+
+
+@pytest.fixture
+def tree_with_a_corrupt_jpeg(tree, tmp_path):
+    root = tmp_path / "corrupt"
+    for path in scan_folder(tree / "train").paths[:4]:
+        target = root / "train" / os.path.relpath(path, tree / "train")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(open(path, "rb").read())
+    bad = root / "train" / CLASSES[0] / "truncated.JPEG"
+    bad.write_bytes(open(path, "rb").read()[:300])
+    return root, bad
+
+
+def test_a_corrupt_jpeg_is_named_and_skipped_or_refused(tree_with_a_corrupt_jpeg, caplog):
+    root, bad = tree_with_a_corrupt_jpeg
+    files = scan_folder(root / "train")
+    transform = train_transform(Augment.paper, 32, (36, 48))
+    normalize = Normalizer(tiny_stats(32), Normalize.mean_image, CPU)
+    skip = BadImages(BadImage.skip)
+    batches = StreamTrainBatches(files, transform, normalize, 5, seed=0, bad_images=skip)
+    with caplog.at_level(logging.WARNING, logger="resnet_train"):
+        for _ in range(2):
+            ((images, labels),) = list(batches.epoch(0))
+    assert images.shape[0] == labels.shape[0] == 4  # the batch goes on without the unreadable image
+    assert skip.count == 1 and skip.paths == [str(bad)]
+    warnings = [r.getMessage() for r in caplog.records if str(bad) in r.getMessage()]
+    assert len(warnings) == 1 and "1 unreadable" in warnings[0]  # named once, not every epoch
+    refuse = BadImages(BadImage.error)
+    batches = StreamTrainBatches(files, transform, normalize, 5, seed=0, bad_images=refuse)
+    with pytest.raises(UserError, match=f"unreadable image {bad}"):
+        list(batches.epoch(0))
+
+
+def test_test_split_folder(tmp_path):
+    from resnet_train.config import DatasetName
+
+    (tmp_path / "val").mkdir()
+    assert eval_folder(tmp_path, DatasetName.imagenet) == tmp_path / "val"
+    assert eval_folder(tmp_path, DatasetName.imagefolder) == tmp_path / "val"
+    (tmp_path / "test").mkdir()
+    assert eval_folder(tmp_path, DatasetName.imagefolder) == tmp_path / "test"
+    with pytest.raises(UserError, match="val/"):
+        eval_folder(tmp_path / "test", DatasetName.imagenet)
