@@ -221,7 +221,7 @@ class TrainerConfig:
     max_iters: int = 64000
     batch_size: int = 128  # the global batch, split across devices
     eval_every: int = 1000
-    eval_batch_size: int = 1000
+    eval_batch_size_per_process: int = 1000  # each process evaluates its shard in batches of this many
     log_every: int = 100
     checkpoint_every: int = 4000
     seed: int = 0
@@ -252,6 +252,21 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+# Keys a stored config (a checkpoint's, a run's .hydra/config.yaml) may hold under an earlier name.
+RENAMED = {("trainer", "eval_batch_size"): "eval_batch_size_per_process"}
+
+
+def current_names(stored: dict) -> dict:
+    """A stored config with every key under its present name (RENAMED), so that runs written before a rename
+    resume, restore and group as they did."""
+    stored = {section: dict(v) if isinstance(v, dict) else v for section, v in stored.items()}
+    for (section, old), new in RENAMED.items():
+        values = stored.get(section)
+        if isinstance(values, dict) and old in values:
+            values.setdefault(new, values.pop(old))
+    return stored
 
 
 def config_to_plain(config: Config) -> dict:
@@ -305,7 +320,7 @@ RANGES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
     ("trainer.max_iters", _COUNT),
     ("trainer.batch_size", _COUNT),
     ("trainer.eval_every", _COUNT),
-    ("trainer.eval_batch_size", _COUNT),
+    ("trainer.eval_batch_size_per_process", _COUNT),
     ("trainer.log_every", _COUNT),
     ("trainer.checkpoint_every", _COUNT),
     ("trainer.seed", ((lambda v: 0 <= v <= MAX_SEED), f"in [0, {MAX_SEED}]")),

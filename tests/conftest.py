@@ -39,8 +39,8 @@ def host_without_cuda_or_native_bf16(request, monkeypatch):
 
 @dataclass
 class Job:
-    """A finished in-process run: its directory, the metrics `run_job` returned, and what it logged (the
-    lines the console shows)."""
+    """A finished in-process run: its directory, its metrics.json content (`RunSummary.metrics()` of what
+    `run_job` returned) and what it logged (the lines the console shows)."""
 
     run_dir: Path
     metrics: dict | None
@@ -67,12 +67,12 @@ def train_job(tmp_path):
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         try:
-            metrics = run_job(cfg, run_dir, share)
+            summary = run_job(cfg, run_dir, share)
         finally:
             logger.removeHandler(handler)
             logger.setLevel(level)
             torch.set_num_threads(threads)  # a job side by side sets its share
-        return Job(run_dir, metrics, captured.getvalue())
+        return Job(run_dir, summary.metrics() if summary is not None else None, captured.getvalue())
 
     return train
 

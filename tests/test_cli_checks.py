@@ -15,13 +15,13 @@ import pytest
 from test_responses import plain_config, write_checkpoint
 
 from resnet_train.cli import info, responses
-from resnet_train.cli import train as train_cli
-from resnet_train.cli.launch_checks import check_resume, check_worker_count
 from resnet_train.cli.overrides import refuse_unreadable_overrides, unreadable_override
 from resnet_train.config import MAX_SEED, check_ranges
 from resnet_train.data.readers import read_cifar
 from resnet_train.data.split import epoch_generator
+from resnet_train.engine import launch as launcher
 from resnet_train.engine.checkpoint import CheckpointError, load_checkpoint
+from resnet_train.engine.launch import check_resume, check_worker_count
 from resnet_train.engine.restore import config_from_plain
 from resnet_train.errors import UserError
 
@@ -48,10 +48,10 @@ def test_cpu_workers_are_capped_at_the_cores_and_gpu_workers_at_the_gpus():
 
 def test_the_launcher_refuses_first_and_logs_before_spawning(tmp_path, monkeypatch, caplog):
     workers = config("trainer.device=cpu", "trainer.devices=3", "trainer.batch_size=96")
-    monkeypatch.setattr(train_cli.torch.cuda, "device_count", lambda: 0)
-    monkeypatch.setattr(train_cli.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(launcher.torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(launcher.os, "cpu_count", lambda: 2)
     with pytest.raises(UserError, match="has 2 cores"):
-        train_cli.launch(workers, tmp_path / "run")
+        launcher.launch(workers, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
     class Spawned(Exception):
@@ -60,10 +60,10 @@ def test_the_launcher_refuses_first_and_logs_before_spawning(tmp_path, monkeypat
     def spawn(*args, **kwargs):
         raise Spawned
 
-    monkeypatch.setattr(train_cli.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(launcher.os, "cpu_count", lambda: 8)
     monkeypatch.setattr("torch.multiprocessing.start_processes", spawn)
     with caplog.at_level(logging.INFO, logger="resnet_train"), pytest.raises(Spawned):
-        train_cli.launch(workers, tmp_path / "run")
+        launcher.launch(workers, tmp_path / "run")
     assert "starting 3 workers (gloo, CPU)" in caplog.text
 
 

@@ -254,7 +254,7 @@ def test_every_numeric_setting_has_a_range_and_the_defaults_lie_in_it():
     [
         ("trainer.batch_size", -5), ("trainer.batch_size", 0), ("trainer.eval_every", 0),
         ("trainer.log_every", 0), ("trainer.checkpoint_every", 0), ("trainer.devices", 0),
-        ("trainer.eval_batch_size", 0), ("trainer.max_iters", 0), ("optim.lr", float("nan")),
+        ("trainer.eval_batch_size_per_process", 0), ("trainer.max_iters", 0), ("optim.lr", float("nan")),
         ("optim.lr", float("inf")), ("optim.momentum", 1.0), ("sched.gamma", 0.0), ("data.workers", -1),
         ("data.val_size", -1), ("sched.milestones", [48000, 32000]), ("optim.betas", [0.9]),
     ],

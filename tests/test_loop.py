@@ -11,8 +11,9 @@ from resnet_train.engine.checkpoint import load_checkpoint
 from resnet_train.engine.distributed import World
 from resnet_train.engine.evaluate import EvalResult, evaluate
 from resnet_train.engine.logger import RunLogger
-from resnet_train.engine.loop import Diverged, EmptyEpoch, LoopSettings, Preempted, StopOutsideLoop, Trainer
+from resnet_train.engine.loop import Diverged, EmptyEpoch, LoopSettings, Trainer
 from resnet_train.engine.optim import LrSchedule
+from resnet_train.engine.signals import Preempted, StopOutsideLoop
 
 CPU = torch.device("cpu")
 

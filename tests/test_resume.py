@@ -14,8 +14,8 @@ from clitools import TINY, console_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from resnet_train.engine.checkpoint import load_checkpoint
-from resnet_train.engine.loop import PREEMPTED_EXIT_CODE
 from resnet_train.engine.rundir import RunLock
+from resnet_train.engine.signals import PREEMPTED_EXIT_CODE
 from resnet_train.errors import UserError
 
 RUN = [

@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from resnet_train.config import Config, config_to_plain
 from resnet_train.engine.checkpoint import CheckpointError, save_checkpoint
 from resnet_train.engine.logger import TRAIN_LOSS, RunLogger
+from resnet_train.engine.restore import config_from_plain
 from resnet_train.engine.rundir import LOCK_NAME, RunLock, find_resume_checkpoint
 from resnet_train.errors import UserError
 
@@ -151,6 +152,18 @@ def test_a_key_the_checkpoint_predates_counts_as_its_default(tmp_path):
     assert find_resume_checkpoint("auto", tmp_path, config(), DEFAULTS) is not None
     with pytest.raises(UserError, match="model.zero_init_residual: false -> true"):
         find_resume_checkpoint("auto", tmp_path, config(**{"model.zero_init_residual": True}), DEFAULTS)
+
+
+def test_a_checkpoint_with_a_key_under_its_earlier_name_resumes_and_restores_as_before(tmp_path, caplog):
+    old = config()
+    old["trainer"]["eval_batch_size"] = old["trainer"].pop("eval_batch_size_per_process")
+    old["trainer"]["eval_batch_size"] = 250
+    checkpoint(tmp_path / "checkpoints", 10, old)
+    with caplog.at_level(logging.INFO, logger="resnet_train"):
+        same = config(**{"trainer.eval_batch_size_per_process": 250})
+        assert find_resume_checkpoint("auto", tmp_path, same, DEFAULTS) is not None
+    assert "eval_batch_size" not in caplog.text  # read under its present name: no change to report
+    assert config_from_plain(old).trainer.eval_batch_size_per_process == 250
 
 
 def test_a_starting_checkpoint_must_fit_the_net_and_may_differ_in_the_rest(tmp_path, caplog):

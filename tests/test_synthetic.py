@@ -27,7 +27,7 @@ def test_a_small_net_learns_synthetic_data_gradually_and_not_to_zero(tmp_path):
         trainer=TrainerConfig(batch_size=64, max_iters=200, eval_every=50, log_every=50,
                               device=DeviceKind.cpu, progress=False),
     )  # fmt: skip
-    final = train(config, tmp_path)["test_error"]
+    final = train(config, tmp_path).test_error
     events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
     events.Reload()
     points = events.Scalars("error/test")  # what the demo's TensorBoard draws

@@ -11,7 +11,9 @@ from resnet_train.config import Config, DeviceKind, ModelConfig, TrainerConfig
 from resnet_train.engine import run
 from resnet_train.engine.distributed import World
 from resnet_train.engine.logger import RunLogger
-from resnet_train.engine.run import Runtime, _hparams
+from resnet_train.engine.loop import LoopState
+from resnet_train.engine.run import Runtime
+from resnet_train.engine.summary import RunSummary
 
 
 def write_tiny_run(run_dir, residual: bool) -> EventAccumulator:
@@ -21,11 +23,10 @@ def write_tiny_run(run_dir, residual: bool) -> EventAccumulator:
     logger.train_point(2, 2.1, 0.8, 0.1, 100.0)
     logger.train_point(4, 1.9, 0.7, 0.1, 100.0)
     logger.eval_point(4, "test", 2.0, 0.75)
-    metrics = {
-        "model": "plain8", "dataset": "cifar10", "synthetic": True, "iterations": 4, "wall_time_s": 1.0,
-        "images_per_s": 100.0, "train_error": 0.7, "test_error": 0.75, "val_error": None,
-    }  # fmt: skip
-    logger.finish(metrics, _hparams(config, Runtime.resolve(config.trainer, World())))
+    state = LoopState(iteration=4, train_time_s=1.0, train_images=100, wall_time_s=1.0)
+    last = {"train_error": 0.7, "test_error": 0.75}
+    runtime = Runtime.resolve(config.trainer, World())
+    logger.finish(RunSummary.of(config, runtime, World(), state, last, params=0, synthetic=True))
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
     return events

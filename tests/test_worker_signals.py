@@ -15,7 +15,7 @@ from clitools import console_script
 from PIL import Image
 
 from resnet_train.engine.checkpoint import load_checkpoint
-from resnet_train.engine.loop import PREEMPTED_EXIT_CODE
+from resnet_train.engine.signals import PREEMPTED_EXIT_CODE
 
 
 @pytest.fixture(scope="module")

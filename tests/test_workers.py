@@ -6,8 +6,8 @@ import os
 import pytest
 import torch
 
-from resnet_train.cli import train as train_cli
 from resnet_train.config import Config, DeviceKind, TrainerConfig
+from resnet_train.engine import launch as launcher
 
 
 @pytest.mark.parametrize(
@@ -27,10 +27,10 @@ def test_a_spawned_worker_takes_its_share_of_the_cores(monkeypatch, tmp_path, co
     for name in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK"):  # restored afterwards
         monkeypatch.setenv(name, "")
     ran = []
-    monkeypatch.setattr(train_cli, "run_worker", lambda *args: ran.append((args[2], torch.get_num_threads())))
+    monkeypatch.setattr(launcher, "run_worker", lambda *args: ran.append((args[2], torch.get_num_threads())))
     try:
         config = Config(trainer=TrainerConfig(device=DeviceKind.auto))
-        train_cli._spawned_worker(1, config, str(tmp_path), 12345, 2, None, None)
+        launcher._spawned_worker(1, config, str(tmp_path), 12345, 2, None, None)
     finally:
         torch.set_num_threads(before)
     assert [(world.rank, world.world_size, n) for world, n in ran] == [(1, 2, threads)]

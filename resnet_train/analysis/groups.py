@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
+from ..config import current_names
 from ..engine.rundir import HARMLESS
 from ..engine.rundir import _flat as flat  # {"model.depth": 56, ...}, as a resume compares configs
 from .runs import Curve, Run
@@ -64,7 +65,7 @@ def experiment_settings(run: Run, defaults: dict | None = None) -> dict:
             "config": "unknown", "model": run.model, "data.name": run.dataset, SHORTCUT: run.shortcut,
             "trainer.precision": run.precision,
         }  # fmt: skip
-    settings = {**(_defaults() if defaults is None else defaults), **flat(run.config)}
+    settings = {**(_defaults() if defaults is None else defaults), **flat(current_names(run.config))}
     if run.precision is not None:
         settings["trainer.precision"] = run.precision
     if settings.get("model.residual") is False:

@@ -61,8 +61,8 @@ def evaluate_checkpoint(path: Path, overrides: list[str], restored=None) -> tupl
 
     from ..data import build_eval_set
     from ..engine.distributed import World
+    from ..engine.eval_views import evaluate_views
     from ..engine.run import Runtime
-    from ..engine.test_time import evaluate_views
     from ..models import model_name
 
     restored = restored or restore_for_eval(path, overrides)
@@ -72,7 +72,7 @@ def evaluate_checkpoint(path: Path, overrides: list[str], restored=None) -> tupl
     rt = Runtime.resolve(replace(settings.trainer, cuda_graph=False), World())
     evals = build_eval_set(
         d, stats=restored.stats, classes=restored.classes, crops=crops,
-        batch_size=settings.trainer.eval_batch_size, device=rt.device,
+        batch_size=settings.trainer.eval_batch_size_per_process, device=rt.device,
     )  # fmt: skip
     model = restored.model.to(rt.device)
     log.info("evaluating %s (%s views) on %d images of %s", path, crops.value, evals.images, d.name.value)

@@ -48,8 +48,9 @@ def build_data(
     channels_last: bool = False, run_dir: Path | None = None, collectives: Collectives = SINGLE_PROCESS,
 ) -> RunData:  # fmt: skip
     """Training batches (`batch_size` is the global batch; this rank gets its share) and the centre-view
-    evaluation sets ("test", and "val" with data.val_size > 0). `run_dir` holds the streamed mean-image cache
-    when the data folder is read-only; `collectives` sums the statistics across ranks."""
+    evaluation sets ("test", and "val" with data.val_size > 0; `eval_batch_size` is this rank's, each rank
+    evaluating its shard). `run_dir` holds the streamed mean-image cache when the data folder is read-only;
+    `collectives` sums the statistics across ranks."""
     backend = BACKENDS[d.loader](d, data_root(d))
     splits = backend.splits().held_out(d.val_size)
     identity = _identity(d, splits, backend.source())

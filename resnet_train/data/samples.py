@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from torch.utils.data import DataLoader, Dataset
 
+from ..engine.signals import PREEMPTION_SIGNALS
 from .augment import augment_sample
 from .files import ImageFiles, decode_rgb, read_bytes
 
@@ -55,8 +56,6 @@ def ignore_preemption_signals(worker_id: int) -> None:
     SLURM's time limit) reaches the workers as well as the main process; a worker it killed would fail the
     step the main process is finishing before its checkpoint, and one that kept the main process's handler
     would log the signal again. The main process stops its workers itself when it ends."""
-    from ..engine.loop import PREEMPTION_SIGNALS  # imported here: engine imports data
-
     for signum in PREEMPTION_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
 

@@ -14,8 +14,12 @@ import os
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from .summary import RunSummary
 
 log = logging.getLogger("resnet_train")
 
@@ -112,7 +116,7 @@ class RunLogger:
         self.writer.flush()
         log.info("iteration %d: %s error %.2f%% loss %.4f", iteration, split, 100 * error, loss)
 
-    def finish(self, metrics: dict, hparams: dict) -> None:
+    def finish(self, summary: RunSummary) -> None:
         """Write metrics.json and this run's row of the HPARAMS view (into its own event file, no sub-run).
 
         Only the session summaries are written, not an experiment summary: TensorBoard then builds the
@@ -123,12 +127,12 @@ class RunLogger:
             return
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-        _experiment, session_start, session_end = hparams_summary(hparams, {})
-        for summary in (session_start, session_end):
-            self.writer.file_writer.add_summary(summary)
+        _experiment, session_start, session_end = hparams_summary(summary.hparams(), {})
+        for session in (session_start, session_end):
+            self.writer.file_writer.add_summary(session)
         self.close()
-        write_json(self.run_dir / "metrics.json", metrics)
-        log_summary(metrics, self.run_dir)
+        write_json(self.run_dir / "metrics.json", summary.metrics())
+        log_summary(summary, self.run_dir)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -139,19 +143,16 @@ class RunLogger:
             self._writer = None
 
 
-def log_summary(metrics: dict, run_dir: Path) -> None:
+def log_summary(summary: RunSummary, run_dir: Path) -> None:
     """The end of a run in three lines: what was trained, the final errors, and where to look."""
-    label = " (SYNTHETIC DATA)" if metrics.get("synthetic") else ""
-    speed = f", {rate(metrics['images_per_s'])} images/s" if metrics.get("images_per_s") else ""
+    label = " (SYNTHETIC DATA)" if summary.synthetic else ""
+    speed = f", {rate(summary.images_per_s)} images/s" if summary.images_per_s else ""
     log.info(
-        "done%s: %s on %s, %d iterations in %s%s", label, metrics["model"], metrics["dataset"],
-        metrics["iterations"], duration(metrics["wall_time_s"]), speed,
+        "done%s: %s on %s, %d iterations in %s%s", label, summary.model, summary.dataset, summary.iterations,
+        duration(summary.wall_time_s), speed,
     )  # fmt: skip
-    errors = [
-        f"{split} error {100 * metrics[f'{split}_error']:.2f}%"
-        for split in ("train", "val", "test")
-        if metrics.get(f"{split}_error") is not None
-    ]
+    final = {"train": summary.train_error, "val": summary.val_error, "test": summary.test_error}
+    errors = [f"{split} error {100 * error:.2f}%" for split, error in final.items() if error is not None]
     log.info("final %s", ", ".join(errors))
     where = shown_path(run_dir)
     log.info("run directory %s; view it with: tensorboard --logdir %s", where, where)

@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..config import Config, ModelConfig
+from ..config import Config, ModelConfig, current_names
 from ..data import InputStats, Normalizer
 from ..errors import UserError
 from ..models import build_model, model_name
@@ -39,7 +39,7 @@ def config_from_plain(stored: dict, overrides: list[str] = (), schema: type = Co
         stored = {**stored, "trainer": {**trainer, "precision": "fp32"}}
     try:
         merged = OmegaConf.merge(
-            OmegaConf.structured(schema), stored, OmegaConf.from_dotlist(list(overrides))
+            OmegaConf.structured(schema), current_names(stored), OmegaConf.from_dotlist(list(overrides))
         )
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:

@@ -37,6 +37,7 @@ from .loop import LoopSettings, Trainer
 from .optim import LrSchedule, build_optimizer
 from .restore import model_from_config
 from .rundir import ResumePoint, check_data_identity, find_resume_checkpoint
+from .summary import RunSummary
 
 log = logging.getLogger("resnet_train")
 
@@ -79,8 +80,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
 
 
 def build_model_and_optimizer(
@@ -135,8 +134,8 @@ class Runtime:
         # CPU defaults, from scripts/bench_steps.py on a quiet 2-core AMD EPYC (AVX2, no native bf16,
         # torch 2.14; README, Speed): channels_last lets oneDNN use its blocked convolution kernels, a
         # ResNet-20 step 477 ms against 571 ms contiguous (1.20x; ResNet-56 1.16x). torch.compile stays off:
-        # 1.12x on the ResNet-20 step (409 ms) after about a minute of compiling, measured on that net only,
-        # and on a loaded machine it was still compiling after 28 minutes. Both keep fp32 arithmetic.
+        # its 1.12x on the ResNet-20 step (409 ms) does not repay a compile of minutes on a CPU. Both keep
+        # fp32 arithmetic.
         runtime = cls(
             device,
             amp_dtype,
@@ -181,7 +180,7 @@ def build_trainer(
     m, t = config.model, config.trainer
     try:
         data = build_data(
-            config.data, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, seed=t.seed,
+            config.data, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size_per_process, seed=t.seed,
             shard=Shard(rt.device, world.rank, world.world_size), channels_last=rt.channels_last,
             run_dir=run_dir, collectives=distributed,  # the module's all_reduce_sum and any_rank
         )  # fmt: skip
@@ -221,8 +220,9 @@ def build_trainer(
 
 def train(
     config: Config, run_dir: Path, world: distributed.World | None = None, accepted: Callable | None = None
-) -> dict:
-    """Train as `config` says, writing into `run_dir` on the main rank; returns the final metrics.
+) -> RunSummary | None:
+    """Train as `config` says, writing into `run_dir` on the main rank; returns the run's summary (None: the
+    run in `run_dir` was already complete, and its metrics.json stays as it is).
     `accepted()` runs on the main rank once the run directory's checkpoint, if any, was found, checked against
     the config and loaded: from there on the run is this config's (the CLI records it in `.hydra/`)."""
     world = world or distributed.World()
@@ -259,7 +259,7 @@ def train(
     if start >= t.max_iters and (run_dir / "metrics.json").exists():
         logger.close()
         log.info("the run in %s is already complete (%d iterations)", run_dir, start)
-        return dict(trainer.last_metrics)
+        return None
     if world.is_main:
         log.info(
             "%s on %s%s: %s parameters, %d iterations, batch %d on %d process(es), %s, precision %s%s",
@@ -274,58 +274,10 @@ def train(
     except BaseException:
         logger.close()  # flush what was logged; the checkpoint is already on disk
         raise
-    st, last = trainer.state, trainer.last_metrics
     if trainer.graph is not None and trainer.graph.odd_batches:
         log.warning("%d batches of another size ran outside the CUDA graph", trainer.graph.odd_batches)
-    metrics = {
-        "model": net,
-        "family": m.family.value,
-        "depth": m.depth,
-        "shortcut": m.shortcut.value if m.residual else None,
-        "dataset": d.name.value,
-        "synthetic": data.synthetic,
-        "iterations": st.iteration,
-        "train_error": last.get("train_error"),
-        "train_loss": last.get("train_loss"),
-        "test_error": last.get("test_error"),
-        "test_top5_error": last.get("test_top5_error"),
-        "test_loss": last.get("test_loss"),
-        "val_error": last.get("val_error"),
-        "best_val_error": st.best_val_error,
-        # How many images each final error is over: a single run's binomial noise floor (analysis/claims.py).
-        "train_error_images": last.get("train_error_images"),
-        "test_error_images": last.get("test_error_images"),
-        "val_error_images": last.get("val_error_images"),
-        "params": params,
-        "seed": t.seed,
-        "batch_size": t.batch_size,
-        "world_size": world.world_size,
-        "device": torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else "cpu",
-        "precision": rt.precision,
-        "compiled": rt.compile,
-        "cuda_graph": rt.cuda_graph,
-        "skipped_steps": st.skipped_steps,
-        "wall_time_s": round(st.wall_time_s, 3),
-        "images_per_s": st.images_per_s,
-    }
-    logger.finish(metrics, _hparams(config, rt))
-    return metrics
-
-
-def _hparams(config: Config, rt: Runtime) -> dict:
-    """The columns of TensorBoard's HPARAMS view: what tells the runs of a sweep apart. Yes/no and the
-    shortcut are strings, which the view shows as written (it shows a bool as 0.0/1.0)."""
-    m, t = config.model, config.trainer
-    return {
-        "model": model_name(m.residual, m.depth),
-        "depth": m.depth,
-        "residual": "yes" if m.residual else "no",
-        "shortcut": m.shortcut.value if m.residual else "none",
-        "dataset": config.data.name.value,
-        "lr": config.optim.lr,
-        "batch": t.batch_size,
-        "schedule": config.sched.name.value,
-        "seed": t.seed,
-        "iterations": t.max_iters,
-        "precision": rt.precision,
-    }
+    summary = RunSummary.of(
+        config, rt, world, trainer.state, trainer.last_metrics, params=params, synthetic=data.synthetic
+    )
+    logger.finish(summary)
+    return summary

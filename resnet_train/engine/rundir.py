@@ -20,6 +20,7 @@ import os
 import socket
 from pathlib import Path
 
+from ..config import current_names
 from ..data.identity import identity_differences
 from ..errors import UserError
 from .checkpoint import TRAINING_KEYS, CheckpointError, latest_checkpoint, load_checkpoint
@@ -35,7 +36,7 @@ LOCK_NAME = ".lock"
 HARMLESS = frozenset({
     "trainer.max_iters",  # a longer or shorter run follows the same trajectory up to its end
     "trainer.eval_every",  # evaluation runs in eval mode and leaves the weights alone
-    "trainer.eval_batch_size",
+    "trainer.eval_batch_size_per_process",
     "trainer.log_every",
     "trainer.checkpoint_every",
     "trainer.progress",
@@ -163,7 +164,7 @@ def _override(value) -> str:
 def config_changes(saved: dict, config: dict, defaults: dict) -> dict[str, tuple]:
     """key -> (saved value, new value) for every key whose value differs, except trainer.resume (where a run
     came from, not what it does)."""
-    old, new, default = _flat(saved), _flat(config), _flat(defaults)
+    old, new, default = _flat(current_names(saved)), _flat(config), _flat(defaults)
     return {
         key: (old.get(key, default.get(key)), value)
         for key, value in new.items()

@@ -1,4 +1,4 @@
-"""Test-time views (engine/test_time.py): 10-crop and multi-scale scores, and a ResNet run fully
+"""Test-time views (engine/eval_views.py): 10-crop and multi-scale scores, and a ResNet run fully
 convolutionally at every scale (Sec. 3.4)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from resnet_train.data.augment import scale_views
 from resnet_train.data.files import decode_rgb, read_bytes, scan_folder
 from resnet_train.data.normalize import Normalizer
 from resnet_train.data.stream import StreamEvalBatches
-from resnet_train.engine.test_time import evaluate_views, view_scores
+from resnet_train.engine.eval_views import evaluate_views, view_scores
 
 
 class MeanColour(torch.nn.Module):

@@ -1,0 +1,205 @@
+"""Starting the workers of one run: in this process, as spawned local workers (`trainer.devices=N`, with
+pre-emption signals passed on to them), or as one rank that torchrun or SLURM placed. The settings only the
+machine can refuse (as many workers as it has cores or GPUs, a `trainer.resume` that names something) are
+checked before anything starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import sys
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from ..config import Config, DeviceKind
+from ..errors import UserError
+from ..logs import release_held_logs, setup_logging
+from . import distributed
+from .rundir import RunLock
+from .signals import PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, Preempted, StopOutsideLoop
+
+if TYPE_CHECKING:
+    from ..cli.hydra_record import HydraRecord
+    from .summary import RunSummary
+
+log = logging.getLogger("resnet_train")
+
+
+class WorkerFailed(UserError):
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class JobShare:
+    """What one job of a sweep running `jobs` jobs side by side may use: `threads` intra-op threads (its
+    share of the cores) and, on a machine with GPUs, GPU `gpu` (job number modulo the GPU count)."""
+
+    jobs: int
+    threads: int
+    gpu: int
+
+
+def accept_run(record: HydraRecord | None, run_dir: Path) -> None:
+    """The run in `run_dir` is this command's (it holds the lock, the config was accepted): record its config
+    in `.hydra/` and let train.log receive the lines held back until now (logs.HeldFileHandler)."""
+    if record is not None:
+        record.write(run_dir)
+    release_held_logs()
+
+
+def run_worker(
+    config: Config,
+    run_dir: Path,
+    world: distributed.World,
+    join_group: bool,
+    record: HydraRecord | None = None,
+) -> RunSummary | None:
+    """Train on one rank; `join_group` starts the process group (DDP), even for a world of one. The main rank
+    writes `record` and the log into the run directory once the run is this command's (`accept_run`)."""
+    try:
+        # From here a signal stops the run at once (exit 75), until the loop installs its own handling.
+        with StopOutsideLoop():
+            from .run import resolve_device, train
+
+            if join_group:
+                distributed.init_process_group(world, resolve_device(config.trainer.device, world.local_rank))
+            if not world.is_main:
+                logging.getLogger().setLevel(logging.WARNING)
+            with logging_redirect_tqdm():
+                return train(config, run_dir, world, functools.partial(accept_run, record, run_dir))
+    finally:
+        distributed.destroy()
+
+
+def _spawned_worker(
+    local_rank: int, config: Config, run_dir: str, port: int, world_size: int, stopped_at, record
+) -> None:
+    """Entry point of a worker started by `spawn_workers` (a fresh interpreter without Hydra's logging).
+    `stopped_at` (a shared integer) receives the iteration a pre-empted worker stopped at."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    on_cpu = config.trainer.device is DeviceKind.cpu or not torch.cuda.is_available()
+    if on_cpu and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))  # share the cores (as torchrun)
+    os.environ.update(RANK=str(local_rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank))
+    setup_logging(file=Path(run_dir) / "train.log" if local_rank == 0 else None, stream=sys.stdout)
+    try:
+        world = distributed.World(local_rank, world_size, local_rank)
+        run_worker(config, Path(run_dir), world, True, record)
+    except Preempted as stop:
+        log.warning("%s", stop)
+        if stop.iteration is not None:
+            stopped_at.value = stop.iteration
+        sys.exit(PREEMPTED_EXIT_CODE)
+    except UserError as error:
+        log.error("%s", error)
+        sys.exit(error.exit_code)
+
+
+def spawn_workers(config: Config, run_dir: Path, count: int, record: HydraRecord | None = None) -> None:
+    """Start `count` local workers and wait for them. Pre-emption signals are passed on to every worker, and
+    the launcher reports the iteration they stopped at; if one worker dies, the others are terminated and
+    this raises (no hang)."""
+    import torch.multiprocessing as mp
+
+    received: list[int] = []
+    processes = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in PREEMPTION_SIGNALS}
+    stopped_at = mp.get_context("spawn").Value("q", -1)
+    on_gpu = config.trainer.device is not DeviceKind.cpu and torch.cuda.is_available()
+    log.info("starting %d workers (%s), each loading the data", count, "NCCL" if on_gpu else "gloo, CPU")
+    try:
+        context = mp.start_processes(
+            _spawned_worker, args=(config, str(run_dir), distributed.free_port(), count, stopped_at, record),
+            nprocs=count, join=False, start_method="spawn",
+        )  # fmt: skip
+        processes.extend(context.processes)
+        if received:  # a signal came while the workers were starting
+            forward(received[0], None)
+        while not context.join():
+            pass
+    except mp.ProcessExitedException as error:
+        if received or error.exit_code == PREEMPTED_EXIT_CODE:
+            # A worker killed by the forwarded signal before it could catch it has nothing to save either.
+            iteration = stopped_at.value if stopped_at.value >= 0 else None
+            raise Preempted(received[0] if received else signal.SIGTERM, iteration) from None
+        failure = WorkerFailed(f"worker {error.error_index} failed ({error}); all workers stopped")
+        failure.exit_code = error.exit_code if error.exit_code and error.exit_code > 0 else 1
+        raise failure from None
+    except mp.ProcessRaisedException as error:
+        raise WorkerFailed(f"worker {error.error_index} crashed:\n{error}") from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def launch(
+    config: Config, run_dir: Path, share: JobShare | None = None, record: HydraRecord | None = None
+) -> RunSummary | None:
+    """Train `config` in `run_dir` on the workers it asks for; returns the summary of a run in this process
+    (None where spawned workers trained, or where the run was already complete)."""
+    world = distributed.world_from_env()
+    check_resume(config.trainer.resume)
+    if world is None:  # workers started here (under torchrun or SLURM, the launcher placed them)
+        check_worker_count(config, os.cpu_count() or 1, torch.cuda.device_count())
+    processes = world.world_size if world is not None else config.trainer.devices
+    if config.trainer.batch_size % processes:
+        raise UserError(
+            f"trainer.batch_size={config.trainer.batch_size} (the global batch) does not divide among "
+            f"{processes} processes"
+        )
+    # One lock per run, held by this command (or rank 0 under torchrun/SLURM), never by spawned workers.
+    with RunLock(run_dir) if world is None or world.is_main else nullcontext():
+        if world is not None:
+            distributed.export_slurm_rendezvous()
+            return run_worker(config, run_dir, world, join_group=True, record=record)
+        elif config.trainer.devices > 1:
+            spawn_workers(config, run_dir, config.trainer.devices, record)
+        elif share is not None:  # one of several jobs side by side: a world of one on its share
+            torch.set_num_threads(share.threads)
+            on_gpu = config.trainer.device is not DeviceKind.cpu and torch.cuda.is_available()
+            log.info("one of %d jobs side by side: %d thread(s)%s", share.jobs, share.threads,
+                     f", GPU {share.gpu}" if on_gpu else "")  # fmt: skip
+            return run_worker(config, run_dir, distributed.World(local_rank=share.gpu), False, record)
+        else:
+            return run_worker(config, run_dir, distributed.World(), join_group=False, record=record)
+    return None
+
+
+def check_worker_count(config: Config, cores: int, gpus: int) -> None:
+    """Refuse more local workers than the machine can run: on a CPU, one per core (each takes a share of the
+    cores; more only multiply the interpreters and the memory); on GPUs, one per visible GPU."""
+    devices, kind = config.trainer.devices, config.trainer.device
+    if devices <= 1:
+        return
+    on_cpu = kind is DeviceKind.cpu or (kind is DeviceKind.auto and gpus == 0)
+    if on_cpu and devices > cores:
+        raise UserError(
+            f"trainer.devices={devices} CPU workers, but this machine has {cores} cores; use "
+            f"trainer.devices={cores} or fewer"
+        )
+    if not on_cpu and devices > gpus:
+        raise UserError(f"trainer.devices={devices}, but {gpus} GPUs are visible; use trainer.devices={gpus}")
+
+
+def check_resume(resume: str) -> None:
+    """`trainer.resume` is auto, never or a checkpoint file; an empty value is none of them."""
+    if not resume.strip():
+        raise UserError(
+            "trainer.resume is empty: give auto (the default), never, or a checkpoint file "
+            "(trainer.resume=RUN/checkpoints/last.pt)"
+        )

@@ -1,0 +1,75 @@
+"""Pre-emption: the signals a scheduler sends before it kills a job, and what a run does on each.
+
+Inside the training loop a signal is recorded (`SignalFlag`) and the loop stops after the step, writing a
+checkpoint; anywhere else (`StopOutsideLoop`) it stops the run at once, with nothing new to save. Either way
+the run ends with `Preempted`, which the CLI turns into exit code 75.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+log = logging.getLogger("resnet_train")
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped by a signal after writing a checkpoint; re-run to resume
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class Preempted(BaseException):
+    """A run stopped by a signal: after its checkpoint was written, or outside the loop (`iteration` None:
+    loading data before the first step, or writing the results after the last; nothing new to save).
+
+    A BaseException, as KeyboardInterrupt: code that catches `Exception` to recover from damaged input (a
+    checkpoint reader falling back to the previous file) must not catch it."""
+
+    def __init__(self, signum: int, iteration: int | None):
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"stopped by {name} outside the training loop; nothing new to checkpoint"
+            if iteration is None
+            else f"stopped by {name} at iteration {iteration}; checkpoint written"
+        )
+        self.signum, self.iteration = signum, iteration
+
+
+class SignalFlag:
+    """Records the first pre-emption signal; the loop polls it between steps."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.previous = {}
+
+    def __enter__(self) -> SignalFlag:
+        for signum in PREEMPTION_SIGNALS:
+            try:
+                self.previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: signals cannot be caught here
+                break
+        # A signal the enclosing StopOutsideLoop could not act on (its exception raised where Python drops
+        # exceptions, in a finaliser or a callback) still stops the run, after the first step.
+        outer = getattr(self.previous.get(signal.SIGTERM), "__self__", None)
+        if isinstance(outer, SignalFlag) and outer.signum is not None:
+            self.signum = outer.signum
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is None:
+            log.warning(
+                "received %s: finishing this step and writing a checkpoint", signal.Signals(signum).name
+            )
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+class StopOutsideLoop(SignalFlag):
+    """Wherever the loop's own `SignalFlag` is not installed, a pre-emption signal stops the run at once:
+    while data loads or a checkpoint is read there is nothing new to save, and waiting could outlast the
+    grace period a scheduler gives before SIGKILL."""
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+        raise Preempted(signum, None)
