@@ -76,7 +76,7 @@ def run_config(root, loader=Loader.memory, max_iters=2) -> Config:
         data=data_config(root, loader),
         sched=SchedConfig(milestones=[100]),
         trainer=TrainerConfig(
-            batch_size=4, max_iters=max_iters, eval_every=2, eval_batch_size=8, log_every=1,
+            batch_size=4, max_iters=max_iters, eval_every=2, eval_batch_size_per_process=8, log_every=1,
             checkpoint_every=2, device=DeviceKind.cpu, precision=Precision.fp32, progress=False,
         ),
     )  # fmt: skip
