@@ -16,12 +16,13 @@ PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped by a signal after writing a che
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 
-class Preempted(BaseException):
+class Preempted(KeyboardInterrupt):
     """A run stopped by a signal: after its checkpoint was written, or outside the loop (`iteration` None:
     loading data before the first step, or writing the results after the last; nothing new to save).
 
-    A BaseException, as KeyboardInterrupt: code that catches `Exception` to recover from damaged input (a
-    checkpoint reader falling back to the previous file) must not catch it."""
+    A KeyboardInterrupt, so no `except Exception` (a checkpoint reader falling back to the previous file)
+    catches it, nor a handler that swallows everything but KeyboardInterrupt and SystemExit (tqdm's logging
+    redirect, through which every log line passes while a run trains)."""
 
     def __init__(self, signum: int, iteration: int | None):
         name = signal.Signals(signum).name

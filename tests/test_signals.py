@@ -1,0 +1,35 @@
+"""A pre-emption signal outside the loop stops the run at once, wherever Python happens to be: also inside a
+log handler that swallows the exceptions it raises (tqdm's logging redirect, on while a run trains)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import pytest
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from resnet_train.engine.signals import Preempted, StopOutsideLoop
+
+
+class SignalWhileFormatting(logging.Formatter):
+    """Delivers SIGTERM to this process in the middle of a handler's emit()."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        signal.raise_signal(signal.SIGTERM)
+        return super().format(record)
+
+
+def test_a_signal_during_a_log_line_under_tqdms_redirect_stops_the_run():
+    logger = logging.getLogger("signal-during-log-test")
+    handler = logging.StreamHandler()
+    handler.setFormatter(SignalWhileFormatting())
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with StopOutsideLoop(), logging_redirect_tqdm(loggers=[logger]):
+            with pytest.raises(Preempted) as stopped:
+                logger.warning("loading the data ...")
+        assert stopped.value.signum == signal.SIGTERM and stopped.value.iteration is None
+    finally:
+        logger.removeHandler(handler)
