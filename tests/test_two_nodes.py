@@ -102,7 +102,7 @@ def test_when_one_nodes_worker_dies_the_other_node_ends_too(tmp_path):
     codes = ends(nodes)  # within the deadline, long before the process group's 300 s timeout
     assert all(code != 0 for code in codes), codes
     survivor = (logs / "node0.log").read_text()
-    assert "Connection closed by peer" in survivor, survivor
+    assert re.search(r"Connection (closed|reset) by peer", survivor), survivor  # gloo says either
 
 
 def test_a_checkpoint_rank_0_cannot_write_stops_every_node(tmp_path, small_filesystem):
