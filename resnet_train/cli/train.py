@@ -95,8 +95,8 @@ def run_job(
 ) -> RunSummary | None:
     """One job of `resnet-train` from its composed config (without the `hydra` node): check it, then train
     in `run_dir`. Returns the run's summary (None where spawned workers trained, or where the run was already
-    complete); raises UserError for a
-    bad setting and Preempted for a signal, leaving exit codes to the caller."""
+    complete); raises UserError for a bad setting and Preempted for a signal, leaving exit codes to the
+    caller."""
     config: Config = OmegaConf.to_object(cfg)
     config.data.root = os.path.expanduser(config.data.root)  # a quoted '~/data' (cli/overrides.py)
     check_ranges(config)
