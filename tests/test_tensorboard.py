@@ -69,3 +69,22 @@ def test_resnet_hparams_name_the_shortcut(tmp_path):
     start = plugin_data_pb2.HParamsPluginData.FromString(content)
     assert start.session_start_info.hparams["shortcut"].string_value == "A"
     assert start.session_start_info.hparams["residual"].string_value == "yes"
+
+
+def test_a_resumed_runs_events_file_sorts_after_the_killed_attempts(tmp_path):
+    """TensorBoard reads a run's files in name order; a file opened in the same second as an earlier one
+    (with a higher pid) would come first, and its points be dropped as orphans when the older file steps
+    back."""
+    import time
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    from resnet_train.engine.logger import wait_for_a_later_second
+
+    earlier = tmp_path / f"events.out.tfevents.{int(time.time()) + 1}.host.999999999.0"
+    earlier.write_bytes(b"")
+    wait_for_a_later_second(tmp_path)
+    writer = SummaryWriter(str(tmp_path))
+    writer.close()
+    names = sorted(p.name for p in tmp_path.glob("events.out.tfevents.*"))
+    assert len(names) == 2 and names[0] == earlier.name

@@ -36,6 +36,17 @@ def eval_tags(split: str) -> tuple[str, str]:
 ERROR_LAYOUT = {"error": {"train and val/test error": ["Multiline", [r"^error/(train|val|test)$"]]}}
 
 
+def wait_for_a_later_second(run_dir: Path) -> None:
+    """Return once the clock has passed the second in the name of the run's newest events file. TensorBoard
+    reads a run's files in name order (events.out.tfevents.<second>.<host>.<pid>...) and, where the steps go
+    back, drops the later points as orphans: a resumed run's file, opened in the same second as the killed
+    attempt's, could sort before it (a lower pid) and lose the resumed points."""
+    seconds = [int(p.name.split(".")[3]) for p in run_dir.glob("events.out.tfevents.*")
+               if p.name.split(".")[3].isdigit()]  # fmt: skip
+    while seconds and time.time() < max(seconds) + 1:
+        time.sleep(0.05)
+
+
 class RunLogger:
     def __init__(
         self,
@@ -73,6 +84,7 @@ class RunLogger:
             # Events go straight into the run directory, so TensorBoard's run list shows the run's own name.
             # purge_step drops points a killed run logged after its last checkpoint (on a fresh start, every
             # point of an attempt that left none), so a resumed curve has neither duplicates nor gaps.
+            wait_for_a_later_second(self.run_dir)
             self._writer = SummaryWriter(str(self.run_dir), purge_step=self.start_iteration + 1)
             self._writer.add_custom_scalars(ERROR_LAYOUT)
         return self._writer
