@@ -72,4 +72,3 @@ def write_aggregate(groups: Sequence[Group], sweep: str | Path) -> Path:
                     writer.add_scalar(f"{tag}/{edge}", value, step)
         writer.close()
     return out
-

@@ -41,7 +41,7 @@ def _colour_key(group: Group) -> str:
     ResNet-20 share a colour across the two panels, as in the paper's figures."""
     run = group.first
     depth = str(run.depth) if run.depth is not None else run.model
-    return depth + group.name[len(run.label):]
+    return depth + group.name[len(run.label) :]
 
 
 def _marker(steps: Sequence[int]) -> str | None:

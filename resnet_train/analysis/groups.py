@@ -151,7 +151,7 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
 
 
 def _suffix(settings: dict, differences: dict[str, list]) -> str:
-    """" B" for a shortcut option, then " (key=value, ...)" for the other settings that tell apart groups
+    """ " B" for a shortcut option, then " (key=value, ...)" for the other settings that tell apart groups
     of one net."""
     suffix = f" {settings[SHORTCUT]}" if SHORTCUT in differences and settings.get(SHORTCUT) else ""
     named = [f"{key}={shown(settings.get(key))}" for key in differences if key != SHORTCUT]

@@ -97,11 +97,18 @@ def run_job(
     in `run_dir`. Returns the run's summary (None where spawned workers trained, or where the run was already
     complete); raises UserError for a bad setting and Preempted for a signal, leaving exit codes to the
     caller."""
+    return launch(job_config(cfg), run_dir, share, record)
+
+
+def job_config(cfg: DictConfig) -> Config:
+    """A job's composed config (without the `hydra` node) as the plain dataclasses the rest of the project
+    takes, checked: UserError for a value out of range, a key the schema lacks, or a setting with no effect
+    on this run."""
     config: Config = OmegaConf.to_object(cfg)
     config.data.root = os.path.expanduser(config.data.root)  # a quoted '~/data' (cli/overrides.py)
     check_ranges(config)
-    check_settings(cfg)  # a key the schema lacks, or a setting with no effect on this run: refused
-    return launch(config, run_dir, share, record)
+    check_settings(cfg)
+    return config
 
 
 def scheduled_job(hydra_config: DictConfig) -> bool:

@@ -46,6 +46,10 @@ class EvalBatches(Protocol):
 
     def __iter__(self) -> Iterator[tuple[Any, torch.Tensor]]: ...
 
+    def __len__(self) -> int:
+        """The batches one pass over this rank's shard yields."""
+        ...
+
 
 class Collectives(Protocol):
     """The operations across ranks data/ needs; the engine passes in its own under DDP."""
@@ -131,6 +135,9 @@ class ChannelsLastEval:
     def __iter__(self) -> Iterator[tuple[Any, torch.Tensor]]:
         for views, labels in self.batches:
             yield channels_last(views), labels
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 def channels_last(views: Any) -> Any:

@@ -139,3 +139,6 @@ class MemoryEvalBatches:
         for begin in range(0, len(self.labels), self.batch_size):
             end = begin + self.batch_size
             yield self.normalize(self.images[begin:end]), self.labels[begin:end]
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)

@@ -195,3 +195,6 @@ class StreamEvalBatches:
                 yield self.normalize(views.to(self.device, non_blocking=True)), labels
             else:
                 yield [[self.normalize(v.to(self.device)) for v in scales] for scales in views], labels
+
+    def __len__(self) -> int:
+        return len(self.loader)

@@ -153,15 +153,7 @@ def launch(
     """Train `config` in `run_dir` on the workers it asks for; returns the summary of a run in this process
     (None where spawned workers trained, or where the run was already complete)."""
     world = distributed.world_from_env()
-    check_resume(config.trainer.resume)
-    if world is None:  # workers started here (under torchrun or SLURM, the launcher placed them)
-        check_worker_count(config, os.cpu_count() or 1, torch.cuda.device_count())
-    processes = world.world_size if world is not None else config.trainer.devices
-    if config.trainer.batch_size % processes:
-        raise UserError(
-            f"trainer.batch_size={config.trainer.batch_size} (the global batch) does not divide among "
-            f"{processes} processes"
-        )
+    check_launch(config, world)
     # One lock per run, held by this command (or rank 0 under torchrun/SLURM), never by spawned workers.
     with RunLock(run_dir) if world is None or world.is_main else nullcontext():
         if world is not None:
@@ -178,6 +170,21 @@ def launch(
         else:
             return run_worker(config, run_dir, distributed.World(), join_group=False, record=record)
     return None
+
+
+def check_launch(config: Config, world: distributed.World | None) -> None:
+    """What only the machine can refuse, before anything starts: a `trainer.resume` that names nothing, more
+    local workers than cores or GPUs (when they start here: `world` is None; under torchrun or SLURM the
+    launcher placed them), a global batch that does not divide among the processes."""
+    check_resume(config.trainer.resume)
+    if world is None:
+        check_worker_count(config, os.cpu_count() or 1, torch.cuda.device_count())
+    processes = world.world_size if world is not None else config.trainer.devices
+    if config.trainer.batch_size % processes:
+        raise UserError(
+            f"trainer.batch_size={config.trainer.batch_size} (the global batch) does not divide among "
+            f"{processes} processes"
+        )
 
 
 def check_worker_count(config: Config, cores: int, gpus: int) -> None:

@@ -170,27 +170,30 @@ class Runtime:
             raise UserError(f"trainer.cuda_graph=true: {why}")
 
 
-def build_trainer(
-    config: Config, run_dir: Path, world: distributed.World, rt: Runtime, *, start: int = 0,
-    resumed: ResumePoint | None = None,
-) -> tuple[Trainer, RunData, int]:  # fmt: skip
-    """Data, model, optimizer, schedule and loop for `config`; returns (trainer, data, parameter count).
-    The data is checked against `resumed` (the checkpoint the run continues from) before anything is
-    written."""
-    m, t = config.model, config.trainer
+def build_run_data(config: Config, run_dir: Path, world: distributed.World, rt: Runtime) -> RunData:
+    """This rank's data for `config`: its share of each training batch and of each evaluation set."""
+    t = config.trainer
     try:
-        data = build_data(
+        return build_data(
             config.data, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size_per_process, seed=t.seed,
             shard=Shard(rt.device, world.rank, world.world_size), channels_last=rt.channels_last,
             run_dir=run_dir, collectives=distributed,  # the module's all_reduce_sum and any_rank
         )  # fmt: skip
+    except ValueError as error:  # an impossible batch or option combination
+        raise UserError(str(error)) from None
+
+
+def build_loop(
+    config: Config, data: RunData, run_dir: Path, world: distributed.World, rt: Runtime, *, start: int = 0
+) -> tuple[Trainer, int]:
+    """Model, optimizer, schedule and loop for `config` on `data`; returns (trainer, parameter count)."""
+    m, t = config.model, config.trainer
+    try:
         raw_model, optimizer, schedule = build_model_and_optimizer(
             config, data.num_classes, rt.device, rt.channels_last, rt.cuda_graph
         )
-    except ValueError as error:  # an impossible depth, batch, schedule or option combination
+    except ValueError as error:  # an impossible depth, schedule or option combination
         raise UserError(str(error)) from None
-    if resumed is not None:
-        check_data_identity(resumed, data.identity, config.data.root, run_dir)
     params = count_parameters(raw_model)
     if m.sync_bn and world.distributed:
         raw_model = distributed.convert_sync_batchnorm(raw_model, rt.device)
@@ -215,6 +218,20 @@ def build_trainer(
         eval_sets=data.evals, logger=logger, checkpoint_dir=run_dir / "checkpoints", settings=settings,
         device=rt.device, world=world, evaluate=evaluate,
     )  # fmt: skip
+    return trainer, params
+
+
+def build_trainer(
+    config: Config, run_dir: Path, world: distributed.World, rt: Runtime, *, start: int = 0,
+    resumed: ResumePoint | None = None,
+) -> tuple[Trainer, RunData, int]:  # fmt: skip
+    """Data, model, optimizer, schedule and loop for `config`; returns (trainer, data, parameter count).
+    The data is checked against `resumed` (the checkpoint the run continues from) before anything is
+    written."""
+    data = build_run_data(config, run_dir, world, rt)
+    if resumed is not None:
+        check_data_identity(resumed, data.identity, config.data.root, run_dir)
+    trainer, params = build_loop(config, data, run_dir, world, rt, start=start)
     return trainer, data, params
 
 

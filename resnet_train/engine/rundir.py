@@ -98,6 +98,22 @@ class RunLock:
             self.file = None
 
 
+def lock_holder(run_dir: Path) -> str | None:
+    """Who holds `run_dir` (RunLock's "pid N on HOST"), or None where no command does; creates nothing."""
+    try:
+        file = open(Path(run_dir) / LOCK_NAME)
+    except OSError:  # no lock file: never run, or run before there was one
+        return None
+    with file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return file.read().strip() or "a process that has not said its id yet"
+        except OSError:  # a file system without flock: nothing to tell
+            return None
+        return None  # closing the file drops the shared lock just taken
+
+
 class ResumePoint(dict):
     """A checkpoint a run continues from: the run's own (`own`), or the starting checkpoint given as
     trainer.resume=PATH; `source` names it in messages."""

@@ -1,0 +1,362 @@
+"""`resnet-plan`: what a sweep will cost, before it runs.
+
+    resnet-plan experiment=cifar_plain_vs_resnet_cpu data.root=cifar10-jpeg
+    resnet-plan model=plain20,plain56 trainer.seed=0,1,2 hydra/launcher=side_by_side --budget 60
+
+It takes the overrides of `resnet-train -m` and composes every job of that sweep as Hydra's basic sweeper
+does (the preset's `hydra.sweeper.params`, then the command line), each with its run directory. It says
+which jobs are finished, which resume and from which iteration, which are new, and which the trainer would
+refuse (and why); then it times each distinct net of the jobs to run on this machine (engine/probe.py: the
+data loaded, a few training steps and one evaluation batch, with the threads or GPU each job will have and as
+many copies side by side as the launcher runs at once) and prints each job's and the whole sweep's
+wall-clock estimate (engine/estimate.py). `--budget MINUTES` adds the largest `trainer.max_iters` with which
+the whole sweep, every job from iteration 0 and keeping its number of evaluations, fits the budget.
+
+The launchers: Hydra's basic one (one job after another, on the whole machine), joblib
+(`hydra/launcher=side_by_side`: n_jobs at once, sharing the cores or GPUs as cli/train.py's job_share gives
+them out) and SLURM through submitit (each job on an allocation of its own, up to array_parallelism at once;
+timed here with cpus_per_task threads, and the queue's wait is not in the estimate). Nothing is written,
+except the plan itself with --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, open_dict
+
+from ..config import Config, config_to_plain, model_name
+from ..engine.estimate import evaluations, fit_iters, job_seconds, sweep_seconds
+from ..engine.launch import check_launch
+from ..engine.probe import Placement, Timing, time_configs, timing_key
+from ..engine.rundir import find_resume_checkpoint, lock_holder
+from ..errors import UserError
+from ..logs import setup_logging
+from .overrides import unreadable_override
+from .sweep import distinguishing
+
+log = logging.getLogger("resnet_train")
+
+BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+
+
+@dataclass
+class PlannedJob:
+    """One job of the sweep: where it runs, what it would do there, and its estimate."""
+
+    num: int
+    overrides: list[str]
+    run_dir: str
+    state: str  # new | resumes | finished | running | refused
+    start: int = 0  # the iteration it trains from
+    max_iters: int = 0
+    eval_every: int = 1
+    reason: str | None = None  # why it is refused, or who holds it
+    timing: Timing | None = None
+    estimate_s: float | None = None
+
+    @property
+    def to_run(self) -> bool:
+        return self.state in ("new", "resumes")
+
+
+@dataclass(frozen=True)
+class LauncherPlan:
+    """How the sweep's launcher runs the jobs: `slots` at once, each timed as `placement` says."""
+
+    name: str
+    slots: int
+    placement: Placement
+    note: str
+
+
+def compose_sweep(overrides: list[str]) -> tuple[DictConfig, list[DictConfig]]:
+    """The sweep's own config (its `hydra` node: launcher, sweeper, sweep.dir) and each job's composed
+    config with its `hydra` node, numbered as Hydra numbers them, in the order it launches them."""
+    from hydra import initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
+    from ..config import config_dir, register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name="train"):
+        hydra = GlobalHydra.instance().hydra
+        sweep = hydra.compose_config("config", overrides, run_mode=RunMode.MULTIRUN)
+        sweeper = sweep.hydra.sweeper
+        if not sweeper._target_.endswith("BasicSweeper"):
+            raise UserError(
+                f"resnet-plan expands sweeps as Hydra's basic sweeper does, not {sweeper._target_}"
+            )
+        params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+        parser = OverridesParser.create(config_loader=hydra.config_loader)
+        parsed = parser.parse_overrides(params + list(sweep.hydra.overrides.task))
+        jobs = []
+        for num, job_overrides in enumerate(BasicSweeper.split_arguments(parsed, None)[0]):
+            job = hydra.config_loader.load_sweep_config(sweep, list(job_overrides))
+            with open_dict(job):
+                job.hydra.job.num, job.hydra.job.id = num, f"plan_{num}"
+                job.hydra.mode = RunMode.MULTIRUN
+            jobs.append(job)
+    return sweep, jobs
+
+
+def job_run_dir(job: DictConfig) -> Path:
+    """The job's run directory, as Hydra's launchers resolve it (sweep.dir / sweep.subdir)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(job)
+    return Path(job.hydra.sweep.dir) / job.hydra.sweep.subdir
+
+
+def launcher_plan(sweep: DictConfig, jobs: list[DictConfig], to_run: int) -> LauncherPlan:
+    from .train import job_share
+
+    launcher = sweep.hydra.launcher
+    target = launcher.get("_target_") or ""
+    gpus = torch.cuda.device_count()
+    if target == BASIC:
+        placement = Placement(1, None, gpus)
+        return LauncherPlan("basic", 1, placement, "one job after another, each on the whole machine")
+    if target == JOBLIB:
+        share = job_share(jobs[0].hydra)
+        copies = max(1, min(share.jobs, to_run))
+        placement = Placement(copies, share.threads, gpus)
+        where = f"{share.threads} thread(s)" + (f", {gpus} GPU(s) shared" if gpus else "") + " each"
+        return LauncherPlan("joblib", share.jobs, placement, f"{share.jobs} side by side, {where}")
+    if "submitit" in target:
+        slots = launcher.get("array_parallelism", 256)
+        threads = min(launcher.get("cpus_per_task") or os.cpu_count() or 1, os.cpu_count() or 1)
+        note = (
+            f"SLURM, up to {slots} jobs at once, each on its own allocation; timed on this machine with "
+            f"{threads} thread(s), without the queue's wait"
+        )
+        return LauncherPlan("slurm", slots, Placement(1, threads, min(gpus, 1)), note)
+    raise UserError(f"resnet-plan knows the basic, joblib and submitit launchers, not {target}")
+
+
+def plan_job(job: DictConfig) -> tuple[PlannedJob, Config | None]:
+    """What the job would do in its run directory: the trainer's own checks and resume rules, read only."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .train import job_config
+
+    planned = PlannedJob(job.hydra.job.num, list(job.hydra.overrides.task), "", "new")
+    task = job.copy()  # the job's config as Hydra hands it to the task: without its `hydra` node
+    with open_dict(task):
+        del task["hydra"]
+    try:
+        try:
+            run_dir = job_run_dir(job)  # its name holds the net: an impossible one is refused here
+        except OmegaConfBaseException as error:
+            raise UserError(str(error).strip().splitlines()[0]) from None
+        planned.run_dir = str(run_dir)
+        config = job_config(task)
+        check_launch(config, None)
+        planned.max_iters, planned.eval_every = config.trainer.max_iters, config.trainer.eval_every
+        holder = lock_holder(run_dir)
+        if holder is not None:
+            planned.state, planned.reason = "running", holder
+            return planned, config
+        defaults = config_to_plain(Config())
+        checkpoint = find_resume_checkpoint(config.trainer.resume, run_dir, config_to_plain(config), defaults)
+    except UserError as error:
+        planned.state, planned.reason = "refused", str(error)
+        return planned, None
+    if checkpoint is not None:
+        planned.start = checkpoint["trainer"]["iteration"]
+        finished = planned.start >= planned.max_iters and (run_dir / "metrics.json").exists()
+        planned.state = "finished" if finished else "resumes"
+    return planned, config
+
+
+def time_jobs(planned: list[PlannedJob], configs: list[Config | None], launcher: LauncherPlan, steps: int,
+              every: bool) -> float:  # fmt: skip
+    """Time each distinct net among the jobs to run (every job that can run, with `every`); returns the
+    seconds the timing took."""
+    chosen = [i for i, job in enumerate(planned) if configs[i] is not None and (every or job.to_run)]
+    distinct: dict[tuple, int] = {}
+    for i in chosen:
+        distinct.setdefault(timing_key(configs[i]), i)
+    started = time.perf_counter()
+    timings = time_configs([configs[i] for i in distinct.values()], launcher.placement, steps)
+    by_key = dict(zip(distinct, timings))
+    for i in chosen:
+        job, timing = planned[i], by_key[timing_key(configs[i])]
+        if isinstance(timing, str):  # the trainer would refuse to build this net
+            job.state, job.reason, configs[i] = "refused", timing, None
+            continue
+        job.timing = timing
+        if job.to_run:
+            job.estimate_s = job_seconds(job.timing, job.start, job.max_iters, job.eval_every)
+    return time.perf_counter() - started
+
+
+def budget_fit(planned: list[PlannedJob], slots: int, budget_s: float) -> dict:
+    """The largest trainer.max_iters (one for every job, a multiple of 4 and of each job's evaluation count,
+    so that the schedule's fractions and the evaluations fall on whole iterations) with which the whole
+    sweep, every job trained from iteration 0 with as many evaluations as now, fits `budget_s`."""
+    jobs = [job for job in planned if job.timing is not None]
+    counts = [evaluations(0, job.max_iters, job.eval_every) for job in jobs]
+
+    def sweep_time(iters: int) -> float:
+        return sweep_seconds(
+            [job_seconds(job.timing, 0, iters, max(1, iters // count)) for job, count in zip(jobs, counts)],
+            slots,
+        )
+
+    iters = fit_iters(sweep_time, budget_s, multiple=math.lcm(4, *counts))
+    if iters is None:
+        raise UserError(
+            f"not even {math.lcm(4, *counts)} iterations a job fit a budget of {budget_s / 60:g} min"
+        )
+    fit = {"budget_s": budget_s, "max_iters": iters, "sweep_s": sweep_time(iters)}
+    if len(set(counts)) == 1:
+        fit["eval_every"], fit["evaluations"] = iters // counts[0], counts[0]
+    return fit
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{int(seconds // 3600)} h {round(seconds % 3600 / 60):02d} min"
+
+
+def state_text(job: PlannedJob) -> str:
+    if job.state == "resumes":
+        return f"resumes at {job.start}"
+    if job.state == "finished":
+        return f"finished ({job.start})"
+    if job.state == "running":
+        return f"running ({job.reason})"
+    return job.state
+
+
+def print_plan(plan: dict, planned: list[PlannedJob], configs: list, launcher: LauncherPlan) -> None:
+    """The plan as a table, a job a line, then what was timed, the whole sweep and the budget's fit."""
+    if len(planned) > 1:
+        names = [name.replace(",", " ") for name in distinguishing([job.overrides for job in planned])]
+    else:
+        config = configs[0]
+        names = [model_name(config.model.residual, config.model.depth) if config else "the job"]
+    width = max(3, *(len(name) for name in names))
+    print(f"{len(planned)} job(s) in {plan['sweep_dir']}; {launcher.note}")
+    columns = ("state", "iterations", "step", "evaluation", "setup", "estimate")
+    print(f"  #  {'job':<{width}}  {columns[0]:<18} {columns[1]:>13} {columns[2]:>9} " + " ".join(
+        f"{name:>10}" for name in columns[3:]))  # fmt: skip
+    for job, name in zip(planned, names):
+        t = job.timing if job.to_run else None
+        iterations = f"{job.start} -> {job.max_iters}" if job.to_run else ""
+        step = f"{t.step_s:.3f} s" if t else ""
+        figures = [duration(t.eval_s), duration(t.setup_s)] if t else ["", ""]
+        figures.append(duration(job.estimate_s) if job.to_run else "")
+        print(f"{job.num:>3}  {name:<{width}}  {state_text(job):<18} {iterations:>13} {step:>9} "
+              + " ".join(f"{figure:>10}" for figure in figures))  # fmt: skip
+    for job in planned:
+        if job.state == "refused":
+            print(f"job {job.num} would be refused: {job.reason}")
+    timed = len({timing_key(c) for job, c in zip(planned, configs) if job.timing is not None})
+    side = launcher.placement.side_by_side
+    if timed:
+        together = f", {side} copies side by side" if side > 1 else ""
+        print(f"timed {timed} distinct net(s) on this machine, {plan['steps']} steps and one evaluation "
+              f"batch each{together} ({duration(plan['timing_s'])})")  # fmt: skip
+    to_run = sum(job.to_run for job in planned)
+    print(
+        f"the sweep: {duration(plan['sweep_s'])} for {to_run} job(s) to run ({launcher.note.split(',')[0]})"
+    )
+    fit = plan["fit"]
+    if fit is not None:
+        evals = f"; trainer.eval_every={fit['eval_every']} keeps {fit['evaluations']} evaluations a job"
+        print(
+            f"budget {duration(fit['budget_s'])} left: trainer.max_iters={fit['max_iters']} fits, every job "
+            f"from iteration 0 (the sweep {duration(fit['sweep_s'])}{evals if 'eval_every' in fit else ''})"
+        )
+    sys.stdout.flush()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="resnet-plan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("overrides", nargs="*", help="the overrides of `resnet-train -m`")
+    parser.add_argument("-m", "--multirun", action="store_true", help="accepted as resnet-train takes it")
+    parser.add_argument("--steps", type=int, default=10, help="training steps timed per net (default 10)")
+    parser.add_argument(
+        "--budget", type=float, metavar="MINUTES", help="the largest trainer.max_iters that fits"
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the plan here")
+    args = parser.parse_intermixed_args(argv)
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, not {args.steps}")
+    if args.budget is not None and not args.budget > 0:
+        parser.error(f"--budget must be a positive number of minutes, not {args.budget:g}")
+    return args
+
+
+def plan(args: argparse.Namespace) -> dict:
+    """Compose, check and time the sweep of `args.overrides`; print the plan and return it as JSON data."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    started = time.perf_counter()
+    problem = unreadable_override(args.overrides)
+    if problem is not None:
+        raise UserError(problem)
+    try:
+        sweep, jobs = compose_sweep(args.overrides)
+        jobs_and_configs = [plan_job(job) for job in jobs]
+    except (HydraException, OmegaConfBaseException) as error:
+        raise UserError(str(error).strip().splitlines()[0]) from None
+    planned = [job for job, _ in jobs_and_configs]
+    configs = [config for _, config in jobs_and_configs]
+    launcher = launcher_plan(sweep, jobs, sum(job.to_run for job in planned))
+    every = args.budget is not None
+    timing_s = time_jobs(planned, configs, launcher, args.steps, every)
+    sweep_s = sweep_seconds([job.estimate_s for job in planned if job.to_run], launcher.slots)
+    # The budget runs from the plan's start: its own composing and timing count against it.
+    spent = time.perf_counter() - started
+    fit = budget_fit(planned, launcher.slots, args.budget * 60 - spent) if every else None
+    result = {
+        "sweep_dir": sweep.hydra.sweep.dir,
+        "launcher": {"name": launcher.name, "slots": launcher.slots, **asdict(launcher.placement)},
+        "steps": args.steps, "timing_s": timing_s, "sweep_s": sweep_s, "fit": fit,
+        "jobs": [{**asdict(job), "timing": asdict(job.timing) if job.timing else None} for job in planned],
+    }  # fmt: skip
+    print_plan(result, planned, configs, launcher)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    try:
+        result = plan(args)
+    except UserError as error:
+        log.error("%s", error)
+        sys.exit(error.exit_code)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

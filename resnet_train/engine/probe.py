@@ -1,0 +1,278 @@
+"""Timing runs before they run: load a run's data, build its net, time a few training steps and one
+evaluation batch, on this machine, with the threads (and GPU) a job of the sweep will have, and with as many
+copies side by side as the sweep's launcher runs at once (jobs side by side share the cores or GPUs).
+
+`resnet-plan` (cli/plan.py) times each distinct net of a sweep this way and turns the timings into each job's
+and the whole sweep's wall-clock estimate (engine/estimate.py). The steps are the trainer's own
+(`Trainer.step` on batches of the run's own data pipeline), so whatever a run's settings change (precision,
+memory format, compilation, the loader) the timing sees.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from ..config import Config, config_to_plain
+from ..errors import UserError
+from .distributed import World
+from .evaluate import evaluate
+from .run import Runtime, build_loop, build_run_data, seed_everything
+
+log = logging.getLogger("resnet_train")
+
+WARMUP_STEPS = 2  # untimed: oneDNN's and cuDNN's kernel choice, the loader's workers starting
+# Settings that do not change what a step, an evaluation or the data loading costs: runs differing only in
+# these share one timing.
+UNTIMED_KEYS = {
+    "trainer": ("seed", "max_iters", "eval_every", "log_every", "checkpoint_every", "resume", "progress"),
+    "optim": ("lr", "weight_decay", "momentum"),
+    "sched": None,  # the whole schedule
+}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What one job of a net costs on this machine, in seconds."""
+
+    data_s: float  # loading the data (every job loads its own)
+    build_s: float  # building the net, its optimizer and loop
+    step_s: float  # one training step (the mean over the timed steps)
+    eval_batch_s: float  # one evaluation batch
+    eval_batches: int  # the batches of one evaluation, over every evaluation set
+
+    @property
+    def setup_s(self) -> float:
+        return self.data_s + self.build_s
+
+    @property
+    def eval_s(self) -> float:
+        """One evaluation of every evaluation set."""
+        return self.eval_batch_s * self.eval_batches
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How the jobs are timed: `side_by_side` copies at once (the launcher's parallelism on this machine),
+    each with `threads` intra-op threads and, where there are GPUs, copy i on GPU i mod `gpus`."""
+
+    side_by_side: int = 1
+    threads: int | None = None  # None: torch's default (every core)
+    gpus: int = 0
+
+
+def timing_key(config: Config) -> tuple:
+    """What decides a run's cost: its config less `UNTIMED_KEYS`."""
+    plain = config_to_plain(config)
+    for section, keys in UNTIMED_KEYS.items():
+        if keys is None:
+            plain.pop(section)
+        else:
+            for key in keys:
+                plain[section].pop(key)
+    return tuple(sorted((section, repr(values)) for section, values in plain.items()))
+
+
+def data_key(config: Config) -> tuple:
+    """Runs with equal keys load the same data: one load is timed for all of them."""
+    t = config.trainer
+    return (
+        repr(config_to_plain(config)["data"]),
+        t.batch_size,
+        t.eval_batch_size_per_process,
+        t.devices,
+        t.device,
+    )
+
+
+def time_configs(configs: list[Config], placement: Placement, steps: int) -> list[Timing | str]:
+    """One Timing per config (in order), `steps` timed training steps each, or the message with which the
+    trainer refuses to build that run (an impossible net, schedule or batch: a UserError's message)."""
+    groups: dict[tuple, list[int]] = {}
+    for index, config in enumerate(configs):
+        groups.setdefault(data_key(config), []).append(index)
+    timings: list[Timing | str] = [""] * len(configs)
+    for indices in groups.values():
+        group = [configs[i] for i in indices]
+        if placement.side_by_side == 1:
+            with quiet_project_log():
+                measured = time_group(group, placement, steps)
+        else:
+            measured = time_side_by_side(group, placement, steps)
+        for i, timing in zip(indices, measured):
+            timings[i] = timing
+    return timings
+
+
+@contextmanager
+def quiet_project_log():
+    """The runs' own lines (data loaded, images counted, a warning on generated data) stay out of the plan's
+    output; an error still shows."""
+    logger = logging.getLogger("resnet_train")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def time_group(
+    configs: list[Config], placement: Placement, steps: int, copy: int = 0, barrier=None
+) -> list[Timing | str]:
+    """Time `configs` (runs of one data key) in this process, as copy number `copy` of those side by side:
+    the data loads once, then each net builds and runs; `barrier` (shared by the copies) starts the copies'
+    timed steps together."""
+    threads = torch.get_num_threads()
+    if placement.threads is not None:
+        torch.set_num_threads(placement.threads)
+    gpu = copy % placement.gpus if placement.gpus else 0
+    first = configs[0].trainer
+    try:
+        with tempfile.TemporaryDirectory(prefix="resnet-plan-") as scratch:
+            runtime = Runtime.resolve(first, World(local_rank=gpu))
+            if runtime.device.type == "cuda":
+                torch.backends.cudnn.benchmark = True
+            seed_everything(first.seed)
+            started = time.perf_counter()
+            # One rank's share of each batch and evaluation set, as rank 0 of trainer.devices processes sees
+            # it; the gradient all-reduce between the processes is not timed.
+            data = build_run_data(configs[0], Path(scratch), World(0, first.devices, gpu), runtime)
+            data_s = time.perf_counter() - started
+            timings = []
+            for i, config in enumerate(configs):
+                try:
+                    timings.append(
+                        _time_net(config, data, data_s, Path(scratch) / str(i), gpu, steps, barrier)
+                    )
+                except UserError as error:  # this net only; the copies side by side skip it alike
+                    timings.append(str(error))
+            return timings
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _time_net(config: Config, data, data_s: float, scratch: Path, gpu: int, steps: int, barrier) -> Timing:
+    world = World(local_rank=gpu)
+    runtime = Runtime.resolve(config.trainer, world)
+    started = time.perf_counter()
+    trainer, _ = build_loop(config, data, scratch, world, runtime)
+    batches = _endless(data.train)
+    lr = trainer.schedule.lr(0)
+    for _ in range(WARMUP_STEPS):
+        trainer.step(*next(batches), lr)
+    _sync(runtime.device)
+    build_s = time.perf_counter() - started  # with the warm-up steps: a run pays them too, once
+    if barrier is not None:
+        barrier.wait()
+    started = time.perf_counter()
+    for _ in range(steps):
+        trainer.step(*next(batches), lr)
+    _sync(runtime.device)
+    step_s = (time.perf_counter() - started) / steps
+    build_s -= WARMUP_STEPS * step_s  # the warm-up steps' extra cost; as steps they count with the others
+    eval_batch_s = _time_eval_batch(trainer.raw_model, data.evals, runtime)
+    trainer.logger.close()
+    return Timing(data_s, max(build_s, 0.0), step_s, eval_batch_s, sum(len(b) for b in data.evals.values()))
+
+
+def _time_eval_batch(model: torch.nn.Module, evals: dict, runtime: Runtime) -> float:
+    """Seconds for one batch of the first evaluation set, the batch read from the set as an evaluation
+    reads it; the first batch is untimed (kernel choice for the evaluation's batch shape)."""
+    batches = next(iter(evals.values()))
+    times = []
+    for batch in _first_batches(batches, 2):
+        started = time.perf_counter()
+        evaluate(model, [batch], runtime.device, runtime.amp_dtype)
+        _sync(runtime.device)
+        times.append(time.perf_counter() - started)
+    return times[-1]
+
+
+def _first_batches(batches, count: int) -> Iterator:
+    """The first `count` batches of an evaluation set, the set read again if it has fewer."""
+    served = 0
+    while served < count:
+        for batch in batches:
+            yield batch
+            served += 1
+            if served == count:
+                return
+
+
+def _endless(train) -> Iterator:
+    epoch = 0
+    while True:
+        yield from train.epoch(epoch)
+        epoch += 1
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _copy_main(configs, placement, steps, copy, barrier, results) -> None:
+    """A spawned copy: its timings, or the error that stopped it, on `results`."""
+    logging.getLogger("resnet_train").setLevel(logging.ERROR)
+    try:
+        results.put((copy, time_group(configs, placement, steps, copy, barrier), None))
+    except BaseException as error:  # reported by the parent, which stops the other copies
+        barrier.abort()
+        results.put((copy, None, str(error) if isinstance(error, UserError) else repr(error)))
+
+
+def time_side_by_side(configs: list[Config], placement: Placement, steps: int) -> list[Timing]:
+    """`placement.side_by_side` copies of `time_group` at once, each in a process of its own (as the
+    launcher's jobs are); each net's timing is the mean over the copies."""
+    context = multiprocessing.get_context("spawn")
+    copies = placement.side_by_side
+    barrier, results = context.Barrier(copies), context.Queue()
+    processes = [
+        context.Process(target=_copy_main, args=(configs, placement, steps, copy, barrier, results))
+        for copy in range(copies)
+    ]
+    for process in processes:
+        process.start()
+    measured = []
+    try:
+        while len(measured) < copies:
+            try:
+                copy, timings, error = results.get(timeout=1)
+            except queue.Empty:
+                dead = [p for p in processes if p.exitcode not in (None, 0)]
+                if dead:
+                    raise UserError(f"a timed copy ended with exit code {dead[0].exitcode}") from None
+                continue
+            if error is not None:
+                raise UserError(f"timing copy {copy}: {error}")
+            measured.append(timings)
+    finally:
+        for process in processes:
+            if process.is_alive() and len(measured) < copies:
+                process.terminate()
+            process.join()
+    return [_mean_timing(per_copy) for per_copy in zip(*measured)]
+
+
+def _mean_timing(timings: tuple[Timing | str, ...]) -> Timing | str:
+    if isinstance(timings[0], str):
+        return timings[0]
+    mean = statistics.fmean
+    return replace(
+        timings[0],
+        data_s=mean(t.data_s for t in timings),
+        build_s=mean(t.build_s for t in timings),
+        step_s=mean(t.step_s for t in timings),
+        eval_batch_s=mean(t.eval_batch_s for t in timings),
+    )
