@@ -65,3 +65,15 @@ def test_batches_of_either_backend_come_in_the_layout_asked_for(tree, tmp_path, 
         assert images.shape[1:] == (3, 8, 8)
         assert images.is_contiguous(memory_format=torch.channels_last) is channels_last
         assert images.is_contiguous() is not channels_last
+
+
+@pytest.mark.parametrize("loader", list(Loader))
+@pytest.mark.parametrize("world_size", [1, 3])
+def test_an_evaluation_sets_length_is_the_batches_it_yields(tree, tmp_path, loader, world_size):
+    """What resnet-plan multiplies one timed evaluation batch by."""
+    data = build_data(
+        data_config(tree, loader), batch_size=3, eval_batch_size=3, seed=0, channels_last=True,
+        shard=Shard(torch.device("cpu"), 0, world_size), run_dir=tmp_path / "run",
+    )  # fmt: skip
+    for split, batches in data.evals.items():  # val: 4 images, test: 4 images; rank 0 of 3 holds 2 of each
+        assert len(batches) == sum(1 for _ in batches) == (2 if world_size == 1 else 1), split
