@@ -4,9 +4,11 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 ARGS   ?=
 ITERS  ?= 16000
-# make fig6-cpu: CPU_ITERS iterations per net, fitted to one hour of a 2-core CPU (see the target); DATA is the
-# CIFAR-10 tree (tar xzf cifar10-jpeg.tar.gz gives cifar10-jpeg/train/<class>/*.jpg and test/...).
+# make fig6-cpu: CPU_ITERS iterations per net, fitted by hand to one hour of a 2-core CPU (see the target), or
+# with BUDGET=MINUTES as many as resnet-plan finds fit that budget on this machine; DATA is the CIFAR-10 tree
+# (tar xzf cifar10-jpeg.tar.gz gives cifar10-jpeg/train/<class>/*.jpg and test/...).
 CPU_ITERS ?= 800
+BUDGET ?=
 DATA   ?=
 # torch and torchvision are installed first, on their own, so pip can take a build already on the machine.
 TORCH  ?= 'torch>=2.4' 'torchvision>=0.19'
@@ -57,8 +59,9 @@ clean:
 fig6: install ## Fig. 6 on CIFAR-10: train plain/ResNet-20..56, draw, tabulate (ITERS=16000 MODELS=a,b ARGS=..)
 	BIN=$(BIN) ITERS=$(ITERS) scripts/fig6.sh $(ARGS)
 
-fig6-cpu: install ## Fig. 6 at CPU scale in under an hour on 2 cores (DATA=cifar10-jpeg dir, CPU_ITERS=800)
+fig6-cpu: install ## Fig. 6 at CPU scale (DATA=cifar10-jpeg dir; CPU_ITERS=800, or BUDGET=60 minutes on this machine)
 	@test -n "$(DATA)" || { echo "make fig6-cpu: give the CIFAR-10 tree, e.g. DATA=cifar10-jpeg" >&2; exit 2; }
-	BIN=$(BIN) ITERS=$(CPU_ITERS) EVALS=4 EXPERIMENT=cifar_plain_vs_resnet_cpu \
-		MODELS=plain56,resnet56,plain20,resnet20 OUT=outputs/fig6-cpu-$(CPU_ITERS) \
+	BIN=$(BIN) ITERS=$(CPU_ITERS) EVALS=4 EXPERIMENT=cifar_plain_vs_resnet_cpu BUDGET=$(BUDGET) \
+		MODELS=plain56,resnet56,plain20,resnet20 \
+		OUT=outputs/fig6-cpu-$(if $(BUDGET),$(BUDGET)min,$(CPU_ITERS)) \
 		scripts/fig6.sh data=cifar10 data.root=$(DATA) $(ARGS)

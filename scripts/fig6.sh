@@ -5,45 +5,75 @@
 #   scripts/fig6.sh [HYDRA_OVERRIDE...]          e.g. scripts/fig6.sh data.root=/data/cifar10 trainer.seed=0,1,2
 #   EXPERIMENT=cifar_plain_vs_resnet_cpu ITERS=800 EVALS=2 MODELS=plain56,resnet56,plain20,resnet20 \
 #       scripts/fig6.sh data.root=cifar10-jpeg                                 # `make fig6-cpu`
+#   BUDGET=60 EXPERIMENT=cifar_plain_vs_resnet_cpu EVALS=4 scripts/fig6.sh data.root=cifar10-jpeg
+#                                                                             # `make fig6-cpu BUDGET=60`
 #
 # Environment (all optional):
 #   ITERS   iterations per run (default 16000; the paper's is 64000). The lr is divided by 10 at 1/2 and 3/4
 #           of ITERS, as the paper's 32k and 48k of 64k.
+#   BUDGET  minutes the whole sweep may take on this machine: resnet-plan times the nets here and chooses the
+#           largest ITERS that fits (with EVALS evaluations a run), then the sweep runs with it. The choice
+#           is kept in OUT/plan.json, so that re-running the same command resumes with the same ITERS.
 #   EVALS   test-set evaluations per run, evenly spaced (default: the experiment's trainer.eval_every)
 #   EXPERIMENT  the experiment preset (default cifar_plain_vs_resnet; cifar_plain_vs_resnet_cpu runs two jobs
 #           side by side on a CPU)
 #   MODELS  comma-separated model configs (default plain20,...,plain56,resnet20,...,resnet56; the paper's
 #           figure also has resnet110)
-#   OUT     the sweep folder (default outputs/fig6-ITERS); re-running the same command resumes the runs there
+#   OUT     the sweep folder (default outputs/fig6-ITERS, with BUDGET outputs/fig6-BUDGETmin); re-running the
+#           same command resumes the runs there
 #   BIN     where the console scripts are (default .venv/bin)
 set -euo pipefail
 
 BIN=${BIN:-.venv/bin}
 ITERS=${ITERS:-16000}
 MODELS=${MODELS:-plain20,plain32,plain44,plain56,resnet20,resnet32,resnet44,resnet56}
-OUT=${OUT:-outputs/fig6-${ITERS}}
 EXPERIMENT=${EXPERIMENT:-cifar_plain_vs_resnet}
 EVALS=${EVALS:-}
-
-if ! [[ $ITERS =~ ^[0-9]+$ ]] || (( ITERS < 4 )); then
-    echo "fig6.sh: ITERS must be a whole number of iterations >= 4, not '$ITERS'" >&2
-    exit 2
+BUDGET=${BUDGET:-}
+if [[ -n $BUDGET ]]; then
+    OUT=${OUT:-outputs/fig6-${BUDGET}min}
+else
+    OUT=${OUT:-outputs/fig6-${ITERS}}
 fi
-FIRST_DROP=$(( ITERS / 2 ))
-SECOND_DROP=$(( ITERS * 3 / 4 ))
-EVAL_EVERY=()
-if [[ -n $EVALS ]]; then
-    if ! [[ $EVALS =~ ^[0-9]+$ ]] || (( EVALS < 1 || EVALS > ITERS )); then
+
+check_iters() {
+    if ! [[ $ITERS =~ ^[0-9]+$ ]] || (( ITERS < 4 )); then
+        echo "fig6.sh: ITERS must be a whole number of iterations >= 4, not '$ITERS'" >&2
+        exit 2
+    fi
+    if [[ -n $EVALS ]] && { ! [[ $EVALS =~ ^[0-9]+$ ]] || (( EVALS < 1 || EVALS > ITERS )); }; then
         echo "fig6.sh: EVALS must be a whole number from 1 to ITERS, not '$EVALS'" >&2
         exit 2
     fi
-    EVAL_EVERY=("trainer.eval_every=$(( ITERS / EVALS ))")
-fi
+}
 
-echo "Fig. 6: ${MODELS} for ${ITERS} iterations (lr / 10 at ${FIRST_DROP} and ${SECOND_DROP}) -> ${OUT}"
-# The experiment file holds the paper's settings and the default sweep; the command line replaces its models.
-"$BIN/resnet-train" -m "experiment=${EXPERIMENT}" "model=${MODELS}" "trainer.max_iters=${ITERS}" \
-    "sched.milestones=[${FIRST_DROP},${SECOND_DROP}]" "${EVAL_EVERY[@]}" "hydra.sweep.dir=${OUT}" "$@"
+# The sweep's overrides for ITERS iterations: the experiment file holds the paper's settings and the default
+# sweep; the command line replaces its models.
+sweep_overrides() {
+    SWEEP=("experiment=${EXPERIMENT}" "model=${MODELS}" "trainer.max_iters=${ITERS}"
+           "sched.milestones=[$(( ITERS / 2 )),$(( ITERS * 3 / 4 ))]" "hydra.sweep.dir=${OUT}")
+    if [[ -n $EVALS ]]; then
+        SWEEP+=("trainer.eval_every=$(( ITERS / EVALS ))")
+    fi
+}
+
+check_iters
+PLAN=$OUT/plan.json
+if [[ -n $BUDGET && -s $PLAN ]]; then
+    ITERS=$("$BIN/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["fit"]["max_iters"])' "$PLAN")
+    echo "Fig. 6 in ${BUDGET} min: resuming the sweep planned in ${PLAN} (${ITERS} iterations a run)"
+elif [[ -n $BUDGET ]]; then
+    sweep_overrides
+    echo "Fig. 6 in ${BUDGET} min: timing the nets on this machine to choose the iterations"
+    "$BIN/resnet-plan" "${SWEEP[@]}" "$@" --budget "$BUDGET" --json "$PLAN.new"
+    mv "$PLAN.new" "$PLAN"
+    ITERS=$("$BIN/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["fit"]["max_iters"])' "$PLAN")
+    check_iters
+fi
+sweep_overrides
+
+echo "Fig. 6: ${MODELS} for ${ITERS} iterations (lr / 10 at $(( ITERS / 2 )) and $(( ITERS * 3 / 4 ))) -> ${OUT}"
+"$BIN/resnet-train" -m "${SWEEP[@]}" "$@"
 "$BIN/resnet-plot" "$OUT" --out "$OUT/fig6.png" --force --title "CIFAR-10, ${ITERS} iterations"
 # The table over seeds, the paper's claims with verdicts, and OUT/aggregate/: each net's mean and min-max band
 # over its seeds as TensorBoard runs (tensorboard --logdir OUT compares nets, not seeds).

@@ -105,3 +105,34 @@ def test_fig6_cpu_pipeline_trains_side_by_side_then_draws_and_tabulates(tmp_path
     assert sorted(p.name for p in (tmp_path / "aggregate").iterdir()) == ["ResNet-8", "plain-8"]
     metrics = [json.loads(p.read_text()) for p in tmp_path.glob("*/metrics.json")]
     assert sorted(m["iterations"] for m in metrics) == [4, 4]
+
+
+@pytest.mark.slow
+def test_fig6_with_a_budget_takes_its_iterations_from_the_plan_and_keeps_them(tmp_path):
+    """BUDGET=MINUTES: resnet-plan times the sweep and chooses ITERS; a budget nothing fits ends before any
+    training, and a re-run resumes with the iterations the first run chose (OUT/plan.json)."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "BIN": str(Path(sys.executable).parent), "EVALS": "2", "MODELS": "resnet20",
+           "EXPERIMENT": "cifar_plain_vs_resnet", "OUT": str(tmp_path / "out")}  # fmt: skip
+    tiny = [arg for arg in TINY if not arg.startswith("model=")] + ["model.depth=8"]
+
+    def fig6(budget: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", str(root / "scripts" / "fig6.sh"), *tiny], cwd=tmp_path, env={**env, "BUDGET": budget},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+        )  # fmt: skip
+
+    too_small = fig6("0.0001")
+    assert too_small.returncode == 2, too_small.stdout[-3000:]
+    assert "iterations a job fit a budget of" in too_small.stdout
+    assert (
+        not list((tmp_path / "out").glob("*/metrics.json")) and not (tmp_path / "out" / "plan.json").exists()
+    )
+    # What a plan that chose 8 iterations leaves; the same command then runs (and later resumes) with them.
+    (tmp_path / "out").mkdir(exist_ok=True)
+    (tmp_path / "out" / "plan.json").write_text(json.dumps({"fit": {"max_iters": 8}}))
+    planned = fig6("60")
+    assert planned.returncode == 0, planned.stdout[-3000:]
+    assert "resuming the sweep planned in" in planned.stdout and "(8 iterations a run)" in planned.stdout
+    (metrics,) = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*/metrics.json")]
+    assert metrics["iterations"] == 8
