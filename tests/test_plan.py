@@ -12,8 +12,9 @@ import pytest
 from clitools import TINY, console_script
 
 from resnet_train.cli import plan as plan_cli
+from resnet_train.config import DeviceKind, TrainerConfig
 from resnet_train.engine.estimate import evaluations, fit_iters, job_seconds, sweep_seconds
-from resnet_train.engine.probe import Placement, Timing
+from resnet_train.engine.probe import Placement, Timing, rank_placement
 from resnet_train.engine.rundir import RunLock
 
 TIMING = Timing(data_s=4.0, build_s=1.0, step_s=0.5, eval_batch_s=2.0, eval_batches=5)  # eval 10 s, setup 5 s
@@ -172,3 +173,14 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, caplog):
         plan_cli.main([*TINY, "trainer.max_iters=4", f"hydra.sweep.dir={tmp_path / 'sweep'}", "--steps", "1",
                        "--budget", "0.0001"])  # fmt: skip
     assert budget.value.code == 2 and "iterations a job fit a budget of" in caplog.messages[-1]
+
+
+def test_a_run_of_several_local_workers_is_timed_as_that_many_ranks_at_once(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    cpu = TrainerConfig(devices=4, device=DeviceKind.cpu)
+    assert rank_placement(Placement(1, None, 0), cpu) == Placement(4, 2, 0)  # spawn_workers: 8 cores // 4
+    assert rank_placement(Placement(2, 4, 0), cpu) == Placement(8, 2, 0)  # two such jobs side by side
+    gpus = TrainerConfig(devices=2, device=DeviceKind.auto)
+    assert rank_placement(Placement(1, None, 2), gpus) == Placement(2, None, 2)  # rank i on GPU i
+    assert rank_placement(Placement(2, 4, 0), TrainerConfig()) == Placement(2, 4, 0)

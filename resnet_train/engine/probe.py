@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import queue
 import statistics
 import tempfile
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import Config, config_to_plain
+from ..config import Config, DeviceKind, TrainerConfig, config_to_plain
 from ..errors import UserError
 from .distributed import World
 from .evaluate import evaluate
@@ -104,14 +105,29 @@ def time_configs(configs: list[Config], placement: Placement, steps: int) -> lis
     timings: list[Timing | str] = [""] * len(configs)
     for indices in groups.values():
         group = [configs[i] for i in indices]
-        if placement.side_by_side == 1:
+        copies = rank_placement(placement, group[0].trainer)
+        if copies.side_by_side == 1:
             with quiet_project_log():
-                measured = time_group(group, placement, steps)
+                measured = time_group(group, copies, steps)
         else:
-            measured = time_side_by_side(group, placement, steps)
+            measured = time_side_by_side(group, copies, steps)
         for i, timing in zip(indices, measured):
             timings[i] = timing
     return timings
+
+
+def rank_placement(placement: Placement, trainer: TrainerConfig) -> Placement:
+    """A run of `trainer.devices` local workers is timed as that many copies of one rank (its share of each
+    batch, on its own GPU, or on CPU with its share of the cores as engine/launch.py's spawn_workers gives
+    it), for each of the launcher's jobs side by side. The gradients' all-reduce is not timed."""
+    if trainer.devices == 1:
+        return placement
+    threads = placement.threads
+    if trainer.device is DeviceKind.cpu or not placement.gpus:
+        threads = (
+            None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // trainer.devices)
+        )
+    return replace(placement, side_by_side=placement.side_by_side * trainer.devices, threads=threads)
 
 
 @contextmanager
@@ -146,7 +162,7 @@ def time_group(
             seed_everything(first.seed)
             started = time.perf_counter()
             # One rank's share of each batch and evaluation set, as rank 0 of trainer.devices processes sees
-            # it; the gradient all-reduce between the processes is not timed.
+            # it (rank_placement).
             data = build_run_data(configs[0], Path(scratch), World(0, first.devices, gpu), runtime)
             data_s = time.perf_counter() - started
             timings = []
