@@ -131,6 +131,27 @@ def test_a_two_task_job_longer_than_its_time_limit_is_warned_requeued_and_ends_a
     assert all(torch.equal(expected[key], got[key]) for key in expected)
 
 
+def test_a_job_warned_before_it_trains_is_requeued_and_trains_in_its_next_run(slurm, tmp_path):
+    # A warning (here a pre-emption) may come before the loop runs, while the workers load their data
+    # (50,000 generated images: seconds): nothing new to save, the job stops at once, submitit requeues it.
+    job = sweep(slurm, tmp_path, "trainer.max_iters=20", "trainer.log_every=10", "trainer.devices=2",
+                "data.train_size=50000")  # fmt: skip
+
+    def loading() -> bool:  # rank 0's output, in submitit's log of the job
+        return any("loading synthetic" in out.read_text() for out in tmp_path.glob(".submitit/*/*_0_log.out"))
+
+    wait_until(loading, job, "the workers loading their data")
+    (job_id,) = job_ids(tmp_path)
+    subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm, check=True)
+    output, _ = job.communicate(timeout=DEADLINE_S)
+    assert job.returncode == 0, output
+    rank_0 = (tmp_path / ".submitit" / job_id / f"{job_id}_0_log.out").read_text()
+    assert "stopped by SIGUSR2 outside the training loop; nothing new to checkpoint" in rank_0, rank_0
+    assert "Restarts=1" in scontrol(slurm, "show", "job", job_id)  # submitit requeued it
+    checkpoint = load_checkpoint(run_dir(tmp_path, "trainer.max_iters=20") / "checkpoints" / "last.pt")
+    assert checkpoint["trainer"]["iteration"] == 20
+
+
 def test_a_two_job_sweep_runs_one_slurm_job_each_and_names_the_cancelled_one(slurm, tmp_path):
     job = sweep(slurm, tmp_path, "trainer.max_iters=4,100000", "trainer.log_every=2", "trainer.eval_every=4")
     wait_until(lambda: len(job_ids(tmp_path)) == 2, job, "two SLURM jobs")
