@@ -99,9 +99,9 @@ def test_a_two_task_job_longer_than_its_time_limit_is_warned_requeued_and_ends_a
     slurm, tmp_path
 ):
     # A 1-minute limit; SLURM checks limits every 30 s and sends --signal=USR2@1 at the first check within
-    # 1 + 30 s of the end: 29-59 s into each run, after the workers have started. 2,400 iterations take more
+    # 1 + 30 s of the end: 29-59 s into each run, after the workers have started. 3,000 iterations take more
     # than one such run on a 2-core node, so the job is warned, checkpointed and requeued at least once.
-    iters = 2400
+    iters = 3000
     steps = [f"trainer.max_iters={iters}", "trainer.log_every=20", f"trainer.eval_every={iters}",
              "trainer.devices=2"]  # fmt: skip
     reference = subprocess.Popen(
