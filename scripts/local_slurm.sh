@@ -9,6 +9,8 @@
 #
 # The node's CPUs and memory are read from this machine. Requeued jobs start again after cred_expire
 # (5 s here; SLURM's default 120 s), and the scheduler runs every second, so a test cluster answers quickly.
+# Time limits are checked every 30 s (fixed in slurmctld): a --signal=SIG@T warning comes at the first check
+# within T + 30 s of a job's limit, and the job is ended at the first check past it (KillWait after SIGTERM).
 set -euo pipefail
 
 DIR=${SLURM_LOCAL_DIR:-/tmp/resnet-train-slurm}

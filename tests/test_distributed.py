@@ -12,9 +12,11 @@ from clitools import TINY, console_script
 
 from resnet_train.engine.checkpoint import load_checkpoint
 from resnet_train.engine.distributed import (
+    LostContact,
     World,
     export_slurm_rendezvous,
     free_port,
+    peers_answering,
     world_from_env,
 )
 
@@ -121,6 +123,31 @@ def worker_pids(parent: int) -> list[int]:
         if b"spawn_main" in cmdline:
             pids.append(int(child))
     return pids
+
+
+def test_a_peer_gone_in_a_collective_is_one_line_and_any_other_error_passes_unchanged(tmp_path):
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        gloo = "[gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:41234"
+        with pytest.raises(LostContact) as lost, peers_answering():
+            raise RuntimeError(gloo)
+        assert (
+            str(lost.value)
+            == "rank 0: lost contact with another rank (gloo: Connection closed by peer); stopping"
+        )
+        assert str(lost.value.at(12, None)).endswith("at iteration 12; the last checkpoint is none; stopping")
+        assert lost.value.exit_code != 0
+        with (
+            pytest.raises(RuntimeError, match="^mat1 and mat2 shapes cannot be multiplied$"),
+            peers_answering(),
+        ):
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+    finally:
+        torch.distributed.destroy_process_group()
+    with pytest.raises(RuntimeError, match="Connection closed by peer"), peers_answering():
+        raise RuntimeError(gloo)  # no process group: not a peer of ours
 
 
 @pytest.mark.slow

@@ -95,35 +95,61 @@ def scontrol(slurm: dict, *args: str) -> str:
     return subprocess.run(["scontrol", *args], env=slurm, capture_output=True, text=True, check=True).stdout
 
 
-def test_a_two_task_job_signalled_before_its_time_limit_is_requeued_and_ends_as_an_uninterrupted_run(
+def test_a_two_task_job_longer_than_its_time_limit_is_warned_requeued_and_ends_as_an_uninterrupted_run(
     slurm, tmp_path
 ):
-    steps = ["trainer.max_iters=200", "trainer.log_every=2", "trainer.eval_every=200", "trainer.devices=2"]
+    # A 1-minute limit; SLURM checks limits every 30 s and sends --signal=USR2@1 at the first check within
+    # 1 + 30 s of the end: 29-59 s into each run, after the workers have started. 3,000 iterations take more
+    # than one such run on a 2-core node, so the job is warned, checkpointed and requeued at least once.
+    iters = 3000
+    steps = [f"trainer.max_iters={iters}", "trainer.log_every=20", f"trainer.eval_every={iters}",
+             "trainer.devices=2"]  # fmt: skip
     reference = subprocess.Popen(
         [console_script("resnet-train"), *TINY, *steps, f"hydra.run.dir={tmp_path / 'reference'}"],
         env=slurm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    job = sweep(slurm, tmp_path / "sweep", *steps, "hydra.launcher.signal_delay_s=90")
-    sweep_dir, job_key = tmp_path / "sweep", "trainer.max_iters=200"
-    wait_until(lambda: logged(sweep_dir, job_key, r"iteration 2/200"), job, "the first logged iteration")
-    (job_id,) = job_ids(sweep_dir)
-    # The signal SLURM sends signal_delay_s before the time limit (sbatch --signal=USR2@90), sent now: SLURM
-    # checks the limits every 30 s and may warn up to 30 s early, too coarse to time a test by.
-    submission = (sweep_dir / ".submitit" / job_id / f"{job_id}_submission.sh").read_text()
-    assert "#SBATCH --signal=USR2@90" in submission
-    subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm, check=True)
+    sweep_dir, job_key = tmp_path / "sweep", f"trainer.max_iters={iters}"
+    limits = ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=1"]
+    job = sweep(slurm, sweep_dir, *steps, *limits)
     output, _ = job.communicate(timeout=DEADLINE_S)
     assert job.returncode == 0, output
     assert "1 of 1 jobs finished" in output
-    assert "Restarts=1" in scontrol(slurm, "show", "job", job_id)  # submitit requeued it once
-    stopped = logged(sweep_dir, job_key, r"stopped by SIGUSR2 at iteration (\d+); checkpoint written")
-    assert stopped and 0 < int(stopped[1]) < 200, output
+    (job_id,) = job_ids(sweep_dir)
+    submission = (sweep_dir / ".submitit" / job_id / f"{job_id}_submission.sh").read_text()
+    assert "#SBATCH --time=1" in submission and "#SBATCH --signal=USR2@1" in submission
+    restarts = int(re.search(r"Restarts=(\d+)", scontrol(slurm, "show", "job", job_id))[1])
+    log = (run_dir(sweep_dir, job_key) / "train.log").read_text()
+    stops = re.findall(r"stopped by SIGUSR2 at iteration (\d+); checkpoint written", log)
+    assert restarts >= 1, f"{iters} iterations fit in one 1-minute run on this node: raise them\n{log}"
+    assert stops and all(0 < int(iteration) < iters for iteration in stops), log
+    assert len(re.findall(r"resumed from iteration", log)) >= 1, log
     # Ranks and world size came from SLURM's variables:
-    assert logged(sweep_dir, job_key, r"batch 32 on 2 process\(es\)")
+    assert re.search(r"batch 32 on 2 process\(es\)", log)
     assert reference.wait(timeout=DEADLINE_S) == 0, reference.communicate()[0]
     expected = load_checkpoint(tmp_path / "reference" / "checkpoints" / "last.pt")["model"]
     got = load_checkpoint(run_dir(sweep_dir, job_key) / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(expected[key], got[key]) for key in expected)
+
+
+def test_a_job_warned_before_it_trains_is_requeued_and_trains_in_its_next_run(slurm, tmp_path):
+    # A warning (here a pre-emption) may come before the loop runs, while the workers load their data
+    # (50,000 generated images: seconds): nothing new to save, the job stops at once, submitit requeues it.
+    job = sweep(slurm, tmp_path, "trainer.max_iters=20", "trainer.log_every=10", "trainer.devices=2",
+                "data.train_size=50000")  # fmt: skip
+
+    def loading() -> bool:  # rank 0's output, in submitit's log of the job
+        return any("loading synthetic" in out.read_text() for out in tmp_path.glob(".submitit/*/*_0_log.out"))
+
+    wait_until(loading, job, "the workers loading their data")
+    (job_id,) = job_ids(tmp_path)
+    subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm, check=True)
+    output, _ = job.communicate(timeout=DEADLINE_S)
+    assert job.returncode == 0, output
+    rank_0 = (tmp_path / ".submitit" / job_id / f"{job_id}_0_log.out").read_text()
+    assert "stopped by SIGUSR2 outside the training loop; nothing new to checkpoint" in rank_0, rank_0
+    assert "Restarts=1" in scontrol(slurm, "show", "job", job_id)  # submitit requeued it
+    checkpoint = load_checkpoint(run_dir(tmp_path, "trainer.max_iters=20") / "checkpoints" / "last.pt")
+    assert checkpoint["trainer"]["iteration"] == 20
 
 
 def test_a_two_job_sweep_runs_one_slurm_job_each_and_names_the_cancelled_one(slurm, tmp_path):

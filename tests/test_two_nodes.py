@@ -102,7 +102,17 @@ def test_when_one_nodes_worker_dies_the_other_node_ends_too(tmp_path):
     codes = ends(nodes)  # within the deadline, long before the process group's 300 s timeout
     assert all(code != 0 for code in codes), codes
     survivor = (logs / "node0.log").read_text()
-    assert re.search(r"Connection (closed|reset) by peer", survivor), survivor  # gloo says either
+    lost = re.findall(
+        r"rank \d: lost contact with another rank \(gloo: Connection (?:closed|reset) by peer\) at iteration "
+        r"(\d+); the last checkpoint is (?:none|iteration \d+); stopping",
+        survivor,
+    )  # gloo says either
+    assert len(lost) == 1 and int(lost[0]) >= 4, survivor
+    # The tracebacks left are torchrun's agent's own (its worker failed, or the rendezvous store went with
+    # the other node): every frame is torch's, none the worker's (ours, or Hydra's "Error executing job").
+    frames = re.findall(r'^  File "([^"]+)"', survivor, re.MULTILINE)
+    assert all("/torch/" in frame or frame.endswith("/torchrun") for frame in frames), survivor
+    assert "Error executing job" not in survivor, survivor
 
 
 def test_a_checkpoint_rank_0_cannot_write_stops_every_node(tmp_path, small_filesystem):

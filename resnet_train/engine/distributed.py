@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -71,6 +74,40 @@ def export_slurm_rendezvous() -> None:
         os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000))
 
 
+class LostContact(UserError):
+    """Another rank stopped answering in a collective (its process or its machine died): this rank cannot go
+    on alone, and says so in one line rather than with the backend's traceback."""
+
+    exit_code = 1
+
+    def __init__(self, rank: int, reason: str, where: str = ""):
+        super().__init__(f"rank {rank}: lost contact with another rank ({reason}){where}; stopping")
+        self.rank, self.reason = rank, reason
+
+    def at(self, iteration: int, checkpoint_iteration: int | None) -> LostContact:
+        """The same loss of contact, placed in the training loop."""
+        saved = "none" if checkpoint_iteration is None else f"iteration {checkpoint_iteration}"
+        where = f" at iteration {iteration}; the last checkpoint is {saved}"
+        return LostContact(self.rank, self.reason, where)
+
+
+# What gloo's TCP transport raises (as a RuntimeError) when the other end of a connection has gone.
+_PEER_GONE = re.compile(r"Connection (?:closed|reset) by peer|Broken pipe")
+
+
+@contextmanager
+def peers_answering() -> Iterator[None]:
+    """Around collectives (ours, DDP's all-reduce in the backward): a peer that went away becomes
+    `LostContact`; any other error passes through unchanged."""
+    try:
+        yield
+    except RuntimeError as error:
+        gone = _PEER_GONE.search(str(error))
+        if gone is None or not dist.is_initialized():
+            raise
+        raise LostContact(dist.get_rank(), f"{dist.get_backend()}: {gone[0]}") from None
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -93,7 +130,8 @@ def init_process_group(world: World, device: torch.device, timeout_s: float = 30
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if dist.is_initialized():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        with peers_answering():
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
@@ -102,13 +140,15 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     if not dist.is_initialized():
         return flag
     value = torch.tensor([int(flag)], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    with peers_answering():
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 
 
 def barrier() -> None:
     if dist.is_initialized():
-        dist.barrier()
+        with peers_answering():
+            dist.barrier()
 
 
 def destroy() -> None:

@@ -108,6 +108,7 @@ class Trainer:
         if settings.cuda_graph:
             self.graph = StepGraph(self._step, optimizer, device, settings.rank_batch_size)
         self.lr: float | None = None  # the lr of the latest step
+        self.saved_iteration: int | None = None  # of the latest checkpoint written or resumed from
         self.last_metrics: dict = {}
         # Device meters of the current logging window; a CUDA graph holds their addresses, so they are
         # zeroed in place, never replaced.
@@ -146,6 +147,7 @@ class Trainer:
         self.last_metrics = dict(checkpoint.get("metrics", {}))
         set_rng_state(checkpoint["rng"])
         self._restore_window(checkpoint.get("window"))
+        self.saved_iteration = self.state.iteration
 
     def _update_wall_time(self) -> None:
         now = time.perf_counter()
@@ -177,6 +179,7 @@ class Trainer:
                 raise failure
             iteration = self.state.iteration
             raise CheckpointNotWritten(f"rank 0 could not write the checkpoint at iteration {iteration}")
+        self.saved_iteration = self.state.iteration
 
     # ---- the step ----------------------------------------------------------------------------------------
     def _reset_meter(self) -> None:
@@ -271,15 +274,25 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------------------
     def fit(self) -> dict:
-        s, st = self.settings, self.state
+        st = self.state
         self._wall_mark = time.perf_counter()
         self.meter_start = time.perf_counter() - self.resumed_window_s
+        try:
+            self._iterate()
+        except distributed.LostContact as lost:  # a peer died: one line, with where this run can resume
+            raise lost.at(st.iteration, self.saved_iteration) from None
+        self._update_wall_time()
+        return self.last_metrics
+
+    def _iterate(self) -> None:
+        s, st = self.settings, self.state
         with SignalFlag() as signals:
             while st.iteration < s.max_iters:
                 fresh_epoch, batches = st.batch_in_epoch == 0, 0
                 for images, labels in self.train_batches.epoch(st.epoch, st.batch_in_epoch):
                     batches += 1
-                    self.step(images, labels, self.schedule.lr(st.iteration))
+                    with distributed.peers_answering():  # DDP's all-reduce runs in the backward
+                        self.step(images, labels, self.schedule.lr(st.iteration))
                     st.iteration += 1
                     st.batch_in_epoch += 1
                     self.logger.advance()
