@@ -137,7 +137,7 @@ def test_a_peer_gone_in_a_collective_is_one_line_and_any_other_error_passes_unch
             str(lost.value)
             == "rank 0: lost contact with another rank (gloo: Connection closed by peer); stopping"
         )
-        assert str(lost.value.at(12, None)).endswith("at iteration 12; the last checkpoint is none; stopping")
+        assert str(lost.value.at(12, None)).endswith("at iteration 12; no checkpoint yet; stopping")
         assert lost.value.exit_code != 0
         with (
             pytest.raises(RuntimeError, match="^mat1 and mat2 shapes cannot be multiplied$"),

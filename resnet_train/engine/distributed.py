@@ -86,8 +86,11 @@ class LostContact(UserError):
 
     def at(self, iteration: int, checkpoint_iteration: int | None) -> LostContact:
         """The same loss of contact, placed in the training loop."""
-        saved = "none" if checkpoint_iteration is None else f"iteration {checkpoint_iteration}"
-        where = f" at iteration {iteration}; the last checkpoint is {saved}"
+        saved = (
+            "no checkpoint yet" if checkpoint_iteration is None
+            else f"the last checkpoint is iteration {checkpoint_iteration}"
+        )  # fmt: skip
+        where = f" at iteration {iteration}; {saved}"
         return LostContact(self.rank, self.reason, where)
 
 
