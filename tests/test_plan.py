@@ -124,6 +124,13 @@ def test_a_job_the_trainer_would_refuse_is_named_with_its_reason(tmp_path, capsy
     assert "got 9" in states[("model.depth=9", "optim.lr=0.1")][1]  # the net's own message
     assert "out of range: optim.lr=-1.0" in states[("model.depth=8", "optim.lr=-1")][1]
     assert "job 2 would be refused: CIFAR nets have 6n+2 layers" in capsys.readouterr().out
+    no_data = [o for o in TINY if not o.startswith("data")] + [
+        "data=cifar10",
+        f"data.root={tmp_path / 'none'}",
+    ]
+    plan_cli.main([*no_data, "trainer.seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    table = capsys.readouterr().out
+    assert table.count("would be refused: cifar10 not found under") == 2, table  # the data's own message
 
 
 @pytest.mark.slow

@@ -156,15 +156,18 @@ def time_group(
     first = configs[0].trainer
     try:
         with tempfile.TemporaryDirectory(prefix="resnet-plan-") as scratch:
-            runtime = Runtime.resolve(first, World(local_rank=gpu))
-            if runtime.device.type == "cuda":
-                torch.backends.cudnn.benchmark = True
-            seed_everything(first.seed)
-            started = time.perf_counter()
-            # One rank's share of each batch and evaluation set, as rank 0 of trainer.devices processes sees
-            # it (rank_placement).
-            data = build_run_data(configs[0], Path(scratch), World(0, first.devices, gpu), runtime)
-            data_s = time.perf_counter() - started
+            try:
+                runtime = Runtime.resolve(first, World(local_rank=gpu))
+                if runtime.device.type == "cuda":
+                    torch.backends.cudnn.benchmark = True
+                seed_everything(first.seed)
+                started = time.perf_counter()
+                # One rank's share of each batch and evaluation set, as rank 0 of trainer.devices processes
+                # sees it (rank_placement).
+                data = build_run_data(configs[0], Path(scratch), World(0, first.devices, gpu), runtime)
+                data_s = time.perf_counter() - started
+            except UserError as error:  # no device or no data: every run of the group is refused alike
+                return [str(error)] * len(configs)
             timings = []
             for i, config in enumerate(configs):
                 try:
