@@ -285,11 +285,13 @@ def print_plan(plan: dict, planned: list[PlannedJob], configs: list, launcher: L
     )
     fit = plan["fit"]
     if fit is not None:
-        evals = f"; trainer.eval_every={fit['eval_every']} keeps {fit['evaluations']} evaluations a job"
         print(
-            f"budget {duration(fit['budget_s'])} left: trainer.max_iters={fit['max_iters']} fits, every job "
-            f"from iteration 0 (the sweep {duration(fit['sweep_s'])}{evals if 'eval_every' in fit else ''})"
+            f"budget {duration(fit['budget_s'])} left: trainer.max_iters={fit['max_iters']} fits (the sweep "
+            f"{duration(fit['sweep_s'])}, every job from iteration 0)"
         )
+        if "eval_every" in fit:
+            evals = f"{fit['evaluations']} evaluations a job, as now"
+            print(f"  with trainer.eval_every={fit['eval_every']}: {evals}")
     sys.stdout.flush()
 
 
