@@ -16,6 +16,7 @@ from resnet_train.config import DeviceKind, TrainerConfig
 from resnet_train.engine.estimate import evaluations, fit_iters, job_seconds, sweep_seconds
 from resnet_train.engine.probe import Placement, Timing, rank_placement
 from resnet_train.engine.rundir import RunLock
+from resnet_train.errors import UserError
 
 TIMING = Timing(data_s=4.0, build_s=1.0, step_s=0.5, eval_batch_s=2.0, eval_batches=5)  # eval 10 s, setup 5 s
 
@@ -73,6 +74,9 @@ def test_a_budget_keeps_each_jobs_number_of_evaluations():
     assert fit["max_iters"] == 3508  # 45 + 0.5 iters <= 1800, a multiple of 4
     assert fit["eval_every"] == 877 and fit["evaluations"] == 4
     assert fit["sweep_s"] == 2 * job_seconds(TIMING, 0, 3508, 877) <= 3600
+    assert plan_cli.budget_fit(jobs, slots=2, budget_s=3700, spent_s=100) == fit  # the plan's own time counts
+    with pytest.raises(UserError, match="no job of the sweep can run"):
+        plan_cli.budget_fit([plan_cli.PlannedJob(0, [], "", "refused")], slots=2, budget_s=3600)
 
 
 @pytest.mark.slow

@@ -204,12 +204,16 @@ def time_jobs(planned: list[PlannedJob], configs: list[Config | None], launcher:
     return time.perf_counter() - started
 
 
-def budget_fit(planned: list[PlannedJob], slots: int, budget_s: float) -> dict:
+def budget_fit(planned: list[PlannedJob], slots: int, budget_s: float, spent_s: float = 0.0) -> dict:
     """The largest trainer.max_iters (one for every job, a multiple of 4 and of each job's evaluation count,
     so that the schedule's fractions and the evaluations fall on whole iterations) with which the whole
-    sweep, every job trained from iteration 0 with as many evaluations as now, fits `budget_s`."""
+    sweep, every job trained from iteration 0 with as many evaluations as now, fits what is left of
+    `budget_s` once `spent_s` (the plan's own time) is taken from it."""
     jobs = [job for job in planned if job.timing is not None]
+    if not jobs:
+        raise UserError("no job of the sweep can run, so no length fits the budget")
     counts = [evaluations(0, job.max_iters, job.eval_every) for job in jobs]
+    left_s = budget_s - spent_s
 
     def sweep_time(iters: int) -> float:
         return sweep_seconds(
@@ -217,12 +221,13 @@ def budget_fit(planned: list[PlannedJob], slots: int, budget_s: float) -> dict:
             slots,
         )
 
-    iters = fit_iters(sweep_time, budget_s, multiple=math.lcm(4, *counts))
+    iters = fit_iters(sweep_time, left_s, multiple=math.lcm(4, *counts))
     if iters is None:
         raise UserError(
-            f"not even {math.lcm(4, *counts)} iterations a job fit a budget of {budget_s / 60:g} min"
+            f"not even {math.lcm(4, *counts)} iterations a job fit a budget of {budget_s / 60:g} min "
+            f"({spent_s:.0f} s of it went to this plan)"
         )
-    fit = {"budget_s": budget_s, "max_iters": iters, "sweep_s": sweep_time(iters)}
+    fit = {"budget_s": left_s, "max_iters": iters, "sweep_s": sweep_time(iters)}
     if len(set(counts)) == 1:
         fit["eval_every"], fit["evaluations"] = iters // counts[0], counts[0]
     return fit
@@ -334,9 +339,12 @@ def plan(args: argparse.Namespace) -> dict:
     every = args.budget is not None
     timing_s = time_jobs(planned, configs, launcher, args.steps, every)
     sweep_s = sweep_seconds([job.estimate_s for job in planned if job.to_run], launcher.slots)
-    # The budget runs from the plan's start: its own composing and timing count against it.
-    spent = time.perf_counter() - started
-    fit = budget_fit(planned, launcher.slots, args.budget * 60 - spent) if every else None
+    fit, unfit = None, None
+    if every:
+        try:
+            fit = budget_fit(planned, launcher.slots, args.budget * 60, time.perf_counter() - started)
+        except UserError as error:  # said after the plan, which shows why
+            unfit = error
     result = {
         "sweep_dir": sweep.hydra.sweep.dir,
         "launcher": {"name": launcher.name, "slots": launcher.slots, **asdict(launcher.placement)},
@@ -344,6 +352,8 @@ def plan(args: argparse.Namespace) -> dict:
         "jobs": [{**asdict(job), "timing": asdict(job.timing) if job.timing else None} for job in planned],
     }  # fmt: skip
     print_plan(result, planned, configs, launcher)
+    if unfit is not None:
+        raise unfit
     return result
 
 
