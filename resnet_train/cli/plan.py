@@ -42,12 +42,10 @@ from ..engine.rundir import find_resume_checkpoint, lock_holder
 from ..errors import UserError
 from ..logs import setup_logging
 from .overrides import unreadable_override
-from .sweep import distinguishing
+from .sweep import BASIC_LAUNCHER, distinguishing
+from .train import JOBLIB_LAUNCHER, job_config, job_share
 
 log = logging.getLogger("resnet_train")
-
-BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
-JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 
 
 @dataclass
@@ -122,15 +120,14 @@ def job_run_dir(job: DictConfig) -> Path:
 
 
 def launcher_plan(sweep: DictConfig, jobs: list[DictConfig], to_run: int) -> LauncherPlan:
-    from .train import job_share
-
+    """How the sweep's launcher will run its jobs (`to_run` of them left), and so how to time them."""
     launcher = sweep.hydra.launcher
     target = launcher.get("_target_") or ""
     gpus = torch.cuda.device_count()
-    if target == BASIC:
+    if target == BASIC_LAUNCHER:
         placement = Placement(1, None, gpus)
         return LauncherPlan("basic", 1, placement, "one job after another, each on the whole machine")
-    if target == JOBLIB:
+    if target == JOBLIB_LAUNCHER:
         share = job_share(jobs[0].hydra)
         copies = max(1, min(share.jobs, to_run))
         placement = Placement(copies, share.threads, gpus)
@@ -150,8 +147,6 @@ def launcher_plan(sweep: DictConfig, jobs: list[DictConfig], to_run: int) -> Lau
 def plan_job(job: DictConfig) -> tuple[PlannedJob, Config | None]:
     """What the job would do in its run directory: the trainer's own checks and resume rules, read only."""
     from omegaconf.errors import OmegaConfBaseException
-
-    from .train import job_config
 
     planned = PlannedJob(job.hydra.job.num, list(job.hydra.overrides.task), "", "new")
     task = job.copy()  # the job's config as Hydra hands it to the task: without its `hydra` node
