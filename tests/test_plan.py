@@ -104,6 +104,7 @@ def test_the_plan_finds_the_sweeps_own_directories_and_their_states(tmp_path, tr
     assert [job["state"] for job in jobs] == ["finished", "resumes", "running", "new"]
     assert jobs[1]["start"] == 4 and f"pid {os.getpid()}" in jobs[2]["reason"]
     assert "finished (8)" in table and "resumes at 4" in table and "4 -> 8" in table
+    assert f"job 2 is running now: pid {os.getpid()}" in table
     # One timing for the one net; each job to run: setup, its steps and evaluations; the sweep their sum.
     timing = jobs[3]["timing"]
     assert jobs[1]["timing"] == timing and jobs[0]["estimate_s"] is None and jobs[2]["estimate_s"] is None
@@ -141,8 +142,8 @@ def test_a_job_the_trainer_would_refuse_is_named_with_its_reason(tmp_path, capsy
 def test_jobs_side_by_side_are_timed_side_by_side_on_their_share_of_the_cores(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(os, "cpu_count", lambda: 4)  # 4 cores, 2 jobs at once: 2 threads each
     planned = run_plan(
-        tmp_path, "trainer.max_iters=8", "model.residual=true,false", "trainer.seed=0,1",
-        "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2", budget=5,
+        tmp_path, "trainer.max_iters=8", "sched.milestones=[4,6]", "model.residual=true,false",
+        "trainer.seed=0,1", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2", budget=5,
     )  # fmt: skip
     assert planned["launcher"] == {"name": "joblib", "slots": 2, "side_by_side": 2, "threads": 2, "gpus": 0}
     estimates = [job["estimate_s"] for job in planned["jobs"]]
@@ -153,6 +154,9 @@ def test_jobs_side_by_side_are_timed_side_by_side_on_their_share_of_the_cores(tm
     out = capsys.readouterr().out
     assert "2 side by side, 2 thread(s) each" in out and "2 copies side by side" in out
     assert f"trainer.max_iters={fit['max_iters']} fits" in out
+    # paper_cifar's milestones (4 and 6 of 8 iterations) move with the length:
+    milestones = [round(fit["max_iters"] / 2), round(fit["max_iters"] * 3 / 4)]
+    assert f"sched.milestones=[{milestones[0]},{milestones[1]}]" in out
 
 
 def test_the_launchers_parallelism_on_gpus_and_under_slurm(monkeypatch):
@@ -161,15 +165,21 @@ def test_the_launchers_parallelism_on_gpus_and_under_slurm(monkeypatch):
     sweep, jobs = plan_cli.compose_sweep(
         [*TINY, "trainer.seed=0,1,2", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=3"]
     )
-    side = plan_cli.launcher_plan(sweep, jobs, to_run=2)
+    side = plan_cli.launcher_plan(sweep, jobs, to_time=2)
     assert side.slots == 3 and side.placement == Placement(2, 5, 2)  # two left to run; copy i on GPU i mod 2
     assert "2 GPU(s) shared" in side.note
     sweep, jobs = plan_cli.compose_sweep(
         [*TINY, "trainer.seed=0,1", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=8"]
     )
-    slurm = plan_cli.launcher_plan(sweep, jobs, to_run=2)
-    assert slurm.slots == 256 and slurm.placement == Placement(1, 8, 1)
+    slurm = plan_cli.launcher_plan(sweep, jobs, to_time=2)
+    assert slurm.slots == 256 and slurm.placement == Placement(1, 8, 2)
     assert "without the queue's wait" in slurm.note
+    # The cluster places a job's workers: more than this machine has is not refused here.
+    sweep, jobs = plan_cli.compose_sweep([*TINY, "trainer.devices=4", "hydra/launcher=slurm"])
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert plan_cli.plan_job(jobs[0], scheduled=True)[0].state == "new"
+    local, _ = plan_cli.plan_job(jobs[0], scheduled=False)
+    assert local.state == "refused" and "this machine has 2 cores" in local.reason
 
 
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, caplog):

@@ -34,9 +34,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, open_dict
 
-from ..config import Config, config_to_plain, model_name
+from ..applicability import uses_warmup
+from ..config import Config, ScheduleName, config_to_plain, model_name
+from ..engine.distributed import World
 from ..engine.estimate import evaluations, fit_iters, job_seconds, sweep_seconds
 from ..engine.launch import check_launch
+from ..engine.optim import LrSchedule
 from ..engine.probe import Placement, Timing, time_configs, timing_key
 from ..engine.rundir import find_resume_checkpoint, lock_holder
 from ..errors import UserError
@@ -75,7 +78,13 @@ class LauncherPlan:
     name: str
     slots: int
     placement: Placement
-    note: str
+    note: str  # how it runs them, in a line
+    label: str  # the same in a few words
+
+    @property
+    def scheduled(self) -> bool:
+        """The jobs run on a scheduler's nodes, not on this machine."""
+        return self.name == "slurm"
 
 
 def compose_sweep(overrides: list[str]) -> tuple[DictConfig, list[DictConfig]]:
@@ -119,20 +128,23 @@ def job_run_dir(job: DictConfig) -> Path:
     return Path(job.hydra.sweep.dir) / job.hydra.sweep.subdir
 
 
-def launcher_plan(sweep: DictConfig, jobs: list[DictConfig], to_run: int) -> LauncherPlan:
-    """How the sweep's launcher will run its jobs (`to_run` of them left), and so how to time them."""
+def launcher_plan(sweep: DictConfig, jobs: list[DictConfig], to_time: int) -> LauncherPlan:
+    """How the sweep's launcher will run its jobs, and so how to time them (`to_time` jobs: as many copies
+    side by side as will run at once)."""
     launcher = sweep.hydra.launcher
     target = launcher.get("_target_") or ""
     gpus = torch.cuda.device_count()
     if target == BASIC_LAUNCHER:
         placement = Placement(1, None, gpus)
-        return LauncherPlan("basic", 1, placement, "one job after another, each on the whole machine")
+        note = "one job after another, each on the whole machine"
+        return LauncherPlan("basic", 1, placement, note, "one job after another")
     if target == JOBLIB_LAUNCHER:
         share = job_share(jobs[0].hydra)
-        copies = max(1, min(share.jobs, to_run))
+        copies = max(1, min(share.jobs, to_time))
         placement = Placement(copies, share.threads, gpus)
         where = f"{share.threads} thread(s)" + (f", {gpus} GPU(s) shared" if gpus else "") + " each"
-        return LauncherPlan("joblib", share.jobs, placement, f"{share.jobs} side by side, {where}")
+        note = f"{share.jobs} side by side, {where}"
+        return LauncherPlan("joblib", share.jobs, placement, note, f"{share.jobs} side by side")
     if "submitit" in target:
         slots = launcher.get("array_parallelism", 256)
         threads = min(launcher.get("cpus_per_task") or os.cpu_count() or 1, os.cpu_count() or 1)
@@ -140,12 +152,16 @@ def launcher_plan(sweep: DictConfig, jobs: list[DictConfig], to_run: int) -> Lau
             f"SLURM, up to {slots} jobs at once, each on its own allocation; timed on this machine with "
             f"{threads} thread(s), without the queue's wait"
         )
-        return LauncherPlan("slurm", slots, Placement(1, threads, min(gpus, 1)), note)
+        return LauncherPlan(
+            "slurm", slots, Placement(1, threads, gpus), note, f"SLURM, up to {slots} at once"
+        )
     raise UserError(f"resnet-plan knows the basic, joblib and submitit launchers, not {target}")
 
 
-def plan_job(job: DictConfig) -> tuple[PlannedJob, Config | None]:
-    """What the job would do in its run directory: the trainer's own checks and resume rules, read only."""
+def plan_job(job: DictConfig, scheduled: bool = False) -> tuple[PlannedJob, Config | None]:
+    """What the job would do in its run directory: the trainer's own checks and resume rules, read only.
+    `scheduled`: a scheduler places its workers (their count is the cluster's to refuse, not this
+    machine's)."""
     from omegaconf.errors import OmegaConfBaseException
 
     planned = PlannedJob(job.hydra.job.num, list(job.hydra.overrides.task), "", "new")
@@ -154,12 +170,13 @@ def plan_job(job: DictConfig) -> tuple[PlannedJob, Config | None]:
         del task["hydra"]
     try:
         try:
-            run_dir = job_run_dir(job)  # its name holds the net: an impossible one is refused here
+            run_dir = job_run_dir(job)
         except OmegaConfBaseException as error:
             raise UserError(str(error).strip().splitlines()[0]) from None
         planned.run_dir = str(run_dir)
         config = job_config(task)
-        check_launch(config, None)
+        check_launch(config, World(0, config.trainer.devices) if scheduled else None)
+        check_schedule(config)
         planned.max_iters, planned.eval_every = config.trainer.max_iters, config.trainer.eval_every
         holder = lock_holder(run_dir)
         if holder is not None:
@@ -177,11 +194,25 @@ def plan_job(job: DictConfig) -> tuple[PlannedJob, Config | None]:
     return planned, config
 
 
+def check_schedule(config: Config) -> None:
+    """The job's lr schedule as the trainer builds it: runs that share a timing may differ in it."""
+    m, o = config.model, config.optim
+    try:
+        LrSchedule.from_config(
+            config.sched,
+            o.lr,
+            config.trainer.max_iters,
+            warmup=uses_warmup(config.sched.warmup, m.family, m.depth),
+        )
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
 def time_jobs(planned: list[PlannedJob], configs: list[Config | None], launcher: LauncherPlan, steps: int,
-              every: bool) -> float:  # fmt: skip
-    """Time each distinct net among the jobs to run (every job that can run, with `every`); returns the
-    seconds the timing took."""
-    chosen = [i for i, job in enumerate(planned) if configs[i] is not None and (every or job.to_run)]
+              time_all: bool) -> float:  # fmt: skip
+    """Time each distinct net among the jobs to run (every job that can run, with `time_all`); returns the
+    seconds the timing took. Under a scheduler a net this machine cannot run is left untimed, not refused."""
+    chosen = [i for i, job in enumerate(planned) if configs[i] is not None and (time_all or job.to_run)]
     distinct: dict[tuple, int] = {}
     for i in chosen:
         distinct.setdefault(timing_key(configs[i]), i)
@@ -190,6 +221,9 @@ def time_jobs(planned: list[PlannedJob], configs: list[Config | None], launcher:
     by_key = dict(zip(distinct, timings))
     for i in chosen:
         job, timing = planned[i], by_key[timing_key(configs[i])]
+        if isinstance(timing, str) and launcher.scheduled:  # e.g. no GPU on this login node
+            job.reason = f"not timed on this machine: {timing}"
+            continue
         if isinstance(timing, str):  # the trainer would refuse to build this net
             job.state, job.reason, configs[i] = "refused", timing, None
             continue
@@ -245,8 +279,6 @@ def state_text(job: PlannedJob) -> str:
         return f"resumes at {job.start}"
     if job.state == "finished":
         return f"finished ({job.start})"
-    if job.state == "running":
-        return f"running ({job.reason})"
     return job.state
 
 
@@ -273,26 +305,44 @@ def print_plan(plan: dict, planned: list[PlannedJob], configs: list, launcher: L
     for job in planned:
         if job.state == "refused":
             print(f"job {job.num} would be refused: {job.reason}")
+        elif job.state == "running":
+            print(f"job {job.num} is running now: {job.reason}")
+        elif job.reason:
+            print(f"job {job.num} is {job.reason}")
     timed = len({timing_key(c) for job, c in zip(planned, configs) if job.timing is not None})
     side = launcher.placement.side_by_side
     if timed:
         together = f", {side} copies side by side" if side > 1 else ""
-        print(f"timed {timed} distinct net(s) on this machine, {plan['steps']} steps and one evaluation "
-              f"batch each{together} ({duration(plan['timing_s'])})")  # fmt: skip
+        steps = f"{plan['steps']} step{'s' if plan['steps'] > 1 else ''}"
+        print(f"timed {timed} distinct net(s) on this machine, {steps} and one evaluation batch each"
+              f"{together} ({duration(plan['timing_s'])})")  # fmt: skip
     to_run = sum(job.to_run for job in planned)
-    print(
-        f"the sweep: {duration(plan['sweep_s'])} for {to_run} job(s) to run ({launcher.note.split(',')[0]})"
-    )
-    fit = plan["fit"]
-    if fit is not None:
-        print(
-            f"budget {duration(fit['budget_s'])} left: trainer.max_iters={fit['max_iters']} fits (the sweep "
-            f"{duration(fit['sweep_s'])}, every job from iteration 0)"
-        )
-        if "eval_every" in fit:
-            evals = f"{fit['evaluations']} evaluations a job, as now"
-            print(f"  with trainer.eval_every={fit['eval_every']}: {evals}")
+    untimed = sum(job.to_run and job.estimate_s is None for job in planned)
+    left_out = f"; {untimed} not timed, not counted" if untimed else ""
+    print(f"the sweep: {duration(plan['sweep_s'])} for {to_run} job(s) to run ({launcher.label}{left_out})")
+    if plan["fit"] is not None:
+        print_fit(plan["fit"], [c for c in configs if c is not None])
     sys.stdout.flush()
+
+
+def print_fit(fit: dict, configs: list[Config]) -> None:
+    """The budget's length, and the settings that go with it: the evaluations, and the lr milestones of
+    `sched=paper_cifar`, which count iterations and so move with the length (scripts/fig6.sh moves them)."""
+    print(
+        f"budget {duration(fit['budget_s'])} left: trainer.max_iters={fit['max_iters']} fits (the sweep "
+        f"{duration(fit['sweep_s'])}, every job from iteration 0)"
+    )
+    if "eval_every" in fit:
+        evaluations = f"{fit['evaluations']} evaluation{'s' if fit['evaluations'] > 1 else ''}"
+        print(f"  with trainer.eval_every={fit['eval_every']}: {evaluations} a job, as now")
+    within = [c for c in configs if 0 < max(c.sched.milestones, default=0) <= c.trainer.max_iters]
+    stepped = [c for c in within if c.sched.name is ScheduleName.paper_cifar]
+    if stepped:
+        c = stepped[0]
+        milestones = [round(m * fit["max_iters"] / c.trainer.max_iters) for m in c.sched.milestones]
+        print(
+            f"  with sched.milestones=[{','.join(map(str, milestones))}]: the lr drops at the same fractions"
+        )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -325,21 +375,24 @@ def plan(args: argparse.Namespace) -> dict:
         raise UserError(problem)
     try:
         sweep, jobs = compose_sweep(args.overrides)
-        jobs_and_configs = [plan_job(job) for job in jobs]
+        scheduled = "submitit" in (sweep.hydra.launcher.get("_target_") or "")
+        jobs_and_configs = [plan_job(job, scheduled) for job in jobs]
     except (HydraException, OmegaConfBaseException) as error:
         raise UserError(str(error).strip().splitlines()[0]) from None
     planned = [job for job, _ in jobs_and_configs]
     configs = [config for _, config in jobs_and_configs]
-    launcher = launcher_plan(sweep, jobs, sum(job.to_run for job in planned))
-    every = args.budget is not None
-    timing_s = time_jobs(planned, configs, launcher, args.steps, every)
-    sweep_s = sweep_seconds([job.estimate_s for job in planned if job.to_run], launcher.slots)
-    fit, unfit = None, None
-    if every:
+    # With a budget every job is timed (the fit runs them all from iteration 0), as many at once as will run.
+    time_all = args.budget is not None
+    to_time = sum(job.to_run or (time_all and config is not None) for job, config in jobs_and_configs)
+    launcher = launcher_plan(sweep, jobs, to_time)
+    timing_s = time_jobs(planned, configs, launcher, args.steps, time_all)
+    sweep_s = sweep_seconds([job.estimate_s for job in planned if job.estimate_s is not None], launcher.slots)
+    fit, budget_error = None, None
+    if time_all:
         try:
             fit = budget_fit(planned, launcher.slots, args.budget * 60, time.perf_counter() - started)
         except UserError as error:  # said after the plan, which shows why
-            unfit = error
+            budget_error = error
     result = {
         "sweep_dir": sweep.hydra.sweep.dir,
         "launcher": {"name": launcher.name, "slots": launcher.slots, **asdict(launcher.placement)},
@@ -347,8 +400,8 @@ def plan(args: argparse.Namespace) -> dict:
         "jobs": [{**asdict(job), "timing": asdict(job.timing) if job.timing else None} for job in planned],
     }  # fmt: skip
     print_plan(result, planned, configs, launcher)
-    if unfit is not None:
-        raise unfit
+    if budget_error is not None:
+        raise budget_error
     return result
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import Config, DeviceKind, TrainerConfig, config_to_plain
+from ..config import Config, DeviceKind, TrainerConfig, config_to_plain, model_name
 from ..errors import UserError
 from .distributed import World
 from .evaluate import evaluate
@@ -33,6 +33,7 @@ from .run import Runtime, build_loop, build_run_data, seed_everything
 log = logging.getLogger("resnet_train")
 
 WARMUP_STEPS = 2  # untimed: oneDNN's and cuDNN's kernel choice, the loader's workers starting
+BARRIER_TIMEOUT_S = 900  # the copies side by side wait this long for each other at most
 # Settings that do not change what a step, an evaluation or the data loading costs: runs differing only in
 # these share one timing.
 UNTIMED_KEYS = {
@@ -93,6 +94,7 @@ def data_key(config: Config) -> tuple:
         t.eval_batch_size_per_process,
         t.devices,
         t.device,
+        t.channels_last,  # the batches' memory layout
     )
 
 
@@ -105,12 +107,16 @@ def time_configs(configs: list[Config], placement: Placement, steps: int) -> lis
     timings: list[Timing | str] = [""] * len(configs)
     for indices in groups.values():
         group = [configs[i] for i in indices]
-        copies = rank_placement(placement, group[0].trainer)
-        if copies.side_by_side == 1:
+        ranks = rank_placement(placement, group[0].trainer)
+        if ranks.side_by_side == 1:
             with quiet_project_log():
-                measured = time_group(group, copies, steps)
+                try:
+                    measured = time_group(group, ranks, steps)
+                except Exception as error:  # not the config's fault (memory, a file, a kernel): one line
+                    names = ", ".join(model_name(c.model.residual, c.model.depth) for c in group)
+                    raise UserError(f"timing {names} failed: {error!r}") from None
         else:
-            measured = time_side_by_side(group, copies, steps)
+            measured = time_side_by_side(group, ranks, steps)
         for i, timing in zip(indices, measured):
             timings[i] = timing
     return timings
@@ -147,8 +153,8 @@ def time_group(
     configs: list[Config], placement: Placement, steps: int, copy: int = 0, barrier=None
 ) -> list[Timing | str]:
     """Time `configs` (runs of one data key) in this process, as copy number `copy` of those side by side:
-    the data loads once, then each net builds and runs; `barrier` (shared by the copies) starts the copies'
-    timed steps together."""
+    the data loads once, then each net builds and runs. `barrier` (shared by the copies) starts the copies'
+    timed steps together: every copy meets it once per net, whatever failed."""
     threads = torch.get_num_threads()
     if placement.threads is not None:
         torch.set_num_threads(placement.threads)
@@ -166,43 +172,58 @@ def time_group(
                 # sees it (rank_placement).
                 data = build_run_data(configs[0], Path(scratch), World(0, first.devices, gpu), runtime)
                 data_s = time.perf_counter() - started
-            except UserError as error:  # no device or no data: every run of the group is refused alike
+            except UserError as error:  # no device or no data: every run of the group is refused
+                for _ in configs:
+                    _meet(barrier)
                 return [str(error)] * len(configs)
-            timings = []
+            timings: list[Timing | str] = []
             for i, config in enumerate(configs):
                 try:
-                    timings.append(
-                        _time_net(config, data, data_s, Path(scratch) / str(i), gpu, steps, barrier)
-                    )
-                except UserError as error:  # this net only; the copies side by side skip it alike
+                    net = _NetUnderTest(config, data, Path(scratch) / str(i), gpu)
+                except UserError as error:  # this net only
+                    _meet(barrier)
                     timings.append(str(error))
+                    continue
+                _meet(barrier)
+                timings.append(net.time(data_s, steps))
             return timings
     finally:
         torch.set_num_threads(threads)
 
 
-def _time_net(config: Config, data, data_s: float, scratch: Path, gpu: int, steps: int, barrier) -> Timing:
-    world = World(local_rank=gpu)
-    runtime = Runtime.resolve(config.trainer, world)
-    started = time.perf_counter()
-    trainer, _ = build_loop(config, data, scratch, world, runtime)
-    batches = _endless(data.train)
-    lr = trainer.schedule.lr(0)
-    for _ in range(WARMUP_STEPS):
-        trainer.step(*next(batches), lr)
-    _sync(runtime.device)
-    build_s = time.perf_counter() - started  # with the warm-up steps: a run pays them too, once
+def _meet(barrier) -> None:
     if barrier is not None:
-        barrier.wait()
-    started = time.perf_counter()
-    for _ in range(steps):
-        trainer.step(*next(batches), lr)
-    _sync(runtime.device)
-    step_s = (time.perf_counter() - started) / steps
-    build_s -= WARMUP_STEPS * step_s  # the warm-up steps' extra cost; as steps they count with the others
-    eval_batch_s = _time_eval_batch(trainer.raw_model, data.evals, runtime)
-    trainer.logger.close()
-    return Timing(data_s, max(build_s, 0.0), step_s, eval_batch_s, sum(len(b) for b in data.evals.values()))
+        barrier.wait(timeout=BARRIER_TIMEOUT_S)  # a copy gone: BrokenBarrierError, reported by the parent
+
+
+class _NetUnderTest:
+    """One net built on the group's data, its first steps run (oneDNN's and cuDNN's kernel choice, the
+    loader's workers starting): ready to time."""
+
+    def __init__(self, config: Config, data, scratch: Path, gpu: int):
+        world = World(local_rank=gpu)
+        self.runtime = Runtime.resolve(config.trainer, world)
+        self.data = data
+        started = time.perf_counter()
+        self.trainer, _ = build_loop(config, data, scratch, world, self.runtime)
+        self.batches = _endless(data.train)
+        self.lr = self.trainer.schedule.lr(0)
+        for _ in range(WARMUP_STEPS):
+            self.trainer.step(*next(self.batches), self.lr)
+        _sync(self.runtime.device)
+        self.build_s = time.perf_counter() - started  # with the warm-up steps: a run pays them too, once
+
+    def time(self, data_s: float, steps: int) -> Timing:
+        started = time.perf_counter()
+        for _ in range(steps):
+            self.trainer.step(*next(self.batches), self.lr)
+        _sync(self.runtime.device)
+        step_s = (time.perf_counter() - started) / steps
+        build_s = self.build_s - WARMUP_STEPS * step_s  # the warm-up's extra cost; its steps count as steps
+        eval_batch_s = _time_eval_batch(self.trainer.raw_model, self.data.evals, self.runtime)
+        self.trainer.logger.close()
+        eval_batches = sum(len(batches) for batches in self.data.evals.values())
+        return Timing(data_s, max(build_s, 0.0), step_s, eval_batch_s, eval_batches)
 
 
 def _time_eval_batch(model: torch.nn.Module, evals: dict, runtime: Runtime) -> float:
