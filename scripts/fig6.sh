@@ -13,7 +13,8 @@
 #           of ITERS, as the paper's 32k and 48k of 64k.
 #   BUDGET  minutes the whole sweep may take on this machine: resnet-plan times the nets here and chooses the
 #           largest ITERS that fits (with EVALS evaluations a run), then the sweep runs with it. The choice
-#           is kept in OUT/plan.json, so that re-running the same command resumes with the same ITERS.
+#           is kept in OUT/plan.json, so that re-running the same command resumes with the same ITERS (another
+#           command on the same OUT is refused: OUT/plan.args holds the planned one).
 #   EVALS   test-set evaluations per run, evenly spaced (default: the experiment's trainer.eval_every)
 #   EXPERIMENT  the experiment preset (default cifar_plain_vs_resnet; cifar_plain_vs_resnet_cpu runs two jobs
 #           side by side on a CPU)
@@ -57,17 +58,35 @@ sweep_overrides() {
     fi
 }
 
+# The length resnet-plan chose, from its plan.
+planned_iters() {
+    "$BIN/python" - "$PLAN" <<'PY'
+import json, sys
+fit = json.load(open(sys.argv[1])).get("fit") or {}
+if "max_iters" not in fit:
+    print(f"fig6.sh: {sys.argv[1]} holds no planned length; remove it to plan again", file=sys.stderr)
+    sys.exit(2)
+print(fit["max_iters"])
+PY
+}
+
 check_iters
 PLAN=$OUT/plan.json
+sweep_overrides
 if [[ -n $BUDGET && -s $PLAN ]]; then
-    ITERS=$("$BIN/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["fit"]["max_iters"])' "$PLAN")
+    # The sweep planned here must be this command's: other models, evaluations or overrides need a new plan.
+    if [[ -f $OUT/plan.args ]] && ! printf '%s\n' "${SWEEP[@]}" "$@" | cmp -s - "$OUT/plan.args"; then
+        echo "fig6.sh: $OUT was planned for other settings ($OUT/plan.args); choose another OUT or remove $PLAN" >&2
+        exit 2
+    fi
+    ITERS=$(planned_iters)
     echo "Fig. 6 in ${BUDGET} min: resuming the sweep planned in ${PLAN} (${ITERS} iterations a run)"
 elif [[ -n $BUDGET ]]; then
-    sweep_overrides
     echo "Fig. 6 in ${BUDGET} min: timing the nets on this machine to choose the iterations"
     "$BIN/resnet-plan" "${SWEEP[@]}" "$@" --budget "$BUDGET" --json "$PLAN.new"
+    printf '%s\n' "${SWEEP[@]}" "$@" >"$OUT/plan.args"
     mv "$PLAN.new" "$PLAN"
-    ITERS=$("$BIN/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["fit"]["max_iters"])' "$PLAN")
+    ITERS=$(planned_iters)
     check_iters
 fi
 sweep_overrides

@@ -108,6 +108,13 @@ def test_fig6_cpu_pipeline_trains_side_by_side_then_draws_and_tabulates(tmp_path
     assert sorted(p.name for p in (tmp_path / "aggregate").iterdir()) == ["ResNet-8", "plain-8"]
     metrics = [json.loads(p.read_text()) for p in tmp_path.glob("*/metrics.json")]
     assert sorted(m["iterations"] for m in metrics) == [4, 4]
+    # A sweep planned for another command (other models) is not resumed with this command's length.
+    (tmp_path / "plan.args").write_text("model=resnet110\n")
+    other = subprocess.run(
+        ["bash", str(root / "scripts" / "fig6.sh"), *tiny, "model.depth=8"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+    )  # fmt: skip
+    assert other.returncode == 2 and "was planned for other settings" in other.stdout, other.stdout
 
 
 def test_fig6_with_a_budget_asks_resnet_plan_and_stops_before_training_when_nothing_fits(tmp_path):
