@@ -15,8 +15,8 @@ the whole sweep, every job from iteration 0 and keeping its number of evaluation
 The launchers: Hydra's basic one (one job after another, on the whole machine), joblib
 (`hydra/launcher=side_by_side`: n_jobs at once, sharing the cores or GPUs as cli/train.py's job_share gives
 them out) and SLURM through submitit (each job on an allocation of its own, up to array_parallelism at once;
-timed here with cpus_per_task threads, and the queue's wait is not in the estimate). Nothing is written,
-except the plan itself with --json.
+timed here with cpus_per_task threads, and the queue's wait is not in the estimate). Nothing is written in
+the sweep's directories (the timed runs write into a temporary folder); --json FILE writes the plan.
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ def compose_sweep(overrides: list[str]) -> tuple[DictConfig, list[DictConfig]]:
     from ..config import config_dir, register_configs
 
     register_configs()
+    # Hydra's multirun entry point would also launch the jobs: its own pieces are used instead (the basic
+    # sweeper's expansion and the config loader's job composition, internal to hydra-core 1.3, pinned <1.4).
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name="train"):
         hydra = GlobalHydra.instance().hydra
         sweep = hydra.compose_config("config", overrides, run_mode=RunMode.MULTIRUN)
