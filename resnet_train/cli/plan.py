@@ -34,14 +34,13 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, open_dict
 
-from ..applicability import uses_warmup
 from ..config import Config, ScheduleName, config_to_plain, model_name
 from ..engine.distributed import World
 from ..engine.estimate import evaluations, fit_iters, job_seconds, sweep_seconds
 from ..engine.launch import check_launch
-from ..engine.optim import LrSchedule
 from ..engine.probe import Placement, Timing, time_configs, timing_key
-from ..engine.rundir import find_resume_checkpoint, lock_holder
+from ..engine.run import build_schedule
+from ..engine.rundir import find_resume_checkpoint, lock_holder, run_complete
 from ..errors import UserError
 from ..logs import setup_logging
 from .overrides import unreadable_override
@@ -191,21 +190,15 @@ def plan_job(job: DictConfig, scheduled: bool = False) -> tuple[PlannedJob, Conf
         return planned, None
     if checkpoint is not None:
         planned.start = checkpoint["trainer"]["iteration"]
-        finished = planned.start >= planned.max_iters and (run_dir / "metrics.json").exists()
+        finished = run_complete(run_dir, planned.start, planned.max_iters)
         planned.state = "finished" if finished else "resumes"
     return planned, config
 
 
 def check_schedule(config: Config) -> None:
     """The job's lr schedule as the trainer builds it: runs that share a timing may differ in it."""
-    m, o = config.model, config.optim
     try:
-        LrSchedule.from_config(
-            config.sched,
-            o.lr,
-            config.trainer.max_iters,
-            warmup=uses_warmup(config.sched.warmup, m.family, m.depth),
-        )
+        build_schedule(config)
     except ValueError as error:
         raise UserError(str(error)) from None
 

@@ -278,7 +278,8 @@ class Trainer:
         self._wall_mark = time.perf_counter()
         self.meter_start = time.perf_counter() - self.resumed_window_s
         try:
-            self._iterate()
+            with distributed.peers_answering():  # also DDP's all-reduce, which runs in the backward
+                self._iterate()
         except distributed.LostContact as lost:  # a peer died: one line, with where this run can resume
             raise lost.at(st.iteration, self.saved_iteration) from None
         self._update_wall_time()
@@ -291,8 +292,7 @@ class Trainer:
                 fresh_epoch, batches = st.batch_in_epoch == 0, 0
                 for images, labels in self.train_batches.epoch(st.epoch, st.batch_in_epoch):
                     batches += 1
-                    with distributed.peers_answering():  # DDP's all-reduce runs in the backward
-                        self.step(images, labels, self.schedule.lr(st.iteration))
+                    self.step(images, labels, self.schedule.lr(st.iteration))
                     st.iteration += 1
                     st.batch_in_epoch += 1
                     self.logger.advance()

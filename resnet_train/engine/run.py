@@ -36,7 +36,7 @@ from .logger import RunLogger
 from .loop import LoopSettings, Trainer
 from .optim import LrSchedule, build_optimizer
 from .restore import model_from_config
-from .rundir import ResumePoint, check_data_identity, find_resume_checkpoint
+from .rundir import ResumePoint, check_data_identity, find_resume_checkpoint, run_complete
 from .summary import RunSummary
 
 log = logging.getLogger("resnet_train")
@@ -85,7 +85,7 @@ def seed_everything(seed: int) -> None:
 def build_model_and_optimizer(
     config: Config, num_classes: int, device: torch.device, channels_last: bool, cuda_graph: bool = False
 ):
-    m, o, sc, t = config.model, config.optim, config.sched, config.trainer
+    m, o = config.model, config.optim
     raw_model = model_from_config(m, num_classes, config.data.image_size)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     raw_model = raw_model.to(device, memory_format=memory_format)
@@ -93,9 +93,14 @@ def build_model_and_optimizer(
         raw_model.parameters(), o.name, o.lr, momentum=o.momentum, nesterov=o.nesterov,
         weight_decay=o.weight_decay, betas=tuple(o.betas), fused=device.type == "cuda", capturable=cuda_graph,
     )  # fmt: skip
+    return raw_model, optimizer, build_schedule(config)
+
+
+def build_schedule(config: Config) -> LrSchedule:
+    """The run's lr schedule (ValueError for an impossible one), its warm-up as the net's depth decides."""
+    m, sc = config.model, config.sched
     warmup = uses_warmup(sc.warmup, m.family, m.depth)
-    schedule = LrSchedule.from_config(sc, o.lr, t.max_iters, warmup=warmup)
-    return raw_model, optimizer, schedule
+    return LrSchedule.from_config(sc, config.optim.lr, config.trainer.max_iters, warmup=warmup)
 
 
 @dataclass(frozen=True)
@@ -273,7 +278,7 @@ def train(
             log.info("resumed from iteration %d", start)
     if accepted is not None and world.is_main:
         accepted()
-    if start >= t.max_iters and (run_dir / "metrics.json").exists():
+    if run_complete(run_dir, start, t.max_iters):
         logger.close()
         log.info("the run in %s is already complete (%d iterations)", run_dir, start)
         return None

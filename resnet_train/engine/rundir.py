@@ -98,6 +98,12 @@ class RunLock:
             self.file = None
 
 
+def run_complete(run_dir: Path, iteration: int, max_iters: int) -> bool:
+    """A run resumed at `iteration` has nothing left to do: all its iterations trained and its metrics.json
+    written (a run stopped between its last checkpoint and metrics.json finishes that)."""
+    return iteration >= max_iters and (Path(run_dir) / "metrics.json").exists()
+
+
 def lock_holder(run_dir: Path) -> str | None:
     """Who holds `run_dir` (RunLock's "pid N on HOST"), or None where no command does; creates nothing."""
     try:
