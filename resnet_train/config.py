@@ -7,18 +7,61 @@ types, so the model, data and engine code import them without ever seeing a Hydr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import importlib
+import inspect
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Any, List, Optional
 
+from omegaconf import MISSING
+
 from .errors import UserError
 from .logs import register_logging
+
+
+class Role(Enum):
+    """What changing a setting changes. Resume, seed grouping, resnet-plan's timing and run naming derive
+    their rules from the roles of the schema's fields (`keys_with`)."""
+
+    experiment = "experiment"  # the numbers a run computes, and what a step costs (depth, batch, data)
+    numbers = "numbers"  # the numbers a run computes, not what a step costs (lr, seed, schedule)
+    cost = "cost"  # only how fast a run goes: the same numbers (compiling, memory layout, workers)
+    watch = "watch"  # only how a run is watched and saved (logging, evaluation, checkpoints)
+    files = "files"  # only where files are (data.root, trainer.resume)
+
+
+Check = tuple[Callable[[Any], bool], str]  # a range: (predicate, its wording)
+
+
+def setting(
+    default: Any, role: Role = Role.experiment, check: Check | None = None, named: bool = True,
+    iterations: bool = False,
+) -> Any:  # fmt: skip
+    """A schema field with its default, its role, its range (`check`), whether it names a run's directory
+    when given on the command line (`named`), and whether it counts iterations (a schedule's milestones:
+    resnet-plan moves them with a fitted length)."""
+    metadata = {"role": role, "check": check, "named": named, "iterations": iterations}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _at_least(low: float) -> Check:
+    return (lambda v: v >= low), f">= {low}"
+
+
+POSITIVE: Check = (lambda v: math.isfinite(v) and v > 0), "finite and > 0"
+NON_NEGATIVE: Check = (lambda v: math.isfinite(v) and v >= 0), "finite and >= 0"
+FRACTION: Check = (lambda v: 0 < v <= 1), "in (0, 1]"
+COUNT: Check = _at_least(1)
+SIZE: Check = _at_least(0)
 
 
 class Family(Enum):
@@ -62,18 +105,6 @@ class DatasetName(Enum):
     synthetic = "synthetic"
     imagefolder = "imagefolder"
     imagenet = "imagenet"
-
-
-class OptimizerName(Enum):
-    sgd = "sgd"
-    adamw = "adamw"
-
-
-class ScheduleName(Enum):
-    paper_cifar = "paper_cifar"  # step decay at fixed iterations (the paper's CIFAR recipe)
-    cosine = "cosine"
-    step = "step"  # step decay every `step_every` iterations
-    paper_imagenet = "paper_imagenet"  # divide by 10 when the validation error plateaus (Sec. 3.4)
 
 
 class Loader(Enum):
@@ -158,14 +189,15 @@ class NanPolicy(Enum):
 
 @dataclass
 class ModelConfig:
-    family: Family = Family.cifar
-    depth: int = 20
-    residual: bool = True
-    shortcut: Shortcut = Shortcut.A
-    bottleneck_stride: BottleneckStride = BottleneckStride.v1
-    stem: Stem = Stem.auto
-    zero_init_residual: bool = False
-    sync_bn: bool = False
+    family: Family = setting(Family.cifar)
+    depth: int = setting(20, check=COUNT)
+    residual: bool = setting(True)
+    shortcut: str = setting("A")  # A, B, C (models/shortcuts.py) or a dotted path to a class of one's own
+    block: Optional[str] = setting(None)  # None: the paper's blocks; or a dotted path to a block class
+    bottleneck_stride: BottleneckStride = setting(BottleneckStride.v1)
+    stem: Stem = setting(Stem.auto)
+    zero_init_residual: bool = setting(False)
+    sync_bn: bool = setting(False)
 
 
 @dataclass
@@ -194,47 +226,61 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    name: OptimizerName = OptimizerName.sgd
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 1e-4
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    """What every optimizer takes; `_target_` is the optimizer's class, built with the net's parameters
+    (engine/run.py `build_optimizer`), so `optim._target_=mylab.Lion` trains with one's own."""
+
+    _target_: str = setting(MISSING)
+    lr: float = setting(0.1, Role.numbers, POSITIVE)
+    weight_decay: float = setting(1e-4, Role.numbers, NON_NEGATIVE)
 
 
 @dataclass
-class SchedConfig:
-    name: ScheduleName = ScheduleName.paper_cifar
-    milestones: List[int] = field(default_factory=lambda: [32000, 48000])
-    gamma: float = 0.1
-    step_every: int = 0  # sched=step: divide by 1/gamma every this many iterations
-    min_lr: float = 0.0  # sched=cosine
-    warmup: Warmup = Warmup.auto
-    warmup_lr: float = 0.01
-    warmup_until_train_error: float = 0.8
-    patience: int = 5  # sched=paper_imagenet: evaluations without improvement before the lr drops
-    threshold: float = 0.001  # sched=paper_imagenet: a smaller drop of the error is not an improvement
+class SGDConfig(OptimConfig):
+    """SGD as in the paper (Sec. 3.4: momentum 0.9, weight decay 1e-4 on every weight)."""
+
+    _target_: str = setting("torch.optim.SGD")
+    momentum: float = setting(0.9, Role.numbers, ((lambda v: 0 <= v < 1), "in [0, 1)"))
+    nesterov: bool = setting(False, Role.numbers)
+
+
+@dataclass
+class AdamWConfig(OptimConfig):
+    _target_: str = setting("torch.optim.AdamW")
+    lr: float = setting(1e-3, Role.numbers, POSITIVE)
+    weight_decay: float = setting(0.05, Role.numbers, NON_NEGATIVE)
+    betas: List[float] = setting(
+        [0.9, 0.999], Role.numbers, ((lambda v: len(v) == 2 and all(0 <= b < 1 for b in v)), "two in [0, 1)")
+    )
+
+
+OPTIMIZERS = {"sgd": SGDConfig, "adamw": AdamWConfig}
+
+# data/split.py seeds each epoch's generator with seed * 1_000_003 + epoch, which torch takes up to 2**64 - 1
+# ("Overflow when unpacking long long" above): this bound leaves room for 2**63 epochs.
+MAX_SEED = 2**63 // 1_000_003
 
 
 @dataclass
 class TrainerConfig:
-    max_iters: int = 64000
-    batch_size: int = 128  # the global batch, split across devices
-    eval_every: int = 1000
-    eval_batch_size_per_process: int = 1000  # each process evaluates its shard in batches of this many
-    log_every: int = 100
-    checkpoint_every: int = 4000
-    seed: int = 0
-    device: DeviceKind = DeviceKind.auto
-    devices: int = 1
-    precision: Precision = Precision.fp32
-    channels_last: Optional[bool] = None  # None: on (CUDA and CPU, engine/run.py Runtime.resolve)
-    compile: Optional[bool] = None  # None: on for CUDA
-    compile_mode: CompileMode = CompileMode.default
-    cuda_graph: bool = False  # capture the whole training step as one CUDA graph (engine/graph.py)
-    resume: str = "auto"  # auto | never | PATH of a checkpoint
-    nan_policy: NanPolicy = NanPolicy.stop
-    progress: bool = True
+    max_iters: int = setting(64000, Role.numbers, COUNT)
+    batch_size: int = setting(128, check=COUNT)  # the global batch, split across devices
+    eval_every: int = setting(1000, Role.watch, COUNT)
+    eval_batch_size_per_process: int = setting(1000, Role.cost, COUNT)  # each process's evaluation batch
+    log_every: int = setting(100, Role.watch, COUNT)
+    checkpoint_every: int = setting(4000, Role.watch, COUNT)
+    seed: int = setting(0, Role.numbers, ((lambda v: 0 <= v <= MAX_SEED), f"in [0, {MAX_SEED}]"))
+    device: DeviceKind = setting(DeviceKind.auto)
+    devices: int = setting(1, check=COUNT, named=False)
+    precision: Precision = setting(Precision.fp32)
+    channels_last: Optional[bool] = setting(None, Role.cost)  # None: on (engine/run.py Runtime.resolve)
+    compile: Optional[bool] = setting(None, Role.cost)  # None: on for CUDA
+    compile_mode: CompileMode = setting(CompileMode.default, Role.cost)
+    cuda_graph: bool = setting(False, Role.cost)  # the training step as one CUDA graph (engine/graph.py)
+    resume: str = setting("auto", Role.files, named=False)  # auto | never | PATH of a checkpoint
+    # skip checks every loss on the host; stop does not survive a non-finite loss, so neither changes a
+    # trajectory that goes on
+    nan_policy: NanPolicy = setting(NanPolicy.stop, Role.cost)
+    progress: bool = setting(True, Role.watch, named=False)
 
 
 @dataclass
@@ -249,93 +295,138 @@ class EvalConfig:
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    sched: SchedConfig = field(default_factory=SchedConfig)
+    optim: OptimConfig = MISSING
+    sched: Any = MISSING  # one of engine/schedules.py's schemas
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
-# Keys a stored config (a checkpoint's, a run's .hydra/config.yaml) may hold under an earlier name.
-RENAMED = {("trainer", "eval_batch_size"): "eval_batch_size_per_process"}
+def schemas() -> dict[str, list[type]]:
+    """Each config group's schemas, one dataclass per option (the groups with one option have one)."""
+    from .engine.schedules import SCHEDULES
+
+    return {
+        "model": [ModelConfig], "data": [DataConfig], "optim": list(OPTIMIZERS.values()),
+        "sched": list(SCHEDULES.values()), "trainer": [TrainerConfig],
+    }  # fmt: skip
 
 
-def current_names(stored: dict) -> dict:
-    """A stored config with every key under its present name (RENAMED), so that runs written before a rename
-    resume, restore and group as they did."""
-    stored = {section: dict(v) if isinstance(v, dict) else v for section, v in stored.items()}
-    for (section, old), new in RENAMED.items():
-        values = stored.get(section)
-        if isinstance(values, dict) and old in values:
-            values.setdefault(new, values.pop(old))
-    return stored
+def schema_field(key: str) -> dataclasses.Field | None:
+    """The field of a dotted key ("sched.milestones") in any schema of its group (None: no schema has it)."""
+    group, _, name = key.lstrip("+~").partition(".")
+    for schema in schemas().get(group, []):
+        for f in dataclasses.fields(schema):
+            if f.name == name:
+                return f
+    return None
+
+
+def role_of(key: str) -> Role:
+    """The role of a dotted key; a key no schema knows (a setting of one's own class) is taken to change the
+    numbers."""
+    f = schema_field(key)
+    return f.metadata.get("role", Role.experiment) if f is not None else Role.experiment
+
+
+def own_settings(node: Any) -> dict:
+    """The settings of a config object: its schema's fields and, for a class of one's own, the keys added
+    with `+group.key=value` (OmegaConf sets them as attributes)."""
+    return {k: v for k, v in vars(node).items() if not k.startswith("__")}
+
+
+def locate(path: str, key: str) -> Any:
+    """What a dotted path names (`mylab.schedules.LinearToZero`), given as the setting `key`."""
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise UserError(f"{key}={path} names nothing that can be imported ({error})") from None
+
+
+def build_target(node: Any, *args: Any, **given: Any) -> Any:
+    """The object `node._target_` names (Hydra's convention), built with `args` and the node's settings,
+    `given` in place of any of them. For a class of one's own, a setting of the option it replaced that the
+    class does not take is left out while it holds the schema's default, and refused otherwise."""
+    target, settings = node._target_, own_settings(node)
+    del settings["_target_"]
+    cls = locate(target, "_target_")
+    defaults = {f.name: f for f in dataclasses.fields(node)}
+    if target != defaults["_target_"].default:
+        takes = {
+            name for k in cls.__mro__ if "__init__" in vars(k)
+            for name, p in inspect.signature(k.__init__).parameters.items()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }  # fmt: skip
+        for name in [name for name in settings if name not in takes]:
+            default = defaults.get(name)
+            if default is None or settings[name] != _default(default):
+                raise UserError(f"{target} does not take the setting {name}={settings[name]}")
+            del settings[name]
+    return cls(*args, **{**settings, **given})
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def walk(node: Any, prefix: str = "") -> Iterator[tuple[str, Any, dataclasses.Field]]:
+    """(dotted key, value, schema field) for every setting of a config object."""
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from walk(value, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", value, f
 
 
 def config_to_plain(config: Config) -> dict:
     """The config as plain Python values (enums by name), as checkpoints store it: `torch.load(weights_only=
-    True)` reads it back, and `engine.restore.config_from_plain` turns it into a `Config` again."""
+    True)` reads it back, and `config_from_plain` turns it into a `Config` again."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(OmegaConf.structured(config), enum_to_str=True)
+    plain = OmegaConf.to_container(OmegaConf.structured(config), enum_to_str=True)
+    for group in ("optim", "sched"):  # the settings of a class of one's own
+        node = getattr(config, group)
+        plain[group].update({k: v for k, v in own_settings(node).items() if k not in plain[group]})
+    return plain
 
 
-def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: v >= low), f">= {low}"
+def schema_of(group: str, stored: dict) -> type:
+    """The schema a stored group's settings were written from: the one with the most fields, all stored."""
+    fitting = [s for s in schemas()[group] if {f.name for f in dataclasses.fields(s)} <= set(stored)]
+    if not fitting:
+        raise UserError(f"the stored {group} settings fit no schema of this version: {sorted(stored)}")
+    return max(fitting, key=lambda s: len(dataclasses.fields(s)))
 
 
-_POSITIVE = (lambda v: math.isfinite(v) and v > 0), "finite and > 0"
-_NON_NEGATIVE = (lambda v: math.isfinite(v) and v >= 0), "finite and >= 0"
-_COUNT = _at_least(1)
-_SIZE = _at_least(0)
+def config_from_plain(stored: dict, overrides: list[str] = (), schema: type | None = None) -> Any:
+    """A stored config (plain values, enums by name) with `overrides` (dotted key=value), validated by the
+    schema of each group's option (`schema` for the whole config: resnet-eval's adds `eval`)."""
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
 
-# Every numeric setting and the range it must lie in: (dotted key, (predicate, wording)). Checked once, before
-# anything is built or loaded, so a wrong number is one line and never a hang, a traceback or a wasted step.
-# data/split.py seeds each epoch's generator with seed * 1_000_003 + epoch, which torch takes up to 2**64 - 1
-# ("Overflow when unpacking long long" above): this bound leaves room for 2**63 epochs.
-MAX_SEED = 2**63 // 1_000_003
-
-RANGES: tuple[tuple[str, tuple[Callable[[Any], bool], str]], ...] = (
-    ("model.depth", _COUNT),
-    ("data.num_classes", ((lambda v: v is None or v >= 2), ">= 2")),
-    ("data.image_size", _COUNT),
-    ("data.val_size", _SIZE),
-    ("data.train_size", _COUNT),
-    ("data.test_size", _COUNT),
-    ("data.lighting", _NON_NEGATIVE),
-    ("data.scale_range", ((lambda v: len(v) == 2 and 1 <= v[0] <= v[1]), "[low, high], 1 <= low <= high")),
-    ("data.test_resize", _COUNT),
-    ("data.test_scales", ((lambda v: len(v) > 0 and min(v) >= 1), "a non-empty list of sizes >= 1")),
-    ("data.mean_samples", _COUNT),
-    ("data.workers", _SIZE),
-    ("optim.lr", _POSITIVE),
-    ("optim.momentum", ((lambda v: 0 <= v < 1), "in [0, 1)")),
-    ("optim.weight_decay", _NON_NEGATIVE),
-    ("optim.betas", ((lambda v: len(v) == 2 and all(0 <= b < 1 for b in v)), "two values in [0, 1)")),
-    ("sched.milestones", ((lambda v: all(a < b for a, b in zip([0, *v], v))), "increasing iterations > 0")),
-    ("sched.gamma", ((lambda v: 0 < v <= 1), "in (0, 1]")),
-    ("sched.step_every", _SIZE),
-    ("sched.min_lr", _NON_NEGATIVE),
-    ("sched.warmup_lr", _POSITIVE),
-    ("sched.warmup_until_train_error", ((lambda v: 0 < v <= 1), "in (0, 1]")),
-    ("sched.patience", _COUNT),
-    ("sched.threshold", _NON_NEGATIVE),
-    ("trainer.max_iters", _COUNT),
-    ("trainer.batch_size", _COUNT),
-    ("trainer.eval_every", _COUNT),
-    ("trainer.eval_batch_size_per_process", _COUNT),
-    ("trainer.log_every", _COUNT),
-    ("trainer.checkpoint_every", _COUNT),
-    ("trainer.seed", ((lambda v: 0 <= v <= MAX_SEED), f"in [0, {MAX_SEED}]")),
-    ("trainer.devices", _COUNT),
-)
+    try:
+        base = OmegaConf.structured(schema or Config)
+        with open_dict(base):
+            for group in ("data", "optim", "sched"):
+                base[group] = OmegaConf.merge(OmegaConf.structured(schema_of(group, stored[group])))
+        for group in ("optim", "sched"):  # the settings of a class of one's own
+            extra = set(stored[group]) - set(base[group])
+            with open_dict(base[group]):
+                for key in extra:
+                    base[group][key] = stored[group][key]
+        merged = OmegaConf.merge(base, stored, OmegaConf.from_dotlist(list(overrides)))
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        raise UserError(f"bad override or stored config: {str(error).splitlines()[0]}") from None
 
 
 def check_ranges(config: Config) -> None:
-    """Refuse every numeric setting outside its range (`RANGES`), all of them in one line."""
-    wrong = []
-    for key, (ok, wording) in RANGES:
-        group, name = key.split(".")
-        value = getattr(getattr(config, group), name)
-        if not ok(value):
-            wrong.append(f"{key}={value} (must be {wording})")
+    """Refuse every setting outside its range (its schema field's `check`), all of them in one line."""
+    wrong = [
+        f"{key}={value} (must be {f.metadata['check'][1]})"
+        for key, value, f in walk(config)
+        if f.metadata.get("check") and value is not None and not f.metadata["check"][0](value)
+    ]
     if wrong:
         raise UserError("out of range: " + "; ".join(wrong))
 
@@ -390,6 +481,11 @@ def _safe_item(item: str) -> tuple[str, bool]:
     return "".join(char if char in _NAME_SAFE else "_" for char in text), not set(text) <= _NAME_SAFE
 
 
+def _named(key: str) -> bool:
+    f = schema_field(key)
+    return f is None or f.metadata.get("named", True)
+
+
 def run_name(
     overrides: str, residual: bool = True, depth: int = 20, dataset: object = "cifar10", sweep: bool = False
 ) -> str:
@@ -406,7 +502,10 @@ def run_name(
     (engine/rundir.py, data identity)."""
     net = model_name(residual, depth)
     dataset = getattr(dataset, "value", dataset)  # a DatasetName from the composed config
-    items = [item for item in _split_overrides(overrides) if sweep or item.partition("=")[0] != "data.root"]
+    items = [
+        item for item in _split_overrides(overrides)
+        if (sweep or item.partition("=")[0] != "data.root") and _named(item.partition("=")[0])
+    ]  # fmt: skip
     stated = {"model.depth", "model.residual"}
     rest = [
         _safe_item(item)
@@ -425,7 +524,13 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    ConfigStore.instance().store(name="config_schema", node=Config)
+    from .engine.schedules import SCHEDULES
+
+    store = ConfigStore.instance()
+    store.store(name="config_schema", node=Config)
+    for group, options in (("optim", OPTIMIZERS), ("sched", SCHEDULES)):
+        for name, schema in options.items():
+            store.store(group=group, name=f"{name}_schema", node=schema)
     register_logging()
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)

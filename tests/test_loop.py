@@ -6,13 +6,13 @@ import signal
 import pytest
 import torch
 
-from resnet_train.config import NanPolicy, ScheduleName
+from resnet_train.config import NanPolicy
 from resnet_train.engine.checkpoint import load_checkpoint
 from resnet_train.engine.distributed import World
 from resnet_train.engine.evaluate import EvalResult, evaluate
 from resnet_train.engine.logger import RunLogger
 from resnet_train.engine.loop import Diverged, EmptyEpoch, LoopSettings, Trainer
-from resnet_train.engine.optim import LrSchedule
+from resnet_train.engine.schedules import PaperCifar
 from resnet_train.engine.signals import Preempted, StopOutsideLoop
 
 CPU = torch.device("cpu")
@@ -44,7 +44,7 @@ def make_trainer(tmp_path, batches, nan_policy=NanPolicy.stop, max_iters=8, chec
     torch.manual_seed(0)
     model = torch.nn.Linear(6, 3)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    schedule = LrSchedule(ScheduleName.paper_cifar, 0.1, max_iters, milestones=[6])
+    schedule = PaperCifar(0.1, max_iters, milestones=[6])
     logger = RunLogger(
         tmp_path, enabled=True, start_iteration=0, max_iters=max_iters, progress=False, synthetic=True
     )

@@ -2,9 +2,9 @@
 
 Two runs are seeds of one experiment when their stored configs agree on every setting that changes the
 numbers a run computes: the whole config less `trainer.seed` and the keys that only say where the files are,
-how the run is watched, saved or executed (engine/rundir.py's HARMLESS, the changes a resume accepts, less
-`trainer.max_iters`: a longer run ends elsewhere). `trainer.precision` counts as the precision the run
-resolved and recorded in metrics.json, so an `auto` run on a bf16 machine is not a seed of an fp32 run.
+how the run is watched, saved or executed (the schema's roles, which also decide the changes a resume
+accepts; `trainer.max_iters` counts: a longer run ends elsewhere). `trainer.precision` counts as the
+precision the run recorded in metrics.json.
 
 A group is shown as its net's name ("ResNet-56"); where several groups share a net, each name adds the
 settings that tell them apart ("ResNet-56 (optim.lr=0.05)", or "ResNet-34 B" for a shortcut option).
@@ -21,56 +21,37 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..config import current_names
-from ..engine.rundir import HARMLESS
-from ..engine.rundir import _flat as flat  # {"model.depth": 56, ...}, as a resume compares configs
+from ..config import Role, role_of
+from ..engine.rundir import flat, steers
 from .runs import Curve, Run
 
 log = logging.getLogger("resnet_train")
 
-# Keys that do not change what a run computes, so seeds that differ in them are still twins.
-NOT_THE_EXPERIMENT = (HARMLESS - {"trainer.max_iters"}) | {"trainer.seed", "trainer.resume"}
 NET_KEYS = ("model.depth", "model.residual")  # what the net's own name says
 SHORTCUT = "model.shortcut"
 NAMED_KEYS = 3  # settings spelled out in a group's name before "+N more"
 BAND = "min-max over seeds"
 
 
-def _defaults() -> dict:
-    """The schema's defaults, enums by name as a stored config writes them: the value of a key that a
-    config stored before the key existed does not hold."""
-    from omegaconf import OmegaConf
-
-    from ..config import Config
-
-    return flat(OmegaConf.to_container(OmegaConf.structured(Config()), enum_to_str=True))
-
-
-def _steers(key: str, settings: dict) -> bool:
-    """The HARMLESS keys that do steer a run under some settings (engine/rundir.py `harmless_change`)."""
-    if key == "trainer.eval_every":  # sched=paper_imagenet divides the lr on a plateau of these evaluations
-        return settings.get("sched.name") == "paper_imagenet"
-    if key == "trainer.log_every":  # the lr warm-up ends at the first logging point below its train error
-        warmup, depth = settings.get("sched.warmup"), settings.get("model.depth") or 0
-        cifar = settings.get("model.family") == "cifar"
-        return warmup == "on" or (warmup == "auto" and cifar and depth >= 110)
-    return False
-
-
-def experiment_settings(run: Run, defaults: dict | None = None) -> dict:
-    """Every setting of `run` that changes its numbers, flat; a run without a stored config is known by the
-    identity its metrics.json or directory gives, and says so (`config: unknown`)."""
+def experiment_settings(run: Run) -> dict:
+    """Every setting of `run` that changes its numbers, flat: its stored config less the seed and the keys
+    whose schema role leaves the numbers alone (unless they steer this run: engine/rundir.py `steers`). A
+    run without a stored config is known by the identity its metrics.json or directory gives, and says so
+    (`config: unknown`)."""
     if run.config is None:
         return {
             "config": "unknown", "model": run.model, "data.name": run.dataset, SHORTCUT: run.shortcut,
             "trainer.precision": run.precision,
         }  # fmt: skip
-    settings = {**(_defaults() if defaults is None else defaults), **flat(current_names(run.config))}
+    settings = flat(run.config)
     if run.precision is not None:
         settings["trainer.precision"] = run.precision
     if settings.get("model.residual") is False:
         settings.pop(SHORTCUT, None)  # a plain net has no shortcut to choose
-    return {k: v for k, v in settings.items() if k not in NOT_THE_EXPERIMENT or _steers(k, settings)}
+    return {
+        k: v for k, v in settings.items()
+        if k != "trainer.seed" and (role_of(k) in (Role.experiment, Role.numbers) or steers(k, settings))
+    }  # fmt: skip
 
 
 @dataclass
@@ -124,10 +105,9 @@ def _sort_key(group: Group) -> tuple:
 def group_runs(runs: Sequence[Run]) -> list[Group]:
     """The runs grouped by their experiment settings, sorted plain before residual and by depth, each with
     its display name. Two runs of one group with the same seed are named in a warning."""
-    defaults = _defaults()
     by_settings: dict[tuple, Group] = {}
     for run in runs:
-        settings = experiment_settings(run, defaults)
+        settings = experiment_settings(run)
         key = tuple(sorted((k, shown(v)) for k, v in settings.items()))
         by_settings.setdefault(key, Group("", settings, [])).runs.append(run)
     groups = list(by_settings.values())

@@ -34,16 +34,16 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, open_dict
 
-from ..config import Config, ScheduleName, config_to_plain, model_name
+from ..analysis.groups import shown
+from ..checks import composing_error
+from ..config import Config, config_to_plain, model_name, walk
 from ..engine.distributed import World
 from ..engine.estimate import evaluations, fit_iters, job_seconds, sweep_seconds
 from ..engine.launch import check_launch
 from ..engine.probe import Placement, Timing, time_configs, timing_key
-from ..engine.run import build_schedule
 from ..engine.rundir import find_resume_checkpoint, lock_holder, run_complete
 from ..errors import UserError
 from ..logs import setup_logging
-from .overrides import unreadable_override
 from .sweep import BASIC_LAUNCHER, distinguishing
 from .train import JOBLIB_LAUNCHER, job_config, job_share
 
@@ -177,14 +177,12 @@ def plan_job(job: DictConfig, scheduled: bool = False) -> tuple[PlannedJob, Conf
         planned.run_dir = str(run_dir)
         config = job_config(task)
         check_launch(config, World(0, config.trainer.devices) if scheduled else None)
-        check_schedule(config)
         planned.max_iters, planned.eval_every = config.trainer.max_iters, config.trainer.eval_every
         holder = lock_holder(run_dir)
         if holder is not None:
             planned.state, planned.reason = "running", holder
             return planned, config
-        defaults = config_to_plain(Config())
-        checkpoint = find_resume_checkpoint(config.trainer.resume, run_dir, config_to_plain(config), defaults)
+        checkpoint = find_resume_checkpoint(config.trainer.resume, run_dir, config_to_plain(config))
     except UserError as error:
         planned.state, planned.reason = "refused", str(error)
         return planned, None
@@ -193,14 +191,6 @@ def plan_job(job: DictConfig, scheduled: bool = False) -> tuple[PlannedJob, Conf
         finished = run_complete(run_dir, planned.start, planned.max_iters)
         planned.state = "finished" if finished else "resumes"
     return planned, config
-
-
-def check_schedule(config: Config) -> None:
-    """The job's lr schedule as the trainer builds it: runs that share a timing may differ in it."""
-    try:
-        build_schedule(config)
-    except ValueError as error:
-        raise UserError(str(error)) from None
 
 
 def time_jobs(planned: list[PlannedJob], configs: list[Config | None], launcher: LauncherPlan, steps: int,
@@ -330,14 +320,12 @@ def print_fit(fit: dict, configs: list[Config]) -> None:
     if "eval_every" in fit:
         evaluations = f"{fit['evaluations']} evaluation{'s' if fit['evaluations'] > 1 else ''}"
         print(f"  with trainer.eval_every={fit['eval_every']}: {evaluations} a job, as now")
-    within = [c for c in configs if 0 < max(c.sched.milestones, default=0) <= c.trainer.max_iters]
-    stepped = [c for c in within if c.sched.name is ScheduleName.paper_cifar]
-    if stepped:
-        c = stepped[0]
-        milestones = [round(m * fit["max_iters"] / c.trainer.max_iters) for m in c.sched.milestones]
-        print(
-            f"  with sched.milestones=[{','.join(map(str, milestones))}]: the lr drops at the same fractions"
-        )
+    for config in configs[:1]:  # the schedule's settings counted in iterations move with the length
+        scale = fit["max_iters"] / config.trainer.max_iters
+        for key, value, f in walk(config.sched, "sched."):
+            if f.metadata.get("iterations") and value:
+                moved = [round(v * scale) for v in value] if isinstance(value, list) else round(value * scale)
+                print(f"  with {key}={shown(moved)}: the lr changes at the same fractions of the run")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -365,15 +353,12 @@ def plan(args: argparse.Namespace) -> dict:
     from omegaconf.errors import OmegaConfBaseException
 
     started = time.perf_counter()
-    problem = unreadable_override(args.overrides)
-    if problem is not None:
-        raise UserError(problem)
     try:
         sweep, jobs = compose_sweep(args.overrides)
         scheduled = "submitit" in (sweep.hydra.launcher.get("_target_") or "")
         jobs_and_configs = [plan_job(job, scheduled) for job in jobs]
     except (HydraException, OmegaConfBaseException) as error:
-        raise UserError(str(error).strip().splitlines()[0]) from None
+        raise UserError(composing_error(error)) from None
     planned = [job for job, _ in jobs_and_configs]
     configs = [config for _, config in jobs_and_configs]
     # With a budget every job is timed (the fit runs them all from iteration 0), as many at once as will run.

@@ -23,14 +23,14 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ..applicability import check_settings
+from ..checks import check_settings, composing_error
 from ..config import Config, check_ranges, config_dir, register_configs
 from ..engine.launch import JobShare, launch
 from ..engine.signals import PREEMPTED_EXIT_CODE, Preempted
 from ..engine.summary import RunSummary
 from ..errors import UserError
+from ..logs import setup_logging
 from .hydra_record import HydraRecord
-from .overrides import refuse_unreadable_overrides
 
 log = logging.getLogger("resnet_train")
 
@@ -105,9 +105,8 @@ def job_config(cfg: DictConfig) -> Config:
     takes, checked: UserError for a value out of range, a key the schema lacks, or a setting with no effect
     on this run."""
     config: Config = OmegaConf.to_object(cfg)
-    config.data.root = os.path.expanduser(config.data.root)  # a quoted '~/data' (cli/overrides.py)
     check_ranges(config)
-    check_settings(cfg)
+    check_settings(config)
     return config
 
 
@@ -151,8 +150,16 @@ def hydra_main(cfg: DictConfig) -> dict | None:
 
 
 def main() -> None:
-    refuse_unreadable_overrides(sys.argv[1:])
-    hydra_main()
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises what it cannot compose, to be said in one line here
+    try:
+        hydra_main()
+    except (HydraException, OmegaConfBaseException) as error:
+        setup_logging()
+        log.error("%s", composing_error(error))
+        sys.exit(UserError.exit_code)
 
 
 if __name__ == "__main__":

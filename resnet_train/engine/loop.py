@@ -25,7 +25,7 @@ from . import distributed
 from .checkpoint import FORMAT_VERSION, rng_state, save_checkpoint, set_rng_state
 from .graph import StepGraph
 from .logger import RunLogger
-from .optim import LrSchedule
+from .schedules import Schedule
 from .signals import Preempted, SignalFlag
 
 log = logging.getLogger("resnet_train")
@@ -87,7 +87,7 @@ class Trainer:
         *,
         raw_model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
-        schedule: LrSchedule,
+        schedule: Schedule,
         train_batches: TrainBatches,
         eval_sets: dict[str, EvalBatches],
         logger: RunLogger,

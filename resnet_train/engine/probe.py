@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import Config, DeviceKind, TrainerConfig, config_to_plain, model_name
+from ..config import Config, DeviceKind, Role, TrainerConfig, config_to_plain, model_name, walk
 from ..errors import UserError
 from .distributed import World
 from .evaluate import evaluate
@@ -34,15 +34,6 @@ log = logging.getLogger("resnet_train")
 
 WARMUP_STEPS = 2  # untimed: oneDNN's and cuDNN's kernel choice, the loader's workers starting
 BARRIER_TIMEOUT_S = 900  # the copies side by side wait this long for each other at most
-# Settings that do not change what a step, an evaluation or the data loading costs: runs differing only in
-# these share one timing.
-UNTIMED_KEYS = {
-    "trainer": ("seed", "max_iters", "eval_every", "log_every", "checkpoint_every", "resume", "progress"),
-    "optim": ("lr", "weight_decay", "momentum"),
-    "sched": None,  # the whole schedule
-}
-
-
 @dataclass(frozen=True)
 class Timing:
     """What one job of a net costs on this machine, in seconds."""
@@ -74,15 +65,12 @@ class Placement:
 
 
 def timing_key(config: Config) -> tuple:
-    """What decides a run's cost: its config less `UNTIMED_KEYS`."""
-    plain = config_to_plain(config)
-    for section, keys in UNTIMED_KEYS.items():
-        if keys is None:
-            plain.pop(section)
-        else:
-            for key in keys:
-                plain[section].pop(key)
-    return tuple(sorted((section, repr(values)) for section, values in plain.items()))
+    """What decides a run's cost: its settings whose schema role is `experiment` or `cost` (runs differing
+    only in the others share one timing)."""
+    return tuple(
+        (key, repr(value)) for key, value, f in walk(config)
+        if f.metadata.get("role", Role.experiment) in (Role.experiment, Role.cost)
+    )  # fmt: skip
 
 
 def data_key(config: Config) -> tuple:

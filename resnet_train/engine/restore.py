@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from ..config import Config, ModelConfig, current_names
+from ..config import Config, ModelConfig, config_from_plain
 from ..data import InputStats, Normalizer
 from ..errors import UserError
 from ..models import build_model, model_name
@@ -29,21 +27,6 @@ def model_from_config(m: ModelConfig, num_classes: int, input_size: int) -> torc
         bottleneck_stride=m.bottleneck_stride, stem=m.stem, input_size=input_size,
         zero_init_residual=m.zero_init_residual,
     )  # fmt: skip
-
-
-def config_from_plain(stored: dict, overrides: list[str] = (), schema: type = Config):
-    """A stored config (plain values, enums by name) with `overrides` (dotted key=value), validated by
-    `schema`."""
-    trainer = stored.get("trainer") or {}
-    if trainer.get("precision") == "auto":  # written when precision=auto existed: evaluate in today's fp32
-        stored = {**stored, "trainer": {**trainer, "precision": "fp32"}}
-    try:
-        merged = OmegaConf.merge(
-            OmegaConf.structured(schema), current_names(stored), OmegaConf.from_dotlist(list(overrides))
-        )
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as error:
-        raise UserError(f"bad override or stored config: {str(error).splitlines()[0]}") from None
 
 
 @dataclass
@@ -65,7 +48,8 @@ class Restored:
 
 
 def restore(
-    checkpoint: dict | str | Path, overrides: list[str] = (), schema: type = Config, source: str | None = None
+    checkpoint: dict | str | Path, overrides: list[str] = (), schema: type | None = None,
+    source: str | None = None,
 ) -> Restored:
     """Rebuild what `checkpoint` (loaded, or its path) holds, its config changed by `overrides`."""
     if not isinstance(checkpoint, dict):
@@ -97,7 +81,7 @@ def _misfit(stored: dict, overrides: list[str], source: str) -> str:
     net and the overrides that changed it."""
     m = config_from_plain(stored).model
     net = f"{model_name(m.residual, m.depth)} ({m.family.value} family"
-    net += f", shortcut {m.shortcut.value})" if m.residual else ")"
+    net += f", shortcut {m.shortcut})" if m.residual else ")"
     keys = [item.partition("=")[0].lstrip("+") for item in overrides]
     changed = [
         item for item, key in zip(overrides, keys) if key.startswith("model.") or key == "data.image_size"

@@ -6,6 +6,7 @@ Hydra. Under DDP every rank runs this function with its own `World`.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 import time
@@ -16,16 +17,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..applicability import uses_warmup
 from ..config import (
     CompileMode,
     Config,
     DatasetName,
     DeviceKind,
     NanPolicy,
+    OptimConfig,
     Precision,
     TrainerConfig,
+    build_target,
     config_to_plain,
+    locate,
 )
 from ..data import RunData, Shard, build_data
 from ..errors import UserError
@@ -34,9 +37,9 @@ from . import distributed
 from .evaluate import evaluate
 from .logger import RunLogger
 from .loop import LoopSettings, Trainer
-from .optim import LrSchedule, build_optimizer
 from .restore import model_from_config
 from .rundir import ResumePoint, check_data_identity, find_resume_checkpoint, run_complete
+from .schedules import Schedule, uses_warmup
 from .summary import RunSummary
 
 log = logging.getLogger("resnet_train")
@@ -85,22 +88,30 @@ def seed_everything(seed: int) -> None:
 def build_model_and_optimizer(
     config: Config, num_classes: int, device: torch.device, channels_last: bool, cuda_graph: bool = False
 ):
-    m, o = config.model, config.optim
-    raw_model = model_from_config(m, num_classes, config.data.image_size)
+    raw_model = model_from_config(config.model, num_classes, config.data.image_size)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     raw_model = raw_model.to(device, memory_format=memory_format)
-    optimizer = build_optimizer(
-        raw_model.parameters(), o.name, o.lr, momentum=o.momentum, nesterov=o.nesterov,
-        weight_decay=o.weight_decay, betas=tuple(o.betas), fused=device.type == "cuda", capturable=cuda_graph,
-    )  # fmt: skip
+    optimizer = build_optimizer(config.optim, raw_model.parameters(), device, cuda_graph)
     return raw_model, optimizer, build_schedule(config)
 
 
-def build_schedule(config: Config) -> LrSchedule:
-    """The run's lr schedule (ValueError for an impossible one), its warm-up as the net's depth decides."""
-    m, sc = config.model, config.sched
-    warmup = uses_warmup(sc.warmup, m.family, m.depth)
-    return LrSchedule.from_config(sc, config.optim.lr, config.trainer.max_iters, warmup=warmup)
+def build_optimizer(o: OptimConfig, params, device: torch.device, cuda_graph: bool) -> torch.optim.Optimizer:
+    """The optimizer `optim._target_` names, over `params`. On CUDA the fused kernels (one launch for all
+    parameters, and an lr read from a device tensor, as a CUDA graph needs), else the multi-tensor loop; a
+    captured step keeps AdamW's step count on the device (`capturable`). A class of one's own gets the
+    implementation flags its constructor has."""
+    implementation = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    if cuda_graph:
+        implementation["capturable"] = True
+    takes = inspect.signature(locate(o._target_, "optim._target_")).parameters
+    return build_target(o, params, **{k: v for k, v in implementation.items() if k in takes})
+
+
+def build_schedule(config: Config) -> Schedule:
+    """The run's lr schedule, its warm-up as the net's depth decides (Sec. 4.2)."""
+    m, s = config.model, config.sched
+    warmup = uses_warmup(s.warmup, m.family, m.depth)
+    return build_target(s, config.optim.lr, config.trainer.max_iters, warmup=warmup)
 
 
 @dataclass(frozen=True)
@@ -254,7 +265,7 @@ def train(
         torch.backends.cudnn.benchmark = True
     seed_everything(t.seed + world.rank)
     net = model_name(m.residual, m.depth)
-    checkpoint = find_resume_checkpoint(t.resume, run_dir, config_to_plain(config), config_to_plain(Config()))
+    checkpoint = find_resume_checkpoint(t.resume, run_dir, config_to_plain(config))
     start = checkpoint["trainer"]["iteration"] if checkpoint else 0
     if world.is_main:
         source = "generated images" if d.name is DatasetName.synthetic else d.root

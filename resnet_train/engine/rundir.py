@@ -20,42 +20,22 @@ import os
 import socket
 from pathlib import Path
 
-from ..config import current_names
+from ..config import Family, Role, Warmup, role_of
 from ..data.identity import identity_differences
 from ..errors import UserError
 from .checkpoint import TRAINING_KEYS, CheckpointError, latest_checkpoint, load_checkpoint
+from .schedules import schedule_class, uses_warmup
 
 log = logging.getLogger("resnet_train")
 
 LOCK_NAME = ".lock"
-
-# Settings a resume may change: they decide how a run is watched, saved, fed or executed, not which numbers it
-# computes. Every other key (model, data, optimizer, schedule, batch, seed, precision, device, number of
-# processes, ...) is part of the trajectory: changing it mid-run would put two experiments into one curve.
-# `harmless_change` below narrows three of them where they do steer the run.
-HARMLESS = frozenset({
-    "trainer.max_iters",  # a longer or shorter run follows the same trajectory up to its end
-    "trainer.eval_every",  # evaluation runs in eval mode and leaves the weights alone
-    "trainer.eval_batch_size_per_process",
-    "trainer.log_every",
-    "trainer.checkpoint_every",
-    "trainer.progress",
-    "trainer.compile",  # the same step, run by other kernels
-    "trainer.compile_mode",
-    "trainer.channels_last",
-    "trainer.cuda_graph",
-    "trainer.nan_policy",  # decides only what happens at a non-finite loss, which `stop` does not survive
-    "data.root",  # the same dataset in another place (a node's local copy); its identity is checked on load
-    "data.download",
-    "data.workers",  # streamed data: other processes draw the same augmentations' random numbers
-})  # fmt: skip
 
 # What a checkpoint given as trainer.resume=PATH must match to be loaded at all: the net's structure, the
 # classes its last layer predicts and the optimizer whose state it carries. Other changes are the point of
 # starting a new run from it, and are logged.
 LOADABLE = (
     "model.family", "model.depth", "model.residual", "model.shortcut", "model.bottleneck_stride",
-    "model.stem", "data.name", "data.image_size", "data.num_classes", "optim.name",
+    "model.stem", "data.name", "data.image_size", "data.num_classes", "optim._target_",
 )  # fmt: skip
 
 
@@ -129,12 +109,9 @@ class ResumePoint(dict):
         self.source, self.own = str(source), own
 
 
-def find_resume_checkpoint(resume: str, run_dir: Path, config: dict, defaults: dict) -> ResumePoint | None:
-    """The checkpoint this run continues from (None: a fresh start), checked against `config`.
-
-    `config` is the run's resolved config as plain values, `defaults` the schema's defaults (the value of a
-    key that a checkpoint written before the key existed does not hold).
-    """
+def find_resume_checkpoint(resume: str, run_dir: Path, config: dict) -> ResumePoint | None:
+    """The checkpoint this run continues from (None: a fresh start), checked against `config`, the run's
+    resolved config as plain values."""
     checkpoint_dir = run_dir / "checkpoints"
     if resume == "never":
         leftovers = [name for name in ("checkpoints", "metrics.json") if (run_dir / name).exists()]
@@ -153,23 +130,24 @@ def find_resume_checkpoint(resume: str, run_dir: Path, config: dict, defaults: d
                 "%s holds this run's own checkpoint (iteration %d): resuming from it; trainer.resume=%s "
                 "was only where the run started", checkpoint_dir, own["trainer"]["iteration"], resume,
             )  # fmt: skip
-        check_own_config(own, config, defaults, run_dir)
+        check_own_config(own, config, run_dir)
         return ResumePoint(own, checkpoint_dir, own=True)
     if resume == "auto":
         return None
     start = load_checkpoint(Path(resume).expanduser(), TRAINING_KEYS)
-    check_start_config(start, config, defaults, resume)
+    check_start_config(start, config, resume)
     return ResumePoint(start, resume, own=False)
 
 
-def _flat(config: dict, prefix: str = "") -> dict:
-    flat = {}
+def flat(config: dict, prefix: str = "") -> dict:
+    """A nested config as {"model.depth": 56, ...}."""
+    out = {}
     for key, value in config.items():
         if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
+            out.update(flat(value, f"{prefix}{key}."))
         else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _override(value) -> str:
@@ -183,29 +161,40 @@ def _override(value) -> str:
     return str(value)
 
 
-def config_changes(saved: dict, config: dict, defaults: dict) -> dict[str, tuple]:
+def config_changes(saved: dict, config: dict) -> dict[str, tuple]:
     """key -> (saved value, new value) for every key whose value differs, except trainer.resume (where a run
     came from, not what it does)."""
-    old, new, default = _flat(current_names(saved)), _flat(config), _flat(defaults)
+    old, new = flat(saved), flat(config)
     return {
-        key: (old.get(key, default.get(key)), value)
+        key: (old.get(key), value)
         for key, value in new.items()
-        if old.get(key, default.get(key)) != value and key != "trainer.resume"
+        if old.get(key) != value and key != "trainer.resume"
     }
 
 
+def steers(key: str, settings: dict) -> bool:
+    """Whether a key whose role leaves the numbers alone steers this run all the same (`settings`: a flat
+    config, as `flat` gives): trainer.eval_every where the schedule follows the evaluations, and
+    trainer.log_every where the net warms up (the warm-up ends at the first logging point below its train
+    error)."""
+    if key == "trainer.eval_every":
+        return schedule_class(settings["sched._target_"]).uses_evaluations
+    if key == "trainer.log_every":
+        warmup, family = Warmup(settings["sched.warmup"]), Family(settings["model.family"])
+        return uses_warmup(warmup, family, settings["model.depth"])
+    return False
+
+
 def harmless_change(key: str, old, new, config: dict, checkpoint: dict) -> bool:
-    """Whether changing `key` from `old` to `new` on resuming `checkpoint` leaves the trajectory as it was."""
-    if key not in HARMLESS:
-        return False
-    schedule = config["sched"]["name"]
-    if key == "trainer.max_iters":  # sched=cosine spreads its curve over max_iters
-        return new >= checkpoint["trainer"]["iteration"] and schedule != "cosine"
-    if key == "trainer.eval_every":  # sched=paper_imagenet divides the lr on a plateau of these evaluations
-        return schedule != "paper_imagenet"
-    if key == "trainer.log_every":  # the warm-up ends at the first logging point below its train error
-        return not checkpoint.get("schedule", {}).get("warming_up", False)
-    return True
+    """Whether changing `key` from `old` to `new` on resuming `checkpoint` leaves the trajectory as it was:
+    a key that changes only the cost, how the run is watched or where files are (its schema role), or a
+    longer or shorter run of a schedule that does not spread over trainer.max_iters."""
+    if key == "trainer.max_iters":
+        schedule = schedule_class(config["sched"]["_target_"])
+        return new >= checkpoint["trainer"]["iteration"] and not schedule.uses_max_iters
+    if key == "trainer.log_every":  # steers only while the warm-up lasts
+        return not checkpoint["schedule"]["warming_up"]
+    return role_of(key) in (Role.cost, Role.watch, Role.files) and not steers(key, flat(config))
 
 
 def _describe(changes: dict[str, tuple]) -> str:
@@ -221,9 +210,9 @@ def _revert(key: str, old) -> str:
     return f"{key}={_override(old)}"
 
 
-def check_own_config(checkpoint: dict, config: dict, defaults: dict, run_dir: Path) -> None:
+def check_own_config(checkpoint: dict, config: dict, run_dir: Path) -> None:
     """Refuse to continue a run with a config that alters its trajectory; log the changes that do not."""
-    changes = config_changes(checkpoint["config"], config, defaults)
+    changes = config_changes(checkpoint["config"], config)
     refused = {k: v for k, v in changes.items() if not harmless_change(k, *v, config, checkpoint)}
     allowed = {k: v for k, v in changes.items() if k not in refused}
     if refused:
@@ -239,9 +228,9 @@ def check_own_config(checkpoint: dict, config: dict, defaults: dict, run_dir: Pa
         log.info("resuming with changed settings that leave the trajectory alone:\n%s", _describe(allowed))
 
 
-def check_start_config(checkpoint: dict, config: dict, defaults: dict, source: str) -> None:
+def check_start_config(checkpoint: dict, config: dict, source: str) -> None:
     """Refuse a starting checkpoint whose net, classes or optimizer differ from the config; log the rest."""
-    changes = config_changes(checkpoint["config"], config, defaults)
+    changes = config_changes(checkpoint["config"], config)
     refused = {k: v for k, v in changes.items() if k in LOADABLE}
     if refused:
         raise CheckpointError(

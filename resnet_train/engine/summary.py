@@ -67,7 +67,8 @@ class RunSummary:
         m, t = config.model, config.trainer
         return cls(
             model=model_name(m.residual, m.depth), family=m.family.value, depth=m.depth,
-            shortcut=m.shortcut.value if m.residual else None, dataset=config.data.name.value,
+            shortcut=m.shortcut if m.residual else None,
+            dataset=getattr(config.data.name, "value", config.data.name),
             synthetic=synthetic, iterations=state.iteration,
             **{key: last.get(key) for key in _LOOP_METRICS},
             best_val_error=state.best_val_error, params=params, seed=t.seed, batch_size=t.batch_size,
@@ -76,7 +77,7 @@ class RunSummary:
             precision=rt.precision, compiled=rt.compile, cuda_graph=rt.cuda_graph,
             skipped_steps=state.skipped_steps, wall_time_s=round(state.wall_time_s, 3),
             images_per_s=state.images_per_s,
-            lr=config.optim.lr, schedule=config.sched.name.value, max_iters=t.max_iters,
+            lr=config.optim.lr, schedule=config.sched._target_.rpartition(".")[2], max_iters=t.max_iters,
         )  # fmt: skip
 
     def metrics(self) -> dict:
