@@ -390,8 +390,11 @@ def config_to_plain(config: Config) -> dict:
     return plain
 
 
-def schema_of(group: str, stored: dict) -> type:
-    """The schema a stored group's settings were written from: the one with the most fields, all stored."""
+def schema_of(group: str, stored: dict | None) -> type:
+    """The schema a stored group's settings were written from: the one with the most fields, all stored (the
+    group's first, the default, where nothing is stored)."""
+    if not stored:
+        return schemas()[group][0]
     fitting = [s for s in schemas()[group] if {f.name for f in dataclasses.fields(s)} <= set(stored)]
     if not fitting:
         raise UserError(f"the stored {group} settings fit no schema of this version: {sorted(stored)}")
@@ -408,9 +411,9 @@ def config_from_plain(stored: dict, overrides: list[str] = (), schema: type | No
         base = OmegaConf.structured(schema or Config)
         with open_dict(base):
             for group in ("data", "optim", "sched"):
-                base[group] = OmegaConf.merge(OmegaConf.structured(schema_of(group, stored[group])))
+                base[group] = OmegaConf.structured(schema_of(group, stored.get(group)))
         for group in ("optim", "sched"):  # the settings of a class of one's own
-            extra = set(stored[group]) - set(base[group])
+            extra = set(stored.get(group, {})) - set(base[group])
             with open_dict(base[group]):
                 for key in extra:
                     base[group][key] = stored[group][key]
