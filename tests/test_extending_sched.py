@@ -25,8 +25,8 @@ def test_a_schedule_of_ones_own_trains_a_net_and_logs_its_lr(train_job):
 
 
 def test_its_settings_are_built_from_the_config_and_the_replaced_options_defaults_left_out():
-    config = OmegaConf.to_object(compose_config("sched=cosine", "sched._target_=mylab.schedules.WarmupCosine",
-                                                "+sched.warmup_iters=10", "trainer.max_iters=110"))  # fmt: skip
+    own = ["sched._target_=mylab.schedules.WarmupCosine", "+sched.warmup_iters=10", "trainer.max_iters=110"]
+    config = OmegaConf.to_object(compose_config("sched=cosine", *own))
     schedule = build_schedule(config)  # sched.min_lr (cosine's, at its default) is not WarmupCosine's
     assert [round(schedule.lr(i), 4) for i in (0, 9, 10, 60, 110)] == [0.01, 0.1, 0.1, 0.05, 0.0]
     assert config_to_plain(config)["sched"]["warmup_iters"] == 10
