@@ -63,9 +63,9 @@ def test_headers_quote_the_papers_numbers():
 def assert_paper_cifar_recipe(cfg):
     assert cfg.data.name.value == "cifar10" and cfg.data.val_size == 0  # final runs: 50k train, 10k test
     assert cfg.trainer.batch_size == 128 and cfg.trainer.max_iters == 64000
-    assert cfg.optim.name.value == "sgd" and cfg.optim.lr == 0.1 and cfg.optim.momentum == 0.9
+    assert cfg.optim._target_ == "torch.optim.SGD" and cfg.optim.lr == 0.1 and cfg.optim.momentum == 0.9
     assert cfg.optim.weight_decay == 1e-4
-    assert cfg.sched.name.value == "paper_cifar" and list(cfg.sched.milestones) == [32000, 48000]
+    assert cfg.sched._target_.endswith(".PaperCifar") and list(cfg.sched.milestones) == [32000, 48000]
     assert cfg.sched.gamma == 0.1 and cfg.sched.warmup.value == "auto" and cfg.sched.warmup_lr == 0.01
 
 
@@ -80,16 +80,16 @@ def test_cifar_experiments_sweep_the_papers_nets_with_its_recipe(experiment, mod
         assert_paper_cifar_recipe(cfg)
         assert cfg.model.family.value == "cifar"
         assert (cfg.model.residual, cfg.model.depth) == parse_model_name(model)
-        assert cfg.model.shortcut.value == "A"
+        assert cfg.model.shortcut == "A"
 
 
 def assert_paper_imagenet_recipe(cfg):
     assert cfg.data.name.value == "imagenet" and cfg.data.image_size == 224 and cfg.data.num_classes == 1000
     assert list(cfg.data.scale_range) == [256, 480] and cfg.data.lighting == 0.1
     assert cfg.trainer.batch_size == 256 and cfg.trainer.max_iters == 600000
-    assert cfg.optim.name.value == "sgd" and cfg.optim.lr == 0.1 and cfg.optim.momentum == 0.9
+    assert cfg.optim._target_ == "torch.optim.SGD" and cfg.optim.lr == 0.1 and cfg.optim.momentum == 0.9
     assert cfg.optim.weight_decay == 1e-4
-    assert cfg.sched.name.value == "paper_imagenet" and cfg.sched.gamma == 0.1
+    assert cfg.sched._target_.endswith(".Plateau") and cfg.sched.gamma == 0.1
     assert cfg.model.family.value == "imagenet" and cfg.model.bottleneck_stride.value == "v1"
 
 
@@ -99,7 +99,7 @@ def test_cifar_cpu_experiment_is_fig6_cut_to_an_hour_two_jobs_side_by_side():
     cfg = compose_config("experiment=cifar_plain_vs_resnet_cpu")
     t = cfg.trainer
     assert (t.max_iters, list(cfg.sched.milestones)) == (800, [400, 600])  # lr / 10 at 1/2 and 3/4
-    assert t.batch_size == 128 and cfg.optim.lr == 0.1 and cfg.model.shortcut.value == "A"
+    assert t.batch_size == 128 and cfg.optim.lr == 0.1 and cfg.model.shortcut == "A"
     launcher = compose_config("experiment=cifar_plain_vs_resnet_cpu", hydra_config=True).hydra.launcher
     assert launcher.n_jobs == 2 and launcher._target_.endswith("JoblibLauncher")
 
@@ -112,7 +112,7 @@ def test_imagenet_plain_vs_resnet_is_table2():
         cfg = compose_config("experiment=imagenet_plain_vs_resnet", f"model={model}")
         assert_paper_imagenet_recipe(cfg)
         assert (cfg.model.residual, cfg.model.depth) == parse_model_name(model)
-        assert cfg.model.shortcut.value == "A"  # Table 2: option A, so plain and residual nets match in size
+        assert cfg.model.shortcut == "A"  # Table 2: option A, so plain and residual nets match in size
 
 
 def test_imagenet_shortcuts_is_table3_a_b_c():
@@ -120,7 +120,7 @@ def test_imagenet_shortcuts_is_table3_a_b_c():
     for option in "ABC":
         cfg = compose_config("experiment=imagenet_shortcuts", f"model.shortcut={option}")
         assert_paper_imagenet_recipe(cfg)
-        assert cfg.model.depth == 34 and cfg.model.residual and cfg.model.shortcut.value == option
+        assert cfg.model.depth == 34 and cfg.model.residual and cfg.model.shortcut == option
 
 
 def test_imagenet_deep_is_resnet_50_101_152_with_option_b():
@@ -128,7 +128,7 @@ def test_imagenet_deep_is_resnet_50_101_152_with_option_b():
     for depth in (50, 101, 152):
         cfg = compose_config("experiment=imagenet_deep", f"model=resnet{depth}")
         assert_paper_imagenet_recipe(cfg)
-        assert cfg.model.depth == depth and cfg.model.residual and cfg.model.shortcut.value == "B"
+        assert cfg.model.depth == depth and cfg.model.residual and cfg.model.shortcut == "B"
 
 
 def test_a_single_run_of_an_imagenet_experiment_trains_an_imagenet_net():

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
-from enum import Enum
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from torchvision.io import write_png
 
 from resnet_train.analysis.responses import RunningStd, layer_responses
 from resnet_train.cli import responses
-from resnet_train.config import Config, DatasetName, Family
+from resnet_train.config import DatasetName, Family, config_from_plain, config_to_plain
 from resnet_train.data import InputStats, Normalizer, load_splits
 from resnet_train.engine.checkpoint import FORMAT_VERSION, save_checkpoint
 from resnet_train.models import build_model, model_name
@@ -98,14 +96,7 @@ def test_max_images_stops_early():
 def plain_config(**changes) -> dict:
     """A resolved config as the engine stores it in a checkpoint: plain values, enums by name."""
 
-    def convert(value):
-        if isinstance(value, Enum):
-            return value.name
-        if isinstance(value, dict):
-            return {key: convert(item) for key, item in value.items()}
-        return value
-
-    config = convert(dataclasses.asdict(Config()))
+    config = config_to_plain(config_from_plain({}))
     for group, values in changes.items():
         config[group].update(values)
     return config
