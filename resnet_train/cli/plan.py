@@ -311,8 +311,8 @@ def print_plan(plan: dict, planned: list[PlannedJob], configs: list, launcher: L
 
 
 def print_fit(fit: dict, configs: list[Config]) -> None:
-    """The budget's length, and the settings that go with it: the evaluations, and the lr milestones of
-    `sched=paper_cifar`, which count iterations and so move with the length (scripts/fig6.sh moves them)."""
+    """The budget's length, and the settings that go with it: the evaluations, and the schedule's settings
+    that count iterations (milestones), which move with the length (scripts/fig6.sh moves them)."""
     print(
         f"budget {duration(fit['budget_s'])} left: trainer.max_iters={fit['max_iters']} fits (the sweep "
         f"{duration(fit['sweep_s'])}, every job from iteration 0)"

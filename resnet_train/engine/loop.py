@@ -355,7 +355,7 @@ class Trainer:
             self.last_metrics[f"{split}_loss"] = loss
             self.last_metrics[f"{split}_top5_error"] = top5_error
             self.last_metrics[f"{split}_error_images"] = result.images
-            # sched=paper_imagenet: lr drops on a plateau of the held-out val error, else the test split's
+            # a schedule that follows the evaluations watches the held-out val error, else the test split's
             if split == ("val" if "val" in self.eval_sets else "test"):
                 self.schedule.observe_val_error(error)
             if split == "val" and (st.best_val_error is None or error < st.best_val_error):
