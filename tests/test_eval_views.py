@@ -1,4 +1,4 @@
-"""Test-time views (engine/eval_views.py): 10-crop and multi-scale scores, and a ResNet run fully
+"""Test-time views (engine/evaluate.py): 10-crop and multi-scale scores, and a ResNet run fully
 convolutionally at every scale (Sec. 3.4)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from resnet_train.data.augment import scale_views
 from resnet_train.data.files import decode_rgb, read_bytes, scan_folder
 from resnet_train.data.normalize import Normalizer
 from resnet_train.data.stream import StreamEvalBatches
-from resnet_train.engine.eval_views import evaluate_views, view_scores
+from resnet_train.engine.evaluate import evaluate, view_scores
 
 
 class MeanColour(torch.nn.Module):
@@ -54,5 +54,5 @@ def test_a_resnet_runs_fully_convolutionally_at_every_scale(tree):
     normalize = Normalizer(tiny_stats(32), Normalize.mean_image, CPU)
     view = lambda image: scale_views(image, [32, 48, 64])  # noqa: E731  (small scales keep the test fast)
     batches = StreamEvalBatches(files, view, normalize, 3)
-    result = evaluate_views(net, batches, CPU)
+    result = evaluate(net, batches, CPU)
     assert 0 <= result.error <= 1 and result.top5_error == 0.0  # 3 classes: the truth is always in the top 5

@@ -61,7 +61,7 @@ def evaluate_checkpoint(path: Path, overrides: list[str], restored=None) -> tupl
 
     from ..data import build_eval_set
     from ..engine.distributed import World
-    from ..engine.eval_views import evaluate_views
+    from ..engine.evaluate import evaluate
     from ..engine.run import Runtime
     from ..models import model_name
 
@@ -76,7 +76,7 @@ def evaluate_checkpoint(path: Path, overrides: list[str], restored=None) -> tupl
     )  # fmt: skip
     model = restored.model.to(rt.device)
     log.info("evaluating %s (%s views) on %d images of %s", path, crops.value, evals.images, d.name.value)
-    result = evaluate_views(model, evals.batches, rt.device, rt.amp_dtype)
+    result = evaluate(model, evals.batches, rt.device, rt.amp_dtype)
     report = {
         "checkpoint": str(path),
         "model": model_name(m.residual, m.depth),
