@@ -64,23 +64,15 @@ COUNT: Check = _at_least(1)
 SIZE: Check = _at_least(0)
 
 
+# Every enum's value is its name: a config, a checkpoint and the Python API spell an option one way (Hydra
+# reads an override by name).
+
+
 class Family(Enum):
     """Which of the paper's two network families: CIFAR (Sec. 4.2, 6n+2 layers) or ImageNet (Table 1)."""
 
     cifar = "cifar"
     imagenet = "imagenet"
-
-
-class Shortcut(Enum):
-    """The paper's shortcut options (Sec. 3.3 and 4.1)."""
-
-    A = "A"  # identity, zero-padded extra channels, parameter-free
-    B = "B"  # 1x1 projection only where dimensions change
-    C = "C"  # 1x1 projection on every shortcut
-
-
-# Every enum's value is its name: a config, a checkpoint and the Python API spell an option one way (Hydra
-# reads an override by name).
 
 
 class BottleneckStride(Enum):

@@ -30,7 +30,6 @@ from resnet_train.config import (
     Family,
     ModelConfig,
     Precision,
-    Shortcut,
     TrainerConfig,
     parse_model_name,
 )
@@ -126,7 +125,7 @@ def resnet50_config(args, compile: bool | None, cuda_graph: bool) -> Config:
         precision=Precision.bf16, channels_last=True, compile=compile,
         compile_mode=CompileMode[args.compile_mode], cuda_graph=cuda_graph,
     )  # fmt: skip
-    model = ModelConfig(family=Family.imagenet, depth=50, residual=True, shortcut=Shortcut.B)
+    model = ModelConfig(family=Family.imagenet, depth=50, residual=True, shortcut="B")
     return Config(model=model, data=data, trainer=trainer)
 
 
@@ -143,7 +142,7 @@ def project_step(model: str, args, setting: str, run_dir: Path):
 def baseline_net(model: str, device: torch.device):
     """The CIFAR net `model` and the paper's SGD, as the common public loop builds them."""
     residual, depth = parse_model_name(model)
-    net = build_model(Family.cifar, depth, residual, 10, shortcut=Shortcut.A).to(device).train()
+    net = build_model(Family.cifar, depth, residual, 10, shortcut="A").to(device).train()
     return net, torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
 
 

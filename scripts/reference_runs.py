@@ -89,7 +89,8 @@ def reference(work: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--out", type=Path, help="write the digests here")
     parser.add_argument("--compare", type=Path, help="compare with digests written before")
     args = parser.parse_args()

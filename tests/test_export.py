@@ -14,7 +14,7 @@ from clitools import console_script
 
 from resnet_train import load_model
 from resnet_train.cli.export import main as export_main
-from resnet_train.config import BottleneckStride, Family, Shortcut
+from resnet_train.config import BottleneckStride, Family
 from resnet_train.models import build_model
 from resnet_train.models.export import NotExportable, to_torchvision, torchvision_arch
 
@@ -39,7 +39,7 @@ def _trained_looking(model: torch.nn.Module) -> torch.nn.Module:
 )
 def test_torchvision_loads_the_export_and_computes_the_same(depth, stride):
     ours = _trained_looking(
-        build_model(Family.imagenet, depth, True, 7, shortcut=Shortcut.B, bottleneck_stride=stride)
+        build_model(Family.imagenet, depth, True, 7, shortcut="B", bottleneck_stride=stride)
     )
     assert torchvision_arch(ours) == f"resnet{depth}"
     theirs = getattr(torchvision.models, f"resnet{depth}")(num_classes=7)
@@ -52,12 +52,12 @@ def test_torchvision_loads_the_export_and_computes_the_same(depth, stride):
 @pytest.mark.parametrize(
     "family, depth, residual, options, reason",
     [
-        (Family.imagenet, 18, True, {"shortcut": Shortcut.A}, "option A"),
-        (Family.imagenet, 18, True, {"shortcut": Shortcut.C}, "option C"),
+        (Family.imagenet, 18, True, {"shortcut": "A"}, "option A"),
+        (Family.imagenet, 18, True, {"shortcut": "C"}, "option C"),
         (Family.imagenet, 18, False, {}, "plain net"),
-        (Family.imagenet, 18, True, {"shortcut": Shortcut.B, "input_size": 32}, "CIFAR stem"),
+        (Family.imagenet, 18, True, {"shortcut": "B", "input_size": 32}, "CIFAR stem"),
         (Family.cifar, 20, True, {}, "CIFAR stem"),
-        (Family.imagenet, 50, True, {"shortcut": Shortcut.B}, "v1"),
+        (Family.imagenet, 50, True, {"shortcut": "B"}, "v1"),
     ],
 )
 def test_nets_without_a_torchvision_twin_are_refused(family, depth, residual, options, reason):

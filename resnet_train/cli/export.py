@@ -46,7 +46,7 @@ def export(checkpoint: Path, form: str, out: Path, force: bool = False) -> str:
         m = restored.config.model
         usage = (
             f"resnet_train.models.build_model('{m.family.value}', {m.depth}, {m.residual}, {classes}, "
-            f"shortcut='{m.shortcut.value}', bottleneck_stride='{m.bottleneck_stride.value}', "
+            f"shortcut='{m.shortcut}', block={m.block!r}, bottleneck_stride='{m.bottleneck_stride.value}', "
             f"stem='{m.stem.value}', input_size={restored.config.data.image_size})"
         )
     with atomic_output(out) as partial:

@@ -23,7 +23,7 @@ from .checkpoint import WEIGHTS_KEYS, check_structure, load_checkpoint
 def model_from_config(m: ModelConfig, num_classes: int, input_size: int) -> torch.nn.Module:
     """The net a model config describes, for `num_classes` outputs and `input_size` images."""
     return build_model(
-        m.family, m.depth, m.residual, num_classes, shortcut=m.shortcut,
+        m.family, m.depth, m.residual, num_classes, shortcut=m.shortcut, block=m.block,
         bottleneck_stride=m.bottleneck_stride, stem=m.stem, input_size=input_size,
         zero_init_residual=m.zero_init_residual,
     )  # fmt: skip

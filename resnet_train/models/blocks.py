@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import BottleneckStride, Shortcut
+from ..config import BottleneckStride
 from .shortcuts import as_enum, make_shortcut
 
 
@@ -79,7 +79,7 @@ class BasicBlock(_Block):
         in_channels: int,
         width: int,
         stride: int,
-        shortcut: Shortcut | None,
+        shortcut: str | None,
         bottleneck_stride: BottleneckStride = BottleneckStride.v1,
         zero_init_residual: bool = False,
     ) -> None:
@@ -111,7 +111,7 @@ class Bottleneck(_Block):
         in_channels: int,
         width: int,
         stride: int,
-        shortcut: Shortcut | None,
+        shortcut: str | None,
         bottleneck_stride: BottleneckStride = BottleneckStride.v1,
         zero_init_residual: bool = False,
     ) -> None:

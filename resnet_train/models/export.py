@@ -17,7 +17,6 @@ import torch
 from ..config import BottleneckStride
 from .blocks import Bottleneck
 from .resnet import IMAGENET_DEPTHS, IMAGENET_WIDTHS, ResNet
-from .shortcuts import PadShortcut, ProjectionShortcut
 
 
 class NotExportable(ValueError):
@@ -28,7 +27,7 @@ def torchvision_arch(model: ResNet) -> str:
     """The torchvision constructor of a net's depth (`resnet50`), from its blocks per stage (Table 1)."""
     blocks = tuple(len(stage) for stage in model.stages)
     for depth, (block, stage_blocks) in IMAGENET_DEPTHS.items():
-        if stage_blocks == blocks and isinstance(model.stages[0][0], block):
+        if stage_blocks == blocks and type(model.stages[0][0]) is block:
             return f"resnet{depth}"
     raise NotExportable(f"no torchvision ResNet has {blocks} blocks per stage")
 
@@ -41,28 +40,27 @@ def torchvision_mismatch(model: ResNet) -> str | None:
         return "it has the 3x3 CIFAR stem; torchvision's ResNets have the 7x7/2 stem and 3x3/2 max pool"
     widths = tuple(stage[0].conv1.out_channels for stage in model.stages)
     blocks = tuple(len(stage) for stage in model.stages)
-    if widths != IMAGENET_WIDTHS or blocks not in [b for _, b in IMAGENET_DEPTHS.values()]:
+    layout = [(type(stage[0]), len(stage)) for stage in model.stages]
+    if widths != IMAGENET_WIDTHS or not any(
+        layout == [(block, count) for count in counts] for block, counts in IMAGENET_DEPTHS.values()
+    ):
         return f"its stages ({blocks} blocks of widths {widths}) are not one of Table 1's nets"
-    for stage in model.stages:
-        for block in stage:
-            projects = block.in_channels != block.out_channels or block.stride != 1
-            if isinstance(block.shortcut, PadShortcut):
-                return "it uses option A (zero-padding shortcuts); torchvision projects (option B)"
-            if isinstance(block.shortcut, ProjectionShortcut) and not projects:
-                return (
-                    "it uses option C (a projection on every block); torchvision projects only where the "
-                    "shape changes (option B)"
-                )
-            if isinstance(block, Bottleneck) and block.bottleneck_stride is BottleneckStride.v1:
-                return (
-                    "its bottlenecks stride the first 1x1 conv (the paper's v1); torchvision strides the "
-                    "3x3 (v1.5): train with model.bottleneck_stride=v1_5"
-                )
+    if model.shortcut_option != "B":
+        return (
+            f"it uses shortcut option {model.shortcut_option}; torchvision's ResNets have option B (a "
+            f"projection only where the shape changes)"
+        )
+    first = model.stages[1][0]
+    if isinstance(first, Bottleneck) and first.bottleneck_stride is BottleneckStride.v1:
+        return (
+            "its bottlenecks stride the first 1x1 conv (the paper's v1); torchvision strides the 3x3 (v1.5): "
+            "train with model.bottleneck_stride=v1_5"
+        )
     return None
 
 
-# Our names -> torchvision's (`stem.conv` -> `conv1`, `stages.0.1.bn2` -> `layer1.1.bn2`, a projection
-# shortcut's `shortcut.conv`/`shortcut.bn` -> `downsample.0`/`downsample.1`); `fc` is the same.
+# Our names -> torchvision's (`stem.conv` -> `conv1`, `stages.0.1.bn2` -> `layer1.1.bn2`, option B's
+# projection `shortcut.conv`/`shortcut.bn` -> `downsample.0`/`downsample.1`); `fc` is the same.
 _RENAMES = (
     (re.compile(r"^stem\.conv\."), "conv1."),
     (re.compile(r"^stem\.bn\."), "bn1."),

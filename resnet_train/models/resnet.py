@@ -13,9 +13,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..config import BottleneckStride, Family, Shortcut, Stem
+from ..config import BottleneckStride, Family, Stem
 from .blocks import BasicBlock, Bottleneck, init_conv_bn_
-from .shortcuts import as_enum
+from .shortcuts import as_enum, resolve_block
 
 Block = type[BasicBlock] | type[Bottleneck]
 
@@ -70,14 +70,14 @@ class ResNet(nn.Module):
         stage_widths: Sequence[int],
         num_classes: int,
         stem: Stem,
-        shortcut: Shortcut | None,
+        shortcut: str | None,
         bottleneck_stride: BottleneckStride = BottleneckStride.v1,
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
         if len(stage_blocks) != len(stage_widths):
             raise ValueError(f"{len(stage_blocks)} stage block counts but {len(stage_widths)} stage widths")
-        self.residual = shortcut is not None
+        self.residual, self.shortcut_option = shortcut is not None, shortcut
         self.stem = make_stem(as_enum(Stem, stem, "stem"), stage_widths[0])
         init_conv_bn_(self.stem)
         stages = []
@@ -158,13 +158,16 @@ def build_model(
     residual: bool,
     num_classes: int,
     *,
-    shortcut: Shortcut = Shortcut.A,
+    shortcut: str = "A",
+    block: str | None = None,
     bottleneck_stride: BottleneckStride = BottleneckStride.v1,
     stem: Stem = Stem.auto,
     input_size: int | None = None,
     zero_init_residual: bool = False,
 ) -> ResNet:
     """The paper's net of `family` and `depth`; `residual=False` gives its plain twin (shortcut ignored).
+    `shortcut` names an option of models/shortcuts.py or one's own; `block` a block class of one's own
+    (a dotted path; None: the paper's block for the depth).
 
     The stem: CIFAR nets always use the 3x3/1 conv (Sec. 4.2). ImageNet nets use the 7x7/2 conv and 3x3/2
     max pool of Table 1, except that `Stem.auto` gives them the CIFAR-style 3x3/1 stem without a pool (a
@@ -173,15 +176,14 @@ def build_model(
     """
     family = as_enum(Family, family, "family")
     stem = as_enum(Stem, stem, "stem")
-    option = as_enum(Shortcut, shortcut, "shortcut") if residual else None
-    block, stage_blocks, stage_widths = _layout(family, depth)
+    paper_block, stage_blocks, stage_widths = _layout(family, depth)
     return ResNet(
-        block,
+        paper_block if block is None else resolve_block(block),
         stage_blocks,
         stage_widths,
         num_classes,
         stem=_resolve_stem(family, stem, input_size),
-        shortcut=option,
+        shortcut=shortcut if residual else None,
         bottleneck_stride=as_enum(BottleneckStride, bottleneck_stride, "bottleneck_stride"),
         zero_init_residual=zero_init_residual,
     )

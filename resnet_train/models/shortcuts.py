@@ -1,8 +1,10 @@
-"""The shortcut connections of the paper's options A, B and C (Sec. 3.3), chosen in one place.
+"""The shortcut options, A, B and C of Sec. 3.3, in one registry (`SHORTCUTS`).
 
-Every shortcut takes the block's input and returns a tensor of the block's output shape. `make_shortcut` is
-the only code that looks at the option; a block receives the module it returns (or None for a plain net) and
-adds its output to the residual branch without knowing which option it is.
+An option is a callable `(in_channels, out_channels, stride) -> nn.Module`: the shortcut of one block, which
+takes the block's input and returns a tensor of the block's output shape. `model.shortcut` names a registered
+option or, as a dotted path, one of one's own (`model.shortcut=mylab.shortcuts.AvgPoolProjection`).
+`make_shortcut` is the only code that looks at the option; a block adds what the module returns to its
+residual branch without knowing which option it is.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import Shortcut
+from ..config import locate
+from ..errors import UserError
 
 
 class PadShortcut(nn.Module):
@@ -73,23 +76,46 @@ def as_enum(enum_type, value, what: str):
         raise ValueError(f"{what} must be one of {valid}; got {value!r}") from None
 
 
-def make_shortcut(
-    option: Shortcut | None, in_channels: int, out_channels: int, stride: int
-) -> nn.Module | None:
-    """The shortcut of one block: None for a plain net (no shortcut, no addition), else a module.
+def _same_shape(in_channels: int, out_channels: int, stride: int) -> bool:
+    """Channels count as well as stride: the first stage of a bottleneck net (64 -> 256 channels at stride 1)
+    changes shape, and gets a projection under option B, as in the released Caffe ResNet-50/101/152."""
+    return in_channels == out_channels and stride == 1
 
-    - A: identity where the shapes match, else `PadShortcut` (parameter-free).
-    - B: identity where the shapes match, else a 1x1 projection. "Shapes match" counts channels as well as
-      stride, so the first stage of a bottleneck net (64 -> 256 channels at stride 1) gets a projection, as
-      in the released Caffe ResNet-50/101/152.
-    - C: a 1x1 projection on every block.
-    """
-    if option is None:
-        return None
-    option = as_enum(Shortcut, option, "shortcut")
-    same_shape = in_channels == out_channels and stride == 1
-    if option is Shortcut.C or (option is Shortcut.B and not same_shape):
-        return ProjectionShortcut(in_channels, out_channels, stride)
-    if same_shape:
+
+def option_a(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """Identity where the shapes match, else `PadShortcut` (parameter-free)."""
+    if _same_shape(in_channels, out_channels, stride):
         return nn.Identity()
     return PadShortcut(in_channels, out_channels, stride)
+
+
+def option_b(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """Identity where the shapes match, else a 1x1 projection (torchvision's ResNets)."""
+    if _same_shape(in_channels, out_channels, stride):
+        return nn.Identity()
+    return ProjectionShortcut(in_channels, out_channels, stride)
+
+
+def option_c(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """A 1x1 projection on every block."""
+    return ProjectionShortcut(in_channels, out_channels, stride)
+
+
+SHORTCUTS = {"A": option_a, "B": option_b, "C": option_c}
+
+
+def resolve_shortcut(option: str):
+    """The shortcut option `model.shortcut` names: a registered one, or a dotted path to one's own."""
+    if option not in SHORTCUTS and "." not in option:
+        raise UserError(f"model.shortcut={option} is none of {', '.join(SHORTCUTS)} nor a dotted path")
+    return SHORTCUTS.get(option) or locate(option, "model.shortcut")
+
+
+def resolve_block(path: str) -> type[nn.Module]:
+    """The block class `model.block` names (a dotted path): one with the signature of models/blocks.py's."""
+    return locate(path, "model.block")
+
+
+def make_shortcut(option: str | None, in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
+    """The shortcut of one block: None for a plain net (no shortcut, no addition), else the option's."""
+    return None if option is None else resolve_shortcut(option)(in_channels, out_channels, stride)
