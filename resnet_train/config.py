@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, ClassVar, List, Optional
 
 from omegaconf import MISSING
 
@@ -88,14 +88,6 @@ class Stem(Enum):
 
     auto = "auto"
     cifar = "cifar"
-    imagenet = "imagenet"
-
-
-class DatasetName(Enum):
-    cifar10 = "cifar10"
-    cifar100 = "cifar100"
-    synthetic = "synthetic"
-    imagefolder = "imagefolder"
     imagenet = "imagenet"
 
 
@@ -194,26 +186,62 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: DatasetName = DatasetName.cifar10
-    root: str = "./data"
-    download: bool = False
-    num_classes: Optional[int] = None  # set by the dataset; required for imagefolder and synthetic
-    image_size: int = 32
-    val_size: int = 0  # images held out of the training set to report val/error
-    train_size: int = 5000  # synthetic only
-    test_size: int = 1000  # synthetic only
-    # The streamed loader (data=imagenet / data=imagefolder); see configs/data/imagenet.yaml.
-    loader: Loader = Loader.memory
-    augment: Augment = Augment.paper
-    normalize: Normalize = Normalize.mean_image
-    lighting: float = 0.1  # std of AlexNet's PCA lighting noise; 0 turns it off
-    scale_range: List[int] = field(default_factory=lambda: [256, 480])  # shorter side, training
-    test_resize: int = 256  # shorter side before the centre crop or the ten crops
-    test_scales: List[int] = field(default_factory=lambda: [224, 256, 384, 480, 640])  # multiscale
-    mean_samples: int = 10000  # training images averaged into the mean image
-    workers: int = 8  # DataLoader worker processes per rank
-    decode: Decode = Decode.cpu
-    on_bad_image: BadImage = BadImage.skip
+    """What every dataset has. `name` is an entry of data/datasets.py's registry, or a dotted path to an
+    entry of one's own. The sets of this schema and of `ArchiveData` and `SyntheticData` are decoded into
+    memory (`loader`); a `FolderData` tree may also be streamed."""
+
+    name: str = setting("cifar10")
+    num_classes: Optional[int] = setting(None, check=((lambda v: v >= 2), ">= 2"))  # fixed by an archive
+    image_size: int = setting(32, check=COUNT)
+    val_size: int = setting(0, check=SIZE)  # images held out of the training set to report val/error
+    normalize: Normalize = setting(Normalize.mean_image)
+    loader: ClassVar[Loader] = Loader.memory
+
+
+@dataclass
+class SyntheticData(DataConfig):
+    """Generated images (data=synthetic): nothing is read."""
+
+    name: str = setting("synthetic")
+    num_classes: Optional[int] = setting(10, check=((lambda v: v >= 2), ">= 2"))
+    train_size: int = setting(5000, check=COUNT)
+    test_size: int = setting(1000, check=COUNT)
+
+
+@dataclass
+class ArchiveData(DataConfig):
+    """A torchvision dataset held in memory (CIFAR-10/100): its archive, or an image tree of train/ and
+    test/ under `root`."""
+
+    root: str = setting("./data", Role.files)
+    download: bool = setting(False, Role.files, named=False)  # only the archive can be fetched
+
+
+@dataclass
+class FolderData(DataConfig):
+    """An ImageFolder tree (train/, and test/ or val/) under `root`, streamed file by file with ImageNet's
+    augmentation and test views (Sec. 3.4), or decoded into memory when its images have one size."""
+
+    name: str = setting("imagefolder")
+    root: str = setting(MISSING, Role.files)
+    image_size: int = setting(224, check=COUNT)
+    loader: Loader = setting(Loader.stream)
+    augment: Augment = setting(Augment.paper)
+    lighting: float = setting(0.1, check=NON_NEGATIVE)  # std of AlexNet's PCA lighting noise; 0: off
+    scale_range: List[int] = setting(
+        [256, 480], check=((lambda v: len(v) == 2 and 1 <= v[0] <= v[1]), "[low, high], 1 <= low <= high")
+    )  # the shorter side, training
+    test_resize: int = setting(256, check=COUNT)  # the shorter side before the centre crop or the ten crops
+    test_scales: List[int] = setting(
+        [224, 256, 384, 480, 640], check=((lambda v: len(v) > 0 and min(v) >= 1), "sizes >= 1, at least one")
+    )  # eval.crops=multiscale
+    mean_samples: int = setting(10000, check=COUNT)  # training images averaged into the mean image
+    workers: int = setting(8, Role.cost, SIZE)  # DataLoader worker processes per rank
+    decode: Decode = setting(Decode.cpu)
+    on_bad_image: BadImage = setting(BadImage.skip)
+
+
+DATA_SCHEMAS = {"archive": ArchiveData, "folder": FolderData, "synthetic": SyntheticData}
 
 
 @dataclass
@@ -286,7 +314,7 @@ class EvalConfig:
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig = MISSING
     optim: OptimConfig = MISSING
     sched: Any = MISSING  # one of engine/schedules.py's schemas
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -297,7 +325,7 @@ def schemas() -> dict[str, list[type]]:
     from .engine.schedules import SCHEDULES
 
     return {
-        "model": [ModelConfig], "data": [DataConfig], "optim": list(OPTIMIZERS.values()),
+        "model": [ModelConfig], "data": list(DATA_SCHEMAS.values()), "optim": list(OPTIMIZERS.values()),
         "sched": list(SCHEDULES.values()), "trainer": [TrainerConfig],
     }  # fmt: skip
 
@@ -383,11 +411,19 @@ def config_to_plain(config: Config) -> dict:
 
 
 def schema_of(group: str, stored: dict | None) -> type:
-    """The schema a stored group's settings were written from: the one with the most fields, all stored (the
-    group's first, the default, where nothing is stored)."""
-    if not stored:
-        return schemas()[group][0]
-    fitting = [s for s in schemas()[group] if {f.name for f in dataclasses.fields(s)} <= set(stored)]
+    """The schema a stored group's settings were written from: the first that has every stored key, one
+    whose `_target_` or `name` default is the stored one first (the group's first where nothing is stored);
+    else the one with the most fields, all stored (a class of one's own, with settings of its own)."""
+    options, stored = schemas()[group], stored or {}
+    names = [{f.name: f for f in dataclasses.fields(s)} for s in options]
+    having = [s for s, fields in zip(options, names) if set(stored) <= set(fields)]
+    for s, fields in zip(options, names):
+        identity = next((k for k in ("_target_", "name") if k in fields and k in stored), None)
+        if s in having and identity and fields[identity].default == stored[identity]:
+            return s
+    if having:
+        return having[0]
+    fitting = [s for s, fields in zip(options, names) if set(fields) <= set(stored)]
     if not fitting:
         raise UserError(f"the stored {group} settings fit no schema of this version: {sorted(stored)}")
     return max(fitting, key=lambda s: len(dataclasses.fields(s)))
@@ -523,7 +559,7 @@ def register_configs() -> None:
 
     store = ConfigStore.instance()
     store.store(name="config_schema", node=Config)
-    for group, options in (("optim", OPTIMIZERS), ("sched", SCHEDULES)):
+    for group, options in (("data", DATA_SCHEMAS), ("optim", OPTIMIZERS), ("sched", SCHEDULES)):
         for name, schema in options.items():
             store.store(group=group, name=f"{name}_schema", node=schema)
     register_logging()

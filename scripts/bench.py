@@ -46,7 +46,6 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from resnet_train.config import DatasetName
 from resnet_train.data import TrainBatches, load_splits
 from resnet_train.engine.distributed import World
 from resnet_train.engine.evaluate import evaluate
@@ -114,7 +113,7 @@ class PilImages(Dataset):
 
 def time_baseline(model: str, args, device: torch.device) -> dict:
     splits = load_splits(
-        DatasetName.synthetic, "", num_classes=10, train_size=args.train_size, test_size=args.test_size
+        "synthetic", "", num_classes=10, train_size=args.train_size, test_size=args.test_size
     )
     normalize = transforms.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
     train_tf = transforms.Compose(

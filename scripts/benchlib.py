@@ -24,17 +24,18 @@ from torch.utils.benchmark import Timer
 from resnet_train.config import (
     CompileMode,
     Config,
-    DataConfig,
-    DatasetName,
     DeviceKind,
     Family,
     ModelConfig,
     Precision,
+    SGDConfig,
+    SyntheticData,
     TrainerConfig,
     parse_model_name,
 )
 from resnet_train.engine.distributed import World
 from resnet_train.engine.run import Runtime, build_trainer, cpu_has_native_bf16
+from resnet_train.engine.schedules import PaperCifarConfig
 from resnet_train.models import build_model
 
 # The project's variants of the step (trainer settings), by name.
@@ -106,18 +107,16 @@ def cifar_config(model: str, args, setting: str, iters: int, train_size: int, te
         device=DeviceKind[args.device], progress=False, compile_mode=CompileMode[args.compile_mode],
         **SETTINGS[setting],
     )  # fmt: skip
-    data = DataConfig(
-        name=DatasetName.synthetic, num_classes=10, image_size=32, train_size=train_size, test_size=test_size
-    )
+    data = SyntheticData(num_classes=10, image_size=32, train_size=train_size, test_size=test_size)
     return Config(
-        model=ModelConfig(family=Family.cifar, depth=depth, residual=residual), data=data, trainer=trainer
+        model=ModelConfig(family=Family.cifar, depth=depth, residual=residual), data=data, trainer=trainer,
+        optim=SGDConfig(), sched=PaperCifarConfig(),
     )
 
 
 def resnet50_config(args, compile: bool | None, cuda_graph: bool) -> Config:
     """ResNet-50 (option B) at 224 on generated images, bf16 channels_last, batch --in-batch."""
-    data = DataConfig(
-        name=DatasetName.synthetic, num_classes=1000, image_size=224, train_size=args.in_batch,
+    data = SyntheticData(num_classes=1000, image_size=224, train_size=args.in_batch,
         test_size=args.in_batch,
     )  # fmt: skip
     trainer = TrainerConfig(
@@ -126,7 +125,7 @@ def resnet50_config(args, compile: bool | None, cuda_graph: bool) -> Config:
         compile_mode=CompileMode[args.compile_mode], cuda_graph=cuda_graph,
     )  # fmt: skip
     model = ModelConfig(family=Family.imagenet, depth=50, residual=True, shortcut="B")
-    return Config(model=model, data=data, trainer=trainer)
+    return Config(model=model, data=data, optim=SGDConfig(), sched=PaperCifarConfig(), trainer=trainer)
 
 
 def project_step(model: str, args, setting: str, run_dir: Path):

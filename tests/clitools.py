@@ -55,3 +55,14 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def make_config(**groups):
+    """A `Config` of the given group objects, the schema's default option for the others (what a plain
+    `resnet-train` composes: CIFAR-10, SGD, the paper's CIFAR schedule)."""
+    from resnet_train.config import ArchiveData, Config, ModelConfig, SGDConfig, TrainerConfig
+    from resnet_train.engine.schedules import PaperCifarConfig
+
+    defaults = {"model": ModelConfig, "data": ArchiveData, "optim": SGDConfig, "sched": PaperCifarConfig,
+                "trainer": TrainerConfig}  # fmt: skip
+    return Config(**{group: groups.get(group) or make() for group, make in defaults.items()})

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_train.config import DataConfig, DatasetName, Loader
+from resnet_train.config import FolderData, Loader
 from resnet_train.data import BACKENDS, SINGLE_PROCESS, Shard, build_data
 
 
@@ -23,12 +23,12 @@ def tree(tmp_path):
     return tmp_path
 
 
-def data_config(root, loader: Loader, **changes) -> DataConfig:
+def data_config(root, loader: Loader, **changes) -> FolderData:
     settings = dict(
-        name=DatasetName.imagefolder, root=str(root), loader=loader, num_classes=2, image_size=8,
+        name="imagefolder", root=str(root), loader=loader, num_classes=2, image_size=8,
         test_resize=8, scale_range=[8, 8], mean_samples=100, val_size=4, workers=0,
     )  # fmt: skip
-    return DataConfig(**{**settings, **changes})
+    return FolderData(**{**settings, **changes})
 
 
 def test_both_backends_hold_out_the_same_images_and_fit_the_same_statistics(tree):

@@ -18,7 +18,7 @@ from test_responses import plain_config, write_checkpoint
 from resnet_train.checks import composing_error
 from resnet_train.cli import info, responses
 from resnet_train.config import MAX_SEED, check_ranges, config_from_plain
-from resnet_train.data.readers import read_cifar
+from resnet_train.data import load_splits
 from resnet_train.data.split import epoch_generator
 from resnet_train.engine import launch as launcher
 from resnet_train.engine.checkpoint import CheckpointError, load_checkpoint
@@ -158,7 +158,7 @@ def test_a_corrupt_cifar_archive_offline_is_named_and_nothing_is_downloaded(tmp_
 
     monkeypatch.setattr("torchvision.datasets.utils.download_url", download)
     with pytest.raises(UserError, match=r"cifar-10-python\.tar\.gz is corrupt .*data\.download=true"):
-        read_cifar("cifar10", tmp_path, download=False, num_classes=10)
+        load_splits("cifar10", tmp_path, download=False, num_classes=10)
 
 
 def test_responses_names_its_own_option_for_the_data(tmp_path, caplog):

@@ -6,17 +6,16 @@ import logging
 
 import pytest
 import torch
+from clitools import make_config
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from resnet_train.config import (
-    Config,
-    DataConfig,
-    DatasetName,
     DeviceKind,
     ModelConfig,
     Precision,
+    SyntheticData,
     TrainerConfig,
     config_dir,
     register_configs,
@@ -77,8 +76,8 @@ def test_explicit_bf16_is_given_and_only_emulated_bf16_is_warned_about(
     rt = run.Runtime.resolve(trainer, World())
     assert rt.amp_dtype is torch.bfloat16 and rt.precision == "bf16"  # asked for: given, even if emulated
     assert rt.emulated_bf16 is not native_bf16
-    data = DataConfig(name=DatasetName.synthetic, num_classes=10, image_size=16, train_size=32, test_size=16)
-    config = Config(model=ModelConfig(depth=8), data=data, trainer=trainer)
+    data = SyntheticData(num_classes=10, image_size=16, train_size=32, test_size=16)
+    config = make_config(model=ModelConfig(depth=8), data=data, trainer=trainer)
     with caplog.at_level(logging.INFO, logger="resnet_train"):
         run.train(config, tmp_path)
     lines = [record.getMessage() for record in caplog.records]
@@ -114,14 +113,3 @@ def test_cuda_fp32_names_its_tf32_convolutions(monkeypatch, capability, allow_tf
     rt = run.Runtime.resolve(TrainerConfig(device=DeviceKind.cuda, precision=precision), World())
     assert rt.device.type == "cuda" and rt.compile and rt.channels_last
     assert rt.precision == named and not rt.emulated_bf16
-
-
-def test_a_checkpoint_from_when_precision_auto_existed_is_read_as_fp32():
-    from resnet_train.config import config_to_plain
-    from resnet_train.engine.restore import config_from_plain
-
-    stored = config_to_plain(Config())
-    stored["trainer"]["precision"] = "auto"
-    assert config_from_plain(stored).trainer.precision is Precision.fp32
-    stored["trainer"]["precision"] = "bf16"  # any other stored value is kept
-    assert config_from_plain(stored).trainer.precision is Precision.bf16

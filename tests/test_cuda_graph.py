@@ -6,17 +6,15 @@ from dataclasses import replace
 
 import pytest
 import torch
-from clitools import TINY, run_cli
+from clitools import TINY, make_config, run_cli
 
 from resnet_train.config import (
     CompileMode,
-    Config,
-    DataConfig,
-    DatasetName,
     DeviceKind,
     ModelConfig,
     NanPolicy,
     Precision,
+    SyntheticData,
     TrainerConfig,
 )  # fmt: skip
 from resnet_train.engine import run
@@ -30,9 +28,9 @@ def cuda_only(test):
     return pytest.mark.gpu(skip(test))
 
 
-CONFIG = Config(
+CONFIG = make_config(
     model=ModelConfig(depth=8),
-    data=DataConfig(name=DatasetName.synthetic, num_classes=10, image_size=16, train_size=256, test_size=32),
+    data=SyntheticData(num_classes=10, image_size=16, train_size=256, test_size=32),
     trainer=TrainerConfig(batch_size=32, max_iters=8, progress=False, device=DeviceKind.cuda),
 )
 

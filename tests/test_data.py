@@ -2,7 +2,6 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_train.config import DatasetName
 from resnet_train.data import ImageSet, InputStats, Normalizer, Shard, load_splits
 from resnet_train.data.memory import PAD, MemoryEvalBatches, MemoryTrainBatches, crop_and_flip
 from resnet_train.errors import UserError
@@ -84,7 +83,7 @@ def test_batch_must_divide_among_ranks():
 
 def test_synthetic_splits_are_labelled_synthetic():
     splits = load_splits(
-        DatasetName.synthetic, "", num_classes=3, image_size=8, train_size=30, test_size=10, val_size=6
+        "synthetic", "", num_classes=3, image_size=8, train_size=30, test_size=10, val_size=6
     )
     assert splits.synthetic and splits.num_classes == 3
     assert len(splits.train) == 24 and len(splits.val) == 6 and len(splits.test) == 10
@@ -92,7 +91,7 @@ def test_synthetic_splits_are_labelled_synthetic():
 
 def test_missing_cifar_names_what_and_where(tmp_path):
     with pytest.raises(UserError) as error:
-        load_splits(DatasetName.cifar10, str(tmp_path))
+        load_splits("cifar10", str(tmp_path))
     message = str(error.value)
     assert (
         "cifar-10-python.tar.gz" in message and str(tmp_path) in message and "data.download=true" in message
@@ -104,7 +103,7 @@ def test_partial_cifar_folder_lists_missing_files(tmp_path):
     folder.mkdir()
     (folder / "data_batch_1").write_bytes(b"")
     with pytest.raises(UserError, match="missing data_batch_2.*test_batch"):
-        load_splits(DatasetName.cifar10, str(tmp_path))
+        load_splits("cifar10", str(tmp_path))
 
 
 def write_tree(root, classes=2, per_class=3, size=8, splits=("train", "test")):
@@ -118,7 +117,7 @@ def write_tree(root, classes=2, per_class=3, size=8, splits=("train", "test")):
 
 def test_image_folder_tree_is_read_with_sorted_class_labels(tmp_path):
     write_tree(tmp_path)
-    splits = load_splits(DatasetName.cifar10, str(tmp_path), num_classes=2)
+    splits = load_splits("cifar10", str(tmp_path), num_classes=2)
     assert splits.train.images.shape == (6, 3, 8, 8) and splits.train.images.dtype == torch.uint8
     assert splits.train.labels.tolist() == [0, 0, 0, 1, 1, 1]
 
@@ -126,14 +125,14 @@ def test_image_folder_tree_is_read_with_sorted_class_labels(tmp_path):
 def test_an_in_memory_image_folder_tests_on_val_when_there_is_no_test_folder(tmp_path):
     write_tree(tmp_path, per_class=3, splits=("train",))
     write_tree(tmp_path, per_class=2, splits=("val",))
-    splits = load_splits(DatasetName.imagefolder, str(tmp_path), num_classes=2)
+    splits = load_splits("imagefolder", str(tmp_path), num_classes=2)
     assert len(splits.train) == 6 and splits.test.labels.tolist() == [0, 0, 1, 1]
 
 
 def test_image_folder_with_wrong_class_count_is_refused(tmp_path):
     write_tree(tmp_path, classes=3)
     with pytest.raises(UserError, match="3 class folders but the config expects 10"):
-        load_splits(DatasetName.cifar10, str(tmp_path), num_classes=10)
+        load_splits("cifar10", str(tmp_path), num_classes=10)
 
 
 def test_undecodable_image_is_named(tmp_path):
@@ -141,31 +140,31 @@ def test_undecodable_image_is_named(tmp_path):
     bad = tmp_path / "train" / "class1" / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff not a jpeg at all")
     with pytest.raises(UserError, match="broken.jpg"):
-        load_splits(DatasetName.cifar10, str(tmp_path), num_classes=2)
+        load_splits("cifar10", str(tmp_path), num_classes=2)
 
 
 def test_a_test_folder_whose_classes_differ_from_trains_is_refused(tmp_path):
     write_tree(tmp_path)
     (tmp_path / "test" / "class1").rename(tmp_path / "test" / "zeppelin")
     with pytest.raises(UserError, match="class folders that the training set lacks: zeppelin"):
-        load_splits(DatasetName.cifar10, str(tmp_path), num_classes=2)
+        load_splits("cifar10", str(tmp_path), num_classes=2)
 
 
 def test_an_empty_image_in_a_tree_is_one_error_naming_it(tmp_path):
     write_tree(tmp_path)
     (tmp_path / "test" / "class0" / "empty.jpg").write_bytes(b"")
     with pytest.raises(UserError, match="empty.jpg: empty file"):
-        load_splits(DatasetName.cifar10, str(tmp_path), num_classes=2)
+        load_splits("cifar10", str(tmp_path), num_classes=2)
 
 
 def test_a_tree_without_test_names_the_missing_folder(tmp_path):
     write_tree(tmp_path, splits=("train",))
     with pytest.raises(UserError, match="test is missing: an ImageFolder tree needs test/"):
-        load_splits(DatasetName.cifar10, str(tmp_path), num_classes=2)
+        load_splits("cifar10", str(tmp_path), num_classes=2)
 
 
 def test_an_image_of_another_size_is_named(tmp_path):
     write_tree(tmp_path)
     Image.new("RGB", (64, 64)).save(tmp_path / "train" / "class1" / "big.jpg")
     with pytest.raises(UserError, match="big.jpg is 64x64, but .*0.jpg is 8x8"):
-        load_splits(DatasetName.cifar10, str(tmp_path), num_classes=2)
+        load_splits("cifar10", str(tmp_path), num_classes=2)

@@ -99,15 +99,13 @@ def test_without_sync_bn_the_global_test_error_counts_every_sample_once(tmp_path
 
 def single_process_test_error(run_dir):
     """Evaluate the DDP run's final weights in this process, on the same test set."""
-    from resnet_train.config import DatasetName, Family
+    from resnet_train.config import Family
     from resnet_train.data import InputStats, Normalizer, load_splits
     from resnet_train.data.memory import MemoryEvalBatches
     from resnet_train.engine.evaluate import evaluate
     from resnet_train.models import build_model
 
-    splits = load_splits(
-        DatasetName.synthetic, "", num_classes=10, image_size=16, train_size=256, test_size=101
-    )
+    splits = load_splits("synthetic", "", num_classes=10, image_size=16, train_size=256, test_size=101)
     model = build_model(Family.cifar, 8, True, 10, shortcut="A", input_size=16)
     model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"])
     normalize = Normalizer(InputStats.fit(splits.train.images))

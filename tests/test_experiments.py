@@ -61,7 +61,7 @@ def test_headers_quote_the_papers_numbers():
 
 
 def assert_paper_cifar_recipe(cfg):
-    assert cfg.data.name.value == "cifar10" and cfg.data.val_size == 0  # final runs: 50k train, 10k test
+    assert cfg.data.name == "cifar10" and cfg.data.val_size == 0  # final runs: 50k train, 10k test
     assert cfg.trainer.batch_size == 128 and cfg.trainer.max_iters == 64000
     assert cfg.optim._target_ == "torch.optim.SGD" and cfg.optim.lr == 0.1 and cfg.optim.momentum == 0.9
     assert cfg.optim.weight_decay == 1e-4
@@ -84,7 +84,7 @@ def test_cifar_experiments_sweep_the_papers_nets_with_its_recipe(experiment, mod
 
 
 def assert_paper_imagenet_recipe(cfg):
-    assert cfg.data.name.value == "imagenet" and cfg.data.image_size == 224 and cfg.data.num_classes == 1000
+    assert cfg.data.name == "imagenet" and cfg.data.image_size == 224 and cfg.data.num_classes == 1000
     assert list(cfg.data.scale_range) == [256, 480] and cfg.data.lighting == 0.1
     assert cfg.trainer.batch_size == 256 and cfg.trainer.max_iters == 600000
     assert cfg.optim._target_ == "torch.optim.SGD" and cfg.optim.lr == 0.1 and cfg.optim.momentum == 0.9

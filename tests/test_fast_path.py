@@ -6,14 +6,15 @@ from dataclasses import replace
 
 import pytest
 import torch
+from clitools import make_config
 
-from resnet_train.config import CompileMode, Config, DataConfig, DatasetName, ModelConfig, TrainerConfig
+from resnet_train.config import CompileMode, ModelConfig, SyntheticData, TrainerConfig
 from resnet_train.engine.distributed import World
 from resnet_train.engine.run import Runtime, build_trainer, seed_everything
 
-CONFIG = Config(
+CONFIG = make_config(
     model=ModelConfig(depth=8),
-    data=DataConfig(name=DatasetName.synthetic, num_classes=10, image_size=16, train_size=128, test_size=32),
+    data=SyntheticData(num_classes=10, image_size=16, train_size=128, test_size=32),
     trainer=TrainerConfig(batch_size=32, max_iters=3, progress=False),
 )
 

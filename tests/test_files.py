@@ -10,6 +10,7 @@ import pytest
 from imagetree import CLASSES, CPU, tiny_stats
 
 from resnet_train.config import Augment, BadImage, Normalize
+from resnet_train.data import dataset
 from resnet_train.data.augment import train_transform
 from resnet_train.data.files import BadImages, eval_folder, scan_folder
 from resnet_train.data.normalize import Normalizer
@@ -50,12 +51,12 @@ def test_a_corrupt_jpeg_is_named_and_skipped_or_refused(tree_with_a_corrupt_jpeg
 
 
 def test_test_split_folder(tmp_path):
-    from resnet_train.config import DatasetName
-
+    imagenet, folder = (dataset(name).eval_folders for name in ("imagenet", "imagefolder"))
     (tmp_path / "val").mkdir()
-    assert eval_folder(tmp_path, DatasetName.imagenet) == tmp_path / "val"
-    assert eval_folder(tmp_path, DatasetName.imagefolder) == tmp_path / "val"
+    assert eval_folder(tmp_path, imagenet) == tmp_path / "val"
+    assert eval_folder(tmp_path, folder) == tmp_path / "val"
     (tmp_path / "test").mkdir()
-    assert eval_folder(tmp_path, DatasetName.imagefolder) == tmp_path / "test"
+    assert eval_folder(tmp_path, folder) == tmp_path / "test"
+    assert eval_folder(tmp_path, imagenet) == tmp_path / "val"  # ImageNet's test labels are not public
     with pytest.raises(UserError, match="val/"):
-        eval_folder(tmp_path / "test", DatasetName.imagenet)
+        eval_folder(tmp_path / "test", imagenet)

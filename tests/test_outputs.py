@@ -9,17 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from clitools import compose_config
+from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from resnet_train.cli import eval as eval_cli
 from resnet_train.cli import export, plot, report, responses
 from resnet_train.cli.outputs import atomic_output, check_output
-from resnet_train.engine.restore import config_from_plain
 from resnet_train.engine.run import train
 from resnet_train.errors import UserError
 
 TINY = [
-    "model.depth=8", "data.name=synthetic", "data.num_classes=3", "data.image_size=16", "data.train_size=32",
+    "model.depth=8", "data=synthetic", "data.num_classes=3", "data.image_size=16", "data.train_size=32",
     "data.test_size=8", "trainer.batch_size=16", "trainer.device=cpu", "trainer.progress=false",
     "trainer.precision=fp32", "trainer.max_iters=2", "trainer.eval_every=2", "sched.milestones=[1]",
 ]  # fmt: skip
@@ -29,7 +30,7 @@ TINY = [
 def run_dir(tmp_path_factory) -> Path:
     """A finished two-iteration run of a ResNet-8, trained in this process."""
     run = tmp_path_factory.mktemp("run")
-    train(config_from_plain({}, TINY), run)
+    train(OmegaConf.to_object(compose_config(*TINY)), run)
     return run
 
 

@@ -14,7 +14,7 @@ from torchvision.io import write_png
 
 from resnet_train.analysis.responses import RunningStd, layer_responses
 from resnet_train.cli import responses
-from resnet_train.config import DatasetName, Family, config_from_plain, config_to_plain
+from resnet_train.config import Family, config_from_plain, config_to_plain
 from resnet_train.data import InputStats, Normalizer, load_splits
 from resnet_train.engine.checkpoint import FORMAT_VERSION, save_checkpoint
 from resnet_train.models import build_model, model_name
@@ -96,10 +96,7 @@ def test_max_images_stops_early():
 def plain_config(**changes) -> dict:
     """A resolved config as the engine stores it in a checkpoint: plain values, enums by name."""
 
-    config = config_to_plain(config_from_plain({}))
-    for group, values in changes.items():
-        config[group].update(values)
-    return config
+    return config_to_plain(config_from_plain(changes))
 
 
 def write_checkpoint(directory: Path, config: dict, seed: int) -> tuple[Path, torch.nn.Module]:
@@ -128,7 +125,7 @@ def test_cli_numbers_match_a_hand_computation_on_the_runs_test_set(tmp_path):
         paths.append(str(path))
         # The test set the run used, normalised with its training set's statistics, as the trainer does.
         splits = load_splits(
-            DatasetName.synthetic, "unused", num_classes=10, image_size=16, train_size=64, test_size=12
+            "synthetic", "unused", num_classes=10, image_size=16, train_size=64, test_size=12
         )
         with torch.no_grad():
             normalize = Normalizer(InputStats.fit(splits.train.images))

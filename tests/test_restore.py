@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 import resnet_train
 from resnet_train.cli.eval import main as eval_main
-from resnet_train.config import DatasetName
 from resnet_train.data import InputStats, load_splits
 from resnet_train.engine.checkpoint import load_checkpoint
 from resnet_train.engine.restore import restore
@@ -21,7 +20,7 @@ def test_load_model_gives_the_trainers_test_error_and_resnet_evals_numbers(train
 
     stored = load_checkpoint(path)["input"]  # an in-memory dataset carries its inputs too
     splits = load_splits(
-        DatasetName.synthetic, "", num_classes=10, image_size=16, train_size=256, test_size=128
+        "synthetic", "", num_classes=10, image_size=16, train_size=256, test_size=128
     )
     assert stored["classes"] == splits.classes
     assert torch.equal(stored["stats"]["mean_image"], InputStats.fit(splits.train.images).mean_image)

@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from clitools import make_config
 from matplotlib.collections import PolyCollection
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -23,17 +24,17 @@ from resnet_train.analysis.runs import find_runs, load_run
 from resnet_train.cli import plot, report
 from resnet_train.config import (
     Config,
-    DataConfig,
-    DatasetName,
     DeviceKind,
+    FolderData,
     ModelConfig,
-    OptimConfig,
     Precision,
-    SchedConfig,
+    SGDConfig,
+    SyntheticData,
     TrainerConfig,
     model_name,
 )
 from resnet_train.engine.run import train
+from resnet_train.engine.schedules import PaperCifarConfig
 
 
 def stored(config: Config) -> dict:
@@ -55,7 +56,7 @@ def fake_run(
     m = config.model
     summary = {
         "model": model_name(m.residual, m.depth), "depth": m.depth,
-        "shortcut": m.shortcut.value if m.residual else None, "dataset": config.data.name.value,
+        "shortcut": m.shortcut if m.residual else None, "dataset": config.data.name,
         "iterations": config.trainer.max_iters, "seed": config.trainer.seed, "precision": precision,
         "train_error": 0.5, "test_error": 0.5, "params": 1000, **metrics,
     }  # fmt: skip
@@ -64,8 +65,8 @@ def fake_run(
 
 
 def cifar(seed=0, lr=0.1, depth=20, residual=True, **trainer) -> Config:
-    return Config(
-        model=ModelConfig(depth=depth, residual=residual), optim=OptimConfig(lr=lr),
+    return make_config(
+        model=ModelConfig(depth=depth, residual=residual), optim=SGDConfig(lr=lr),
         trainer=TrainerConfig(seed=seed, **trainer),
     )  # fmt: skip
 
@@ -104,7 +105,7 @@ def test_seeds_of_one_config_are_one_group_and_another_lr_is_another(tmp_path, c
 
 def test_runs_differing_in_classes_length_or_precision_are_not_seeds_of_one_net(tmp_path):
     two, ten = (
-        Config(data=DataConfig(name=DatasetName.imagefolder, num_classes=k), trainer=TrainerConfig(seed=0))
+        make_config(data=FolderData(name="imagefolder", num_classes=k), trainer=TrainerConfig(seed=0))
         for k in (2, 10)
     )  # fmt: skip
     fake_run(tmp_path / "two", two)
@@ -191,11 +192,11 @@ def test_a_folder_named_aggregate_that_is_not_ours_is_left_alone(tmp_path, caplo
 
 
 def tiny(seed: int, residual: bool) -> Config:
-    return Config(
+    return make_config(
         model=ModelConfig(depth=8, residual=residual),
-        data=DataConfig(name=DatasetName.synthetic, num_classes=10, image_size=16, train_size=64,
+        data=SyntheticData(num_classes=10, image_size=16, train_size=64,
                         test_size=32),
-        sched=SchedConfig(milestones=[3]),
+        sched=PaperCifarConfig(milestones=[3]),
         trainer=TrainerConfig(batch_size=16, max_iters=4, eval_every=2, log_every=2, seed=seed,
                               device=DeviceKind.cpu, precision=Precision.fp32, progress=False),
     )  # fmt: skip

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from clitools import TINY, run_cli
+from clitools import TINY, make_config, run_cli
 from hydra.types import RunMode
 from matplotlib.image import imread
 from omegaconf import OmegaConf
 
 from resnet_train.cli.train import JOBLIB_LAUNCHER, job_share
-from resnet_train.config import Config
 from resnet_train.engine import launch as launcher
 from resnet_train.engine.distributed import World
 
@@ -59,7 +58,7 @@ def test_a_job_side_by_side_trains_on_its_share_of_the_machine(monkeypatch, tmp_
     threads = torch.get_num_threads()
     try:
         with caplog.at_level(logging.INFO, logger="resnet_train"):
-            launcher.launch(Config(), tmp_path, launcher.JobShare(jobs=4, threads=1, gpu=3))
+            launcher.launch(make_config(), tmp_path, launcher.JobShare(jobs=4, threads=1, gpu=3))
     finally:
         torch.set_num_threads(threads)
     assert ran == [(World(local_rank=3), 1, False)]  # its share of the cores; one process, no group

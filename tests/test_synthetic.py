@@ -1,29 +1,23 @@
 """data=synthetic is learned gradually and never perfectly, so the demo's curves show a net learning."""
 
 import pytest
+from clitools import make_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from resnet_train.config import (
-    Config,
-    DataConfig,
-    DatasetName,
-    DeviceKind,
-    ModelConfig,
-    SchedConfig,
-    TrainerConfig,
-)
+from resnet_train.config import DeviceKind, ModelConfig, SyntheticData, TrainerConfig
 from resnet_train.engine.run import train
+from resnet_train.engine.schedules import PaperCifarConfig
 
 CHANCE = 0.9  # 10 classes
 
 
 @pytest.mark.slow
 def test_a_small_net_learns_synthetic_data_gradually_and_not_to_zero(tmp_path):
-    config = Config(
+    config = make_config(
         model=ModelConfig(depth=8),
-        data=DataConfig(name=DatasetName.synthetic, num_classes=10, image_size=16, train_size=2048,
+        data=SyntheticData(num_classes=10, image_size=16, train_size=2048,
                         test_size=512),
-        sched=SchedConfig(milestones=[150]),
+        sched=PaperCifarConfig(milestones=[150]),
         trainer=TrainerConfig(batch_size=64, max_iters=200, eval_every=50, log_every=50,
                               device=DeviceKind.cpu, progress=False),
     )  # fmt: skip

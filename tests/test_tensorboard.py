@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from clitools import make_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from resnet_train.config import Config, DeviceKind, ModelConfig, TrainerConfig
+from resnet_train.config import DeviceKind, ModelConfig, TrainerConfig
 from resnet_train.engine import run
 from resnet_train.engine.distributed import World
 from resnet_train.engine.logger import RunLogger
@@ -18,7 +19,7 @@ from resnet_train.engine.summary import RunSummary
 
 def write_tiny_run(run_dir, residual: bool) -> EventAccumulator:
     model, trainer = ModelConfig(depth=8, residual=residual), TrainerConfig(device=DeviceKind.cpu)
-    config = Config(model=model, trainer=trainer)
+    config = make_config(model=model, trainer=trainer)
     logger = RunLogger(run_dir, enabled=True, start_iteration=0, max_iters=4, progress=False, synthetic=True)
     logger.train_point(2, 2.1, 0.8, 0.1, 100.0)
     logger.train_point(4, 1.9, 0.7, 0.1, 100.0)

@@ -134,7 +134,7 @@ def checkpoint_responses(
         model=name,
         label=display_name(name, m.residual, m.depth),
         residual=m.residual,
-        dataset=d.name.value,
+        dataset=d.name,
         images=seen,
         layers=layers,
     )

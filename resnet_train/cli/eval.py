@@ -75,12 +75,12 @@ def evaluate_checkpoint(path: Path, overrides: list[str], restored=None) -> tupl
         batch_size=settings.trainer.eval_batch_size_per_process, device=rt.device,
     )  # fmt: skip
     model = restored.model.to(rt.device)
-    log.info("evaluating %s (%s views) on %d images of %s", path, crops.value, evals.images, d.name.value)
+    log.info("evaluating %s (%s views) on %d images of %s", path, crops.value, evals.images, d.name)
     result = evaluate(model, evals.batches, rt.device, rt.amp_dtype)
     report = {
         "checkpoint": str(path),
         "model": model_name(m.residual, m.depth),
-        "dataset": d.name.value,
+        "dataset": d.name,
         "split": "test",
         "folder": evals.folder,
         "iteration": restored.iteration,

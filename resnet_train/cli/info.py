@@ -49,7 +49,7 @@ def describe(name: str, path: Path, input_sizes: dict[Family, int | None], num_c
         "name": name,
         "family": m.family.value,
         "depth": m.depth,
-        "shortcut": m.shortcut.value if m.residual else "none",
+        "shortcut": m.shortcut if m.residual else "none",
         "params": count_parameters(model),
         "macs": count_macs(model, size),
         "input_size": size,

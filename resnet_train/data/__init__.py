@@ -19,6 +19,7 @@ Where a batch comes from:
 """
 
 from .build import BACKENDS, EvalSet, build_data, build_eval_set
+from .datasets import DATASETS, Dataset, data_problems, dataset
 from .interface import (
     SINGLE_PROCESS,
     Backend,
@@ -37,6 +38,8 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "Collectives",
+    "DATASETS",
+    "Dataset",
     "EvalBatches",
     "EvalSet",
     "ImageSet",
@@ -50,5 +53,7 @@ __all__ = [
     "TrainBatches",
     "build_data",
     "build_eval_set",
+    "data_problems",
+    "dataset",
     "load_splits",
 ]

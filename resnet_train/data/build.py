@@ -39,8 +39,9 @@ BACKENDS: dict[Loader, type[Backend]] = {Loader.memory: MemoryBackend, Loader.st
 
 
 def data_root(d: DataConfig) -> Path:
-    """data.root as a path, `~` expanded: the one place the data package resolves it."""
-    return Path(d.root).expanduser()
+    """data.root as a path, `~` expanded: the one place the data package resolves it (generated sets have
+    none)."""
+    return Path(getattr(d, "root", "")).expanduser()
 
 
 def build_data(
@@ -72,10 +73,10 @@ def _identity(d: DataConfig, splits: Splits, source: Source) -> dict:
     images = {"train": len(splits.train), "val": val, "test": len(splits.test)}
     held_out = f", {images['val']} validation" if splits.val is not None else ""
     log.info(
-        "%s: %d classes, %d training%s and %d test images", d.name.value, splits.num_classes,
+        "%s: %d classes, %d training%s and %d test images", d.name, splits.num_classes,
         images["train"], held_out, images["test"],
     )  # fmt: skip
-    return data_identity(d.name.value, splits.classes, images, source)
+    return data_identity(d.name, splits.classes, images, source)
 
 
 @dataclass
@@ -97,7 +98,7 @@ def build_eval_set(
     them to the training set, as training did), labelled by `classes` (a checkpoint's) and seen through
     `crops`: centre, ten crops or multi-scale for a streamed set (Sec. 3.4); an in-memory set is tested on
     the original images only (Sec. 4.2). Nothing is downloaded."""
-    backend = BACKENDS[d.loader](replace(d, download=False), data_root(d))
+    backend = BACKENDS[d.loader](replace(d, download=False) if hasattr(d, "download") else d, data_root(d))
     backend.check_crops(crops)
     # The held-out images, or statistics to fit, need the training set; else only the test split is read.
     need_train = split == "val" or classes is None or stats is None

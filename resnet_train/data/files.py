@@ -21,7 +21,7 @@ import torch
 from torchvision import datasets
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 
-from ..config import BadImage, DatasetName
+from ..config import BadImage
 from ..errors import UserError
 
 log = logging.getLogger("resnet_train")
@@ -121,11 +121,10 @@ def label_index(found: list[str], classes: list[str], where: str | Path) -> dict
     return {name: position[name] for name in found}
 
 
-def eval_folder(root: str | Path, name: DatasetName) -> Path:
-    """The folder of the test split: `val/` for ImageNet (its test labels are not public); `test/` or else
-    `val/` for any other ImageFolder tree."""
+def eval_folder(root: str | Path, choices: tuple[str, ...] = ("test", "val")) -> Path:
+    """The folder of the test split: the first of `choices` (the dataset's: ImageNet's is `val/`, its test
+    labels are not public) under `root`."""
     root = Path(root)
-    choices = ["val"] if name is DatasetName.imagenet else ["test", "val"]
     for choice in choices:
         if (root / choice).is_dir():
             return root / choice

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import Crops, DataConfig
+from ..config import BadImage, Crops, DataConfig
 from ..errors import UserError
 from .augment import PAD, crop_and_flip, draw_crops_and_flips
 from .files import BadImages
@@ -36,15 +36,11 @@ class MemoryBackend:
 
     def __init__(self, d: DataConfig, root: Path):
         self.d, self.root = d, root
-        self.bad_images = BadImages(d.on_bad_image)  # stays empty: an unreadable image stops the read
+        self.bad_images = BadImages(BadImage.error)  # stays empty: an unreadable image stops the read
         self._source: Source | None = None
 
     def splits(self, classes: list[str] | None = None, *, need_train: bool = True) -> Splits[ImageSet]:
-        d = self.d
-        splits, self._source = read_splits(
-            d.name, self.root, download=d.download, num_classes=d.num_classes, image_size=d.image_size,
-            train_size=d.train_size, test_size=d.test_size,
-        )  # fmt: skip
+        splits, self._source = read_splits(self.d, self.root)
         if classes is None:
             return splits
         # Labelled by a checkpoint's class names, by name, as a streamed tree is.
@@ -69,7 +65,7 @@ class MemoryBackend:
         if crops is not Crops.center:
             raise UserError(
                 f"eval.crops={crops.value} needs a streamed dataset (data.loader=stream); "
-                f"{self.d.name.value} is tested on the original images only (Sec. 4.2): use eval.crops=center"
+                f"{self.d.name} is tested on the original images only (Sec. 4.2): use eval.crops=center"
             )
 
     def eval_batches(

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torchvision import datasets
 from torchvision.datasets.utils import check_integrity
 
-from ..config import DatasetName
+from ..config import ArchiveData, DataConfig, FolderData, Loader, SyntheticData
 from ..errors import UserError
+from .datasets import dataset, is_image_tree
 from .files import check_class_count, decode_all, eval_folder, label_index, scan_folder
 from .identity import Source, archive_source, files_source, generated_source
 from .split import Splits
@@ -44,23 +44,12 @@ class ImageSet:
         return ImageSet(self.images, lookup[self.labels], list(classes), self.paths)
 
 
-OFFICIAL = {
-    # name: (torchvision class, extracted folder, archive)
-    "cifar10": (datasets.CIFAR10, "cifar-10-batches-py", "cifar-10-python.tar.gz"),
-    "cifar100": (datasets.CIFAR100, "cifar-100-python", "cifar-100-python.tar.gz"),
-}
-
-
-def is_image_tree(root: Path) -> bool:
-    """Whether `root` holds an ImageFolder tree (train/ and test/), which is read rather than an archive."""
-    return (root / "train").is_dir() and (root / "test").is_dir()
-
-
-def read_cifar(name: str, root: str | Path, download: bool, num_classes: int) -> tuple[ImageSet, ImageSet]:
-    """The (train, test) sets of CIFAR-10/100 from `root`: an official archive, its extracted folder, or an
-    ImageFolder tree with train/ and test/. Anything else is one clear error, never other data."""
-    root = Path(root)
-    cls, folder, archive = OFFICIAL[name]
+def read_archive(cls, root: str | Path, download: bool, num_classes: int) -> tuple[ImageSet, ImageSet]:
+    """The (train, test) sets of a CIFAR-style torchvision archive (`cls`: CIFAR10, CIFAR100) from `root`:
+    the official archive, its extracted folder, or an ImageFolder tree with train/ and test/. Anything else
+    is one clear error, never other data."""
+    root, name = Path(root), cls.__name__.lower()
+    folder, archive = cls.base_folder, cls.filename
     if is_image_tree(root):
         train = read_image_folder(root / "train", num_classes)
         return train, read_image_folder(root / "test", num_classes, train.classes)
@@ -162,43 +151,35 @@ def synthetic(
     return draw(train_size), draw(test_size)
 
 
-def read_splits(
-    name: DatasetName, root: Path, *, download: bool = False, num_classes: int | None = None,
-    image_size: int = 32, train_size: int = 5000, test_size: int = 1000,
-) -> tuple[Splits[ImageSet], Source]:  # fmt: skip
-    """A dataset read into memory (its training set whole: split.Splits.held_out holds out a validation set),
-    and what identifies its images."""
-    if name in (DatasetName.cifar10, DatasetName.cifar100):
-        expected = num_classes or (10 if name is DatasetName.cifar10 else 100)
-        train, test = read_cifar(name.value, root, download, expected)
-    elif name is DatasetName.synthetic:
-        if not num_classes:
-            raise UserError("data=synthetic needs data.num_classes")
-        train, test = synthetic(num_classes, image_size, train_size, test_size)
-    elif name is DatasetName.imagefolder:
-        train = read_image_folder(root / "train", num_classes)
-        test = read_image_folder(eval_folder(root, name), num_classes, train.classes)  # test/, else val/
+def read_splits(d: DataConfig, root: Path) -> tuple[Splits[ImageSet], Source]:
+    """The dataset of `d` read into memory (its training set whole: split.Splits.held_out holds out a
+    validation set), and what identifies its images."""
+    entry = dataset(d.name)
+    if entry.torchvision is not None:
+        train, test = read_archive(entry.torchvision, root, d.download, d.num_classes or entry.num_classes)
+    elif entry.read is not None:
+        train, test = entry.read(d, root)
     else:
-        raise UserError(f"data={name.value} is not served from memory; use the streamed loader")
-    return Splits(train, None, test, name is DatasetName.synthetic), _source(name, root, train, test)
-
-
-def load_splits(
-    name: DatasetName, root: str | Path, *, download: bool = False, num_classes: int | None = None,
-    image_size: int = 32, val_size: int = 0, train_size: int = 5000, test_size: int = 1000,
-) -> Splits[ImageSet]:  # fmt: skip
-    """Read a dataset into memory, holding out `val_size` training images as a validation set."""
-    splits, _ = read_splits(
-        name, Path(root), download=download, num_classes=num_classes, image_size=image_size,
-        train_size=train_size, test_size=test_size,
-    )  # fmt: skip
-    return splits.held_out(val_size)
-
-
-def _source(name: DatasetName, root: Path, train: ImageSet, test: ImageSet) -> Source:
-    """What identifies the images read: a tree's files, the official archive, or the generated pixels."""
+        train = read_image_folder(root / "train", d.num_classes)
+        test = read_image_folder(eval_folder(root, entry.eval_folders), d.num_classes, train.classes)
     if train.paths is not None:
-        return files_source(train.paths + test.paths, root)
-    if name is DatasetName.synthetic:
-        return generated_source(train.images, train.labels, test.images, test.labels)
-    return archive_source(OFFICIAL[name.value][0])
+        source = files_source(train.paths + test.paths, root)
+    elif entry.torchvision is not None:
+        source = archive_source(entry.torchvision)
+    else:  # generated, or read by a reader of one's own: the pixels themselves
+        source = generated_source(train.images, train.labels, test.images, test.labels)
+    return Splits(train, None, test, entry.generated), source
+
+
+def load_splits(name: str, root: str | Path = "", *, val_size: int = 0, **settings) -> Splits[ImageSet]:
+    """Read the dataset `name` into memory, holding out `val_size` training images as a validation set;
+    `settings` are those of its data option (num_classes, download, train_size, ...)."""
+    entry = dataset(name)
+    if entry.generated:
+        d = SyntheticData(name=name, **settings)
+    elif entry.torchvision is not None or entry.read is not None:
+        d = ArchiveData(name=name, root=str(root), **settings)
+    else:
+        d = FolderData(name=name, root=str(root), loader=Loader.memory, **settings)
+    splits, _ = read_splits(d, Path(root))
+    return splits.held_out(val_size)

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
-from ..config import BadImage, Crops, DataConfig, Decode
+from ..config import BadImage, Crops, Decode, FolderData
 from ..errors import UserError
 from .augment import augment_sample, center_view, scale_views, ten_views, train_transform
 from .collate import collate, collate_bytes, split_bytes
+from .datasets import dataset
 from .files import BadImages, ImageFiles, check_class_count, decode_batch, eval_folder, scan_folder
 from .identity import Source, TreeDigests, tree_digests
 from .interface import Collectives
@@ -33,7 +34,7 @@ class StreamBackend:
     data root, read file by file. The training-set statistics are cached beside the data or in the run
     directory (stats.py)."""
 
-    def __init__(self, d: DataConfig, root: Path):
+    def __init__(self, d: FolderData, root: Path):
         self.d, self.root = d, root
         self.bad_images = BadImages(d.on_bad_image)
         self._tree: Splits[ImageFiles] | None = None
@@ -42,14 +43,16 @@ class StreamBackend:
         """With need_train=False (a checkpoint's `classes` label the test set), train/ is not scanned."""
         d = self.d
         if not need_train:
-            return Splits(None, None, scan_folder(eval_folder(self.root, d.name), classes))
+            test = eval_folder(self.root, dataset(d.name).eval_folders)
+            return Splits(None, None, scan_folder(test, classes))
         if d.test_resize < d.image_size:
             raise UserError(
                 f"data.test_resize={d.test_resize} must be at least data.image_size={d.image_size}"
             )
         train = scan_folder(self.root / "train", classes)
         check_class_count(train, d.num_classes)
-        self._tree = Splits(train, None, scan_folder(eval_folder(self.root, d.name), train.classes))
+        test = scan_folder(eval_folder(self.root, dataset(d.name).eval_folders), train.classes)
+        self._tree = Splits(train, None, test)
         return self._tree
 
     @functools.cached_property

@@ -20,7 +20,6 @@ import torch
 from ..config import (
     CompileMode,
     Config,
-    DatasetName,
     DeviceKind,
     NanPolicy,
     OptimConfig,
@@ -246,7 +245,7 @@ def build_trainer(
     written."""
     data = build_run_data(config, run_dir, world, rt)
     if resumed is not None:
-        check_data_identity(resumed, data.identity, config.data.root, run_dir)
+        check_data_identity(resumed, data.identity, getattr(config.data, "root", None), run_dir)
     trainer, params = build_loop(config, data, run_dir, world, rt, start=start)
     return trainer, data, params
 
@@ -268,10 +267,10 @@ def train(
     checkpoint = find_resume_checkpoint(t.resume, run_dir, config_to_plain(config))
     start = checkpoint["trainer"]["iteration"] if checkpoint else 0
     if world.is_main:
-        source = "generated images" if d.name is DatasetName.synthetic else d.root
+        source = getattr(d, "root", "generated images")
         log.info(
             "%s in %s on %s: loading %s (%s) and building the net ...",
-            net, rt.precision, rt.device, d.name.value, source,
+            net, rt.precision, rt.device, d.name, source,
         )  # fmt: skip
         if rt.emulated_bf16:
             log.warning(
@@ -296,7 +295,7 @@ def train(
     if world.is_main:
         log.info(
             "%s on %s%s: %s parameters, %d iterations, batch %d on %d process(es), %s, precision %s%s",
-            net, d.name.value, " (SYNTHETIC)" if data.synthetic else "", f"{params:,}",
+            net, d.name, " (SYNTHETIC)" if data.synthetic else "", f"{params:,}",
             t.max_iters, t.batch_size, world.world_size, rt.device, rt.precision,
             f", compiled ({rt.compile_mode.torch_name})" if rt.compile else "",
         )  # fmt: skip

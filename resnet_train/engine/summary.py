@@ -68,7 +68,7 @@ class RunSummary:
         return cls(
             model=model_name(m.residual, m.depth), family=m.family.value, depth=m.depth,
             shortcut=m.shortcut if m.residual else None,
-            dataset=getattr(config.data.name, "value", config.data.name),
+            dataset=config.data.name,
             synthetic=synthetic, iterations=state.iteration,
             **{key: last.get(key) for key in _LOOP_METRICS},
             best_val_error=state.best_val_error, params=params, seed=t.seed, batch_size=t.batch_size,
