@@ -211,7 +211,8 @@ def build_loop(
         raise UserError(str(error)) from None
     params = count_parameters(raw_model)
     if m.sync_bn and world.distributed:
-        raw_model = distributed.convert_sync_batchnorm(raw_model, rt.device)
+        # BN over the global batch; on GPUs only (checks.py refuses it elsewhere)
+        raw_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(raw_model)
     model = raw_model
     if world.distributed:
         device_ids = [rt.device.index] if rt.device.type == "cuda" else None
