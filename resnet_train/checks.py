@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from .config import Config, DeviceKind, config_dir, locate, own_settings, walk
+from .config import Config, DeviceKind, config_dir, default_of, locate, override_text, own_settings, walk
 from .errors import UserError
 
 
@@ -133,18 +133,9 @@ def _ignored(config: Config) -> list[str]:
     for keys, acts, why, scope in rules:
         for key in keys:
             value, f = values[key]
-            if not acts and value != _default(f):
-                found.append(f"{key}={_text(value)} has no effect {why}; it applies to {scope}")
+            if not acts and value != default_of(f):
+                found.append(f"{key}={override_text(value)} has no effect {why}; it applies to {scope}")
     return found + data_problems(config.data, on_cuda(t.device))
-
-
-def _default(f: dataclasses.Field):
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-
-
-def _text(value) -> str:
-    """A value as an override writes it."""
-    return str(value).lower() if isinstance(value, bool) else str(getattr(value, "name", value))
 
 
 def check_settings(config: Config) -> None:

@@ -350,7 +350,7 @@ def role_of(key: str) -> Role:
 def own_settings(node: Any) -> dict:
     """The settings of a config object: its schema's fields and, for a class of one's own, the keys added
     with `+group.key=value` (OmegaConf sets them as attributes)."""
-    return {k: v for k, v in vars(node).items() if not k.startswith("__")}
+    return dict(vars(node))
 
 
 def locate(path: str, key: str) -> Any:
@@ -378,14 +378,26 @@ def build_target(node: Any, *args: Any, **given: Any) -> Any:
         }  # fmt: skip
         for name in [name for name in settings if name not in takes]:
             default = defaults.get(name)
-            if default is None or settings[name] != _default(default):
+            if default is None or settings[name] != default_of(default):
                 raise UserError(f"{target} does not take the setting {name}={settings[name]}")
             del settings[name]
     return cls(*args, **{**settings, **given})
 
 
-def _default(f: dataclasses.Field) -> Any:
+def default_of(f: dataclasses.Field) -> Any:
+    """A schema field's default value."""
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def override_text(value: Any) -> str:
+    """A value as an override writes it: enums by name, null, true/false, [a,b]."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(map(override_text, value)) + "]"
+    return str(getattr(value, "name", value))
 
 
 def walk(node: Any, prefix: str = "") -> Iterator[tuple[str, Any, dataclasses.Field]]:

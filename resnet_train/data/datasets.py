@@ -11,7 +11,17 @@ from pathlib import Path
 
 from torchvision import datasets
 
-from ..config import ArchiveData, DataConfig, Decode, FolderData, Loader, locate, walk
+from ..config import (
+    ArchiveData,
+    DataConfig,
+    Decode,
+    FolderData,
+    Loader,
+    default_of,
+    locate,
+    override_text,
+    walk,
+)
 from ..errors import UserError
 
 
@@ -72,12 +82,11 @@ def data_problems(d: DataConfig, on_cuda: bool) -> list[str]:
     entry, problems = dataset(d.name), []
     if isinstance(d, FolderData) and d.loader is Loader.memory:
         common = {f"data.{f.name}" for f in fields(DataConfig)} | {"data.root", "data.loader"}
-        defaults = FolderData(root=d.root)
         for key, value, f in walk(d, "data."):
-            if key not in common and value != getattr(defaults, f.name):
+            if key not in common and value != default_of(f):
                 problems.append(
-                    f"{key}={_text(value)} has no effect with data.loader=memory: every image is decoded "
-                    f"once and augmented as in Sec. 4.2; it applies to the streamed loader"
+                    f"{key}={override_text(value)} has no effect with data.loader=memory: every image is "
+                    f"decoded once and augmented as in Sec. 4.2; it applies to the streamed loader"
                 )
     elif isinstance(d, FolderData) and d.decode is Decode.gpu and not on_cuda:
         problems.append("data.decode=gpu has no effect on a CPU run: nvJPEG decodes on a CUDA device")
@@ -97,9 +106,3 @@ def data_problems(d: DataConfig, on_cuda: bool) -> list[str]:
                     f"applies to image trees"
                 )
     return problems
-
-
-def _text(value) -> str:
-    if isinstance(value, list):
-        return "[" + ",".join(map(str, value)) + "]"
-    return str(getattr(value, "name", value))

@@ -20,7 +20,7 @@ import os
 import socket
 from pathlib import Path
 
-from ..config import Family, Role, Warmup, role_of
+from ..config import Family, Role, Warmup, override_text, role_of
 from ..data.identity import identity_differences
 from ..errors import UserError
 from .checkpoint import TRAINING_KEYS, CheckpointError, latest_checkpoint, load_checkpoint
@@ -150,17 +150,6 @@ def flat(config: dict, prefix: str = "") -> dict:
     return out
 
 
-def _override(value) -> str:
-    """A value as it is written in a Hydra override."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return "[" + ",".join(_override(v) for v in value) + "]"
-    return str(value)
-
-
 def config_changes(saved: dict, config: dict) -> dict[str, tuple]:
     """key -> (saved value, new value) for every key whose value differs, except trainer.resume (where a run
     came from, not what it does)."""
@@ -198,7 +187,8 @@ def harmless_change(key: str, old, new, config: dict, checkpoint: dict) -> bool:
 
 
 def _describe(changes: dict[str, tuple]) -> str:
-    return "\n".join(f"  {key}: {_override(old)} -> {_override(new)}" for key, (old, new) in changes.items())
+    lines = [f"  {key}: {override_text(old)} -> {override_text(new)}" for key, (old, new) in changes.items()]
+    return "\n".join(lines)
 
 
 def _revert(key: str, old) -> str:
@@ -207,7 +197,7 @@ def _revert(key: str, old) -> str:
             "trainer.precision=bf16 or fp32, whichever the run's train.log names (precision=auto chose bf16 "
             "on CUDA and on CPUs with native bf16, fp32 elsewhere)"
         )
-    return f"{key}={_override(old)}"
+    return f"{key}={override_text(old)}"
 
 
 def check_own_config(checkpoint: dict, config: dict, run_dir: Path) -> None:
