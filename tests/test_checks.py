@@ -242,3 +242,27 @@ def test_the_cli_says_an_other_options_key_in_one_line_and_exits_2(tmp_path):
         assert len(errors) == 1 and "is not a setting" in errors[0], result.stdout
         assert "Traceback" not in result.stdout and "loading" not in result.stdout
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_the_data_settings_that_depend_on_the_run(tmp_path):
+    """data/datasets.py data_problems: the device is given both ways, whatever this machine has."""
+    from resnet_train.data import data_problems
+
+    imagenet = OmegaConf.to_object(compose_config("data=imagenet", "data.decode=gpu")).data
+    assert data_problems(imagenet, on_cuda=True) == []
+    assert "data.decode=gpu has no effect on a CPU run" in data_problems(imagenet, on_cuda=False)[0]
+    memory = OmegaConf.to_object(compose_config("data=imagefolder", "data.root=/x", "data.num_classes=3",
+                                                "data.loader=memory", "data.workers=2")).data  # fmt: skip
+    assert data_problems(memory, on_cuda=False)[0].startswith(
+        "data.workers=2 has no effect with data.loader=memory"
+    )
+    for split in ("train", "test"):
+        (tmp_path / split).mkdir()
+    tree = OmegaConf.to_object(
+        compose_config(f"data.root={tmp_path}", "data.download=true", "data.num_classes=4")
+    ).data
+    assert [p.split(" has")[0] for p in data_problems(tree, on_cuda=False)] == ["data.download=true"]
+    archive = OmegaConf.to_object(compose_config("data.num_classes=5")).data
+    assert data_problems(archive, on_cuda=False)[0].startswith(
+        "data.num_classes=5 has no effect on data=cifar10"
+    )
