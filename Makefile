@@ -9,6 +9,8 @@ ITERS  ?= 16000
 # (tar xzf cifar10-jpeg.tar.gz gives cifar10-jpeg/train/<class>/*.jpg and test/...).
 CPU_ITERS ?= 800
 BUDGET ?=
+# SEEDS=N: N seeds of each net (trainer.seed=0..N-1), so the report can judge the claims (3 or more).
+SEEDS  ?=
 DATA   ?=
 # torch and torchvision are installed first, on their own, so pip can take a build already on the machine.
 TORCH  ?= 'torch>=2.4' 'torchvision>=0.19'
@@ -57,11 +59,11 @@ clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
 
 fig6: install ## Fig. 6 on CIFAR-10: train plain/ResNet-20..56, draw, tabulate (ITERS=16000 MODELS=a,b ARGS=..)
-	BIN=$(BIN) ITERS=$(ITERS) scripts/fig6.sh $(ARGS)
+	BIN=$(BIN) ITERS=$(ITERS) SEEDS=$(SEEDS) scripts/fig6.sh $(ARGS)
 
-fig6-cpu: install ## Fig. 6 at CPU scale (DATA=cifar10-jpeg dir; CPU_ITERS=800, or BUDGET=60 minutes on this machine)
+fig6-cpu: install ## Fig. 6 at CPU scale (DATA=cifar10-jpeg dir; CPU_ITERS=800, or BUDGET=60 minutes; SEEDS=3)
 	@test -n "$(DATA)" || { echo "make fig6-cpu: give the CIFAR-10 tree, e.g. DATA=cifar10-jpeg" >&2; exit 2; }
-	BIN=$(BIN) ITERS=$(CPU_ITERS) EVALS=4 EXPERIMENT=cifar_plain_vs_resnet_cpu BUDGET=$(BUDGET) \
+	BIN=$(BIN) ITERS=$(CPU_ITERS) EVALS=4 EXPERIMENT=cifar_plain_vs_resnet_cpu BUDGET=$(BUDGET) SEEDS=$(SEEDS) \
 		MODELS=plain56,resnet56,plain20,resnet20 \
-		OUT=outputs/fig6-cpu-$(if $(BUDGET),$(BUDGET)min,$(CPU_ITERS)) \
+		OUT=outputs/fig6-cpu-$(if $(BUDGET),$(BUDGET)min,$(CPU_ITERS))$(if $(SEEDS),-$(SEEDS)seeds) \
 		scripts/fig6.sh data=cifar10 data.root=$(DATA) $(ARGS)

@@ -15,6 +15,8 @@
 #           largest ITERS that fits (with EVALS evaluations a run), then the sweep runs with it. The choice
 #           is kept in OUT/plan.json, so that re-running the same command resumes with the same ITERS (another
 #           command on the same OUT is refused: OUT/plan.args holds the planned one).
+#   SEEDS   seeds per net: trainer.seed=0,...,SEEDS-1 (default: the experiment's one seed); the claims need 3 or
+#           more for a verdict, and BUDGET then fits the length to all of them
 #   EVALS   test-set evaluations per run, evenly spaced (default: the experiment's trainer.eval_every)
 #   EXPERIMENT  the experiment preset (default cifar_plain_vs_resnet; cifar_plain_vs_resnet_cpu runs two jobs
 #           side by side on a CPU)
@@ -31,10 +33,11 @@ MODELS=${MODELS:-plain20,plain32,plain44,plain56,resnet20,resnet32,resnet44,resn
 EXPERIMENT=${EXPERIMENT:-cifar_plain_vs_resnet}
 EVALS=${EVALS:-}
 BUDGET=${BUDGET:-}
+SEEDS=${SEEDS:-}
 if [[ -n $BUDGET ]]; then
-    OUT=${OUT:-outputs/fig6-${BUDGET}min}
+    OUT=${OUT:-outputs/fig6-${BUDGET}min${SEEDS:+-${SEEDS}seeds}}
 else
-    OUT=${OUT:-outputs/fig6-${ITERS}}
+    OUT=${OUT:-outputs/fig6-${ITERS}${SEEDS:+-${SEEDS}seeds}}
 fi
 
 check_iters() {
@@ -46,6 +49,10 @@ check_iters() {
         echo "fig6.sh: EVALS must be a whole number from 1 to ITERS, not '$EVALS'" >&2
         exit 2
     fi
+    if [[ -n $SEEDS ]] && { ! [[ $SEEDS =~ ^[0-9]+$ ]] || (( SEEDS < 1 )); }; then
+        echo "fig6.sh: SEEDS must be a whole number of seeds >= 1, not '$SEEDS'" >&2
+        exit 2
+    fi
 }
 
 # The sweep's overrides for ITERS iterations: the experiment file holds the paper's settings and the default
@@ -55,6 +62,9 @@ sweep_overrides() {
            "sched.milestones=[$(( ITERS / 2 )),$(( ITERS * 3 / 4 ))]" "hydra.sweep.dir=${OUT}")
     if [[ -n $EVALS ]]; then
         SWEEP+=("trainer.eval_every=$(( ITERS / EVALS ))")
+    fi
+    if [[ -n $SEEDS ]]; then
+        SWEEP+=("trainer.seed=$(seq -s, 0 $(( SEEDS - 1 )))")
     fi
 }
 

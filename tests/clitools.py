@@ -66,3 +66,11 @@ def make_config(**groups):
     defaults = {"model": ModelConfig, "data": ArchiveData, "optim": SGDConfig, "sched": PaperCifarConfig,
                 "trainer": TrainerConfig}  # fmt: skip
     return Config(**{group: groups.get(group) or make() for group, make in defaults.items()})
+
+
+def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}

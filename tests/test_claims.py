@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from scipy import stats
 
 from resnet_train.analysis.claims import (
     ONE_SEED,
@@ -15,57 +16,55 @@ from resnet_train.analysis.claims import (
     Net,
     claims,
     compare,
+    seeds_needed,
     to_markdown,
-    verdict,
 )
 
 
-def test_a_clear_gap_over_seeds_is_reproduced():
-    # plain-56 above plain-20 by 10 points; each net's two seeds 1 point apart: s^2 = 0.5 per net.
-    c = compare(Measurement((30.0, 31.0)), Measurement((20.0, 21.0)))
-    assert c.gap == pytest.approx(10.0)
-    assert c.sigma == pytest.approx(math.sqrt(0.5 / 2 + 0.5 / 2))  # SE of the difference of the means
-    assert not c.one_seed and c.verdict == REPRODUCED
+def test_the_worked_example_of_two_seeds_a_side_is_not_resolved():
+    # ResNet-20's 8.3 and 8.9 against ResNet-56's 7.1 and 7.4: the old two-sigma rule said "reproduced".
+    c = compare(Measurement((8.3, 8.9)), Measurement((7.1, 7.4)))
+    welch = stats.ttest_ind([8.3, 8.9], [7.1, 7.4], equal_var=False)
+    assert c.df == pytest.approx(1.47, abs=0.01) and c.p == pytest.approx(0.092, abs=0.001)
+    assert c.df == pytest.approx(welch.df) and c.p == pytest.approx(welch.pvalue)
+    assert c.interval == pytest.approx((-0.73, 3.43), abs=0.01)
+    assert c.verdict == UNRESOLVED and not c.one_seed
 
 
-def test_a_clear_gap_the_other_way_is_reversed():
-    c = compare(Measurement((20.0, 21.0, 22.0)), Measurement((30.0, 31.0, 29.0)))
-    assert c.gap == pytest.approx(-9.0)
-    assert c.sigma == pytest.approx(math.sqrt(1.0 / 3 + 1.0 / 3))
-    assert c.verdict == REVERSED
+def test_five_seeds_a_side_well_apart_are_reproduced_and_the_other_way_reversed():
+    low, high = (6.9, 6.95, 7.0, 7.05, 7.1), (8.6, 8.65, 8.7, 8.75, 8.8)
+    c = compare(Measurement(high), Measurement(low))
+    assert c.interval[0] > 0 and c.verdict == REPRODUCED and c.seeds_needed is None
+    assert compare(Measurement(low), Measurement(high)).verdict == REVERSED
 
 
-def test_a_gap_inside_the_noise_is_not_resolved():
-    # means 33 and 31: a 2-point gap, but s^2 = 18 and 8 over two seeds each: sigma = sqrt(9 + 4) = 3.6.
-    c = compare(Measurement((30.0, 36.0)), Measurement((29.0, 33.0)))
-    assert c.gap == pytest.approx(2.0) and c.sigma == pytest.approx(math.sqrt(13.0))
-    assert c.verdict == UNRESOLVED
+def test_seeds_needed_is_the_least_count_with_power_0_8_by_the_noncentral_t():
+    c = compare(Measurement((8.3, 8.9)), Measurement((7.1, 7.4)))
+    variances = (0.18, 0.045)
+
+    def power(n):  # two-sided Welch at 95%, the observed gap and variances, n seeds a net
+        total = sum(variances)
+        df = (n - 1) * total**2 / sum(v * v for v in variances)
+        shift, critical = 1.35 / math.sqrt(total / n), stats.t.ppf(0.975, df)
+        return stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift)
+
+    assert c.seeds_needed == seeds_needed(1.35, variances) >= 3
+    assert power(c.seeds_needed) >= 0.8 > power(c.seeds_needed - 1)
+    assert seeds_needed(0.0, variances) is None  # no gap: no count of seeds resolves it
 
 
-def test_exactly_two_sigma_is_not_yet_a_verdict():
-    assert verdict(2.0, 1.0) == UNRESOLVED and verdict(2.01, 1.0) == REPRODUCED
-    assert verdict(-2.0, 1.0) == UNRESOLVED and verdict(-2.01, 1.0) == REVERSED
-    assert verdict(50.0, None) == UNRESOLVED  # unknown noise never gives a verdict
+def test_one_seed_a_side_is_no_verdict_but_a_direction_in_sampling_floors():
+    c = compare(Measurement((56.4,), 10000), Measurement((35.6,), 10000))
+    floor = 100 * math.sqrt(0.564 * 0.436 / 10000 + 0.356 * 0.644 / 10000)
+    assert c.one_seed and c.interval is None and c.p is None and c.verdict != REPRODUCED
+    assert c.floors == pytest.approx(20.8 / floor)
+    # One seed beside several is still one seed; an unknown image count leaves the size unknown.
+    assert compare(Measurement((30.0, 31.0)), Measurement((20.0,))).one_seed
+    assert compare(Measurement((77.0,)), Measurement((44.0,))).floors is None
 
 
-def test_one_seed_uses_the_binomial_floor_of_the_images_counted():
-    # The README's CPU-scale Fig. 6: training error over 25 x 128 = 3,200 images of the last window.
-    deep, shallow = Measurement((77.03,), 3200), Measurement((44.00,), 3200)
-    c = compare(deep, shallow)
-    floor = 100 * math.sqrt(0.7703 * 0.2297 / 3200 + 0.44 * 0.56 / 3200)
-    assert c.sigma == pytest.approx(floor) and c.one_seed
-    assert c.verdict == REPRODUCED
-    # Test errors over 10,000 images, 0.3 points apart: inside the floor of about 0.67 points.
-    c = compare(Measurement((56.37,), 10000), Measurement((56.07,), 10000))
-    assert c.sigma == pytest.approx(100 * math.sqrt(2 * 0.5637 * 0.4363 / 10000), rel=1e-2)
-    assert c.verdict == UNRESOLVED
-    # One seed and no image count: the noise is unknown, so is the verdict.
-    assert compare(Measurement((77.0,)), Measurement((44.0,))).sigma is None
-
-
-def test_a_net_of_one_seed_beside_one_of_several_adds_its_floor():
-    c = compare(Measurement((30.0, 31.0)), Measurement((20.0,), 10000))
-    assert c.sigma == pytest.approx(math.sqrt(0.5 / 2 + 100**2 * 0.2 * 0.8 / 10000)) and c.one_seed
+def test_seeds_that_agree_exactly_give_no_verdict():
+    assert compare(Measurement((8.3, 8.3)), Measurement((7.1, 7.1))).verdict == UNRESOLVED
 
 
 def _net(name, residual, depth, train, test, **kwargs):
@@ -100,15 +99,27 @@ def test_every_claim_the_nets_allow_and_no_other():
     assert len(claims([*NETS, *other])) == len(texts)
 
 
-def test_the_claims_section_gives_numbers_gap_noise_verdict_and_the_paper():
+def test_the_claims_section_gives_numbers_gap_interval_df_p_and_verdict():
+    seeded = [
+        Net("ResNet-20", True, 20, shortcut="A", test=Measurement((8.3, 8.9), 10000)),
+        Net("ResNet-56", True, 56, shortcut="A", test=Measurement((7.1, 7.4), 10000)),
+    ]
+    row = next(line for line in to_markdown(seeded).splitlines() if "lower test error" in line)
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1:4] == ["8.60 (n=2) vs 7.25 (n=2)", "+1.35", "[-0.73, +3.43]"]
+    assert cells[4:] == ["1.47", "0.0917", UNRESOLVED, "3"]
+    assert "`trainer.seed=0,1,2`" in to_markdown(seeded)
+
     text = to_markdown(NETS)
     row = next(line for line in text.splitlines() if "ResNet-56 has a lower test error" in line)
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    sigma = 100 * math.sqrt(0.356 * 0.644 / 10000 + 0.564 * 0.436 / 10000)
-    assert cells[1:] == [
-        "35.60 vs 56.40", "-20.80", f"{sigma:.2f}; {ONE_SEED}", f"{-20.8 / sigma:+.1f}", REVERSED,
-    ]  # fmt: skip
+    floor = 100 * math.sqrt(0.356 * 0.644 / 10000 + 0.564 * 0.436 / 10000)
+    assert cells[1:3] == ["35.60 vs 56.40", "-20.80"] and cells[3:6] == ["", "", ""]
+    against = f"against the paper's direction, {20.8 / floor:.1f} sampling floors"
+    assert cells[6] == f"no verdict ({against}); {ONE_SEED}"
+    table = text.split("| claim |")[1]
+    assert f"| {REPRODUCED} |" not in table and f"| {REVERSED} |" not in table  # every net has one seed
     paper = next(line for line in text.splitlines() if line.startswith("| ResNet-20 | 800 |"))
     floor = 100 * math.sqrt(0.356 * 0.644 / 10000)
-    assert f"8.75 (Table 6) | +26.85 | {floor:.2f}; {ONE_SEED} | {26.85 / floor:+.1f} |" in paper
+    assert f"8.75 (Table 6) | +26.85 | {26.85 / floor:+.1f} floors; {ONE_SEED} |" in paper
     assert to_markdown(NETS[:1]).count("None of the paper's comparisons applies") == 1

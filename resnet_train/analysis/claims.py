@@ -1,33 +1,38 @@
-"""The paper's claims about depth, each with our numbers, the gap, its noise and a verdict.
+"""The paper's claims about depth, each with our numbers, the gap, its 95% interval and a verdict.
 
 Fig. 6 and Table 2 of He et al. 2016 make three claims about nets trained alike, and Table 6 gives numbers:
 - plain nets: the deeper net has the higher training error (the degradation problem, Sec. 4.1/4.2);
 - at equal depth the ResNet's training error is below its plain twin's;
 - ResNets: the deeper net has the lower test error (Table 6, Fig. 6 right);
-- each net beside the paper's number, in standard errors.
+- each net beside the paper's number.
 
-Noise: with two or more seeds per net, the standard error of the difference of the means over seeds,
-sqrt(s1^2/n1 + s2^2/n2); a net with one seed contributes the binomial floor of its error instead,
-p(1-p)/N over the N images the error counted, and the claim says "one seed: run-to-run spread unknown" (the
-floor is only the sampling error of one run's test set or logging window; seeds differ by more). Verdict:
-"reproduced" when the gap is beyond two sigma in the paper's direction, "reversed" beyond two sigma the other
-way, else "not resolved at this length/seed count".
+The rule. With two or more seeds per net, Welch's t-test (unequal variances, scipy's `ttest_ind`) gives the
+gap's 95% confidence interval, its degrees of freedom and p: "reproduced" when the interval lies wholly on the
+paper's side of zero, "reversed" when it lies wholly on the other side, otherwise "not resolved"; beside a
+claim not resolved, the seeds per net that would resolve a gap of the observed size at the observed spread
+(95%, power 0.8, from the noncentral t). With one seed on a side there is no test and no verdict: the claim
+gives the gap's direction and its size in units of the sampling floor (the binomial noise of the images the
+errors counted, which is smaller than the spread between seeds).
 
-Everything here takes plain numbers (errors in percent), so it can be checked by hand and reused on a
-published table.
+Everything here takes plain numbers (errors in percent), so it can be checked by hand and used on any table of
+per-seed numbers (`resnet-report --seeds FILE.csv`).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Sequence
 
-SIGMAS = 2.0  # a gap beyond this many standard errors is a verdict
-REPRODUCED, REVERSED, UNRESOLVED = "reproduced", "reversed", "not resolved at this length/seed count"
-ONE_SEED = "one seed: run-to-run spread unknown"
+from scipy import stats
+
+LEVEL, POWER = 0.95, 0.8
+MOST_SEEDS = 100  # "seeds needed" beyond this many is shown as "more than 100"
+REPRODUCED, REVERSED, UNRESOLVED = "reproduced", "reversed", "not resolved"
+ONE_SEED = "one seed: run-to-run spread unknown; run 3 or more seeds for a verdict"
 
 
 @dataclass(frozen=True)
@@ -46,44 +51,72 @@ class Measurement:
         return len(self.values)
 
     @property
-    def variance_of_mean(self) -> float | None:
-        """The squared standard error of the mean (percent^2): over seeds with two or more, else the
-        binomial floor of the one run; None with one seed and an unknown image count."""
-        if self.n >= 2:
-            return statistics.variance(self.values) / self.n
+    def variance(self) -> float | None:
+        """The sample variance over seeds (percent^2); None with one seed."""
+        return statistics.variance(self.values) if self.n >= 2 else None
+
+    @property
+    def floor(self) -> float | None:
+        """The binomial sampling variance of the mean (percent^2): p(1-p)/N over the N images each of the n
+        values counted, divided by n; None with an unknown image count."""
         if not self.images:
             return None
         p = self.mean / 100
-        return 100**2 * p * (1 - p) / self.images
+        return 100**2 * p * (1 - p) / (self.images * self.n)
 
 
 @dataclass(frozen=True)
 class Comparison:
+    """Two nets' errors, the paper saying the first's is the higher."""
+
     gap: float  # percent points, positive in the paper's direction
-    sigma: float | None  # its standard error; None when the noise is unknown
-    one_seed: bool  # a side has one seed: sigma is the binomial floor only
+    interval: tuple[float, float] | None = None  # the gap's 95% confidence interval (Welch)
+    df: float | None = None
+    p: float | None = None
+    seeds_needed: int | None = None  # per net, for a gap not resolved; None where it does not apply
+    floors: float | None = None  # with one seed: the gap over the sampling floor's standard error
+    one_seed: bool = False
 
     @property
     def verdict(self) -> str:
-        return verdict(self.gap, self.sigma)
+        if self.interval is None:
+            return UNRESOLVED
+        low, high = self.interval
+        return REPRODUCED if low > 0 else REVERSED if high < 0 else UNRESOLVED
 
 
-def verdict(gap: float, sigma: float | None) -> str:
-    """The paper says `gap` > 0: beyond SIGMAS standard errors either way is a verdict."""
-    if sigma is None:
-        return UNRESOLVED
-    if gap > SIGMAS * sigma:
-        return REPRODUCED
-    if gap < -SIGMAS * sigma:
-        return REVERSED
-    return UNRESOLVED
+def seeds_needed(gap: float, variances: tuple[float, float]) -> int | None:
+    """The seeds per net with which Welch's test at LEVEL finds a true gap of `gap` at these per-net
+    variances with probability POWER; None beyond MOST_SEEDS."""
+    total, squares = sum(variances), sum(v * v for v in variances)
+    for n in range(2, MOST_SEEDS + 1):
+        df = (n - 1) * total**2 / squares
+        critical = stats.t.ppf((1 + LEVEL) / 2, df)
+        shift = abs(gap) / math.sqrt(total / n)
+        if stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift) >= POWER:
+            return n
+    return None
 
 
 def compare(higher: Measurement, lower: Measurement) -> Comparison:
-    """The paper says `higher`'s error is above `lower`'s."""
-    variances = (higher.variance_of_mean, lower.variance_of_mean)
-    sigma = None if None in variances else math.sqrt(sum(variances))
-    return Comparison(higher.mean - lower.mean, sigma, one_seed=min(higher.n, lower.n) < 2)
+    """The paper says `higher`'s error is above `lower`'s: Welch's test with two or more seeds a side, the
+    gap in sampling floors with one."""
+    gap = higher.mean - lower.mean
+    if min(higher.n, lower.n) < 2:
+        floors = (higher.floor, lower.floor)
+        size = None if None in floors else gap / math.sqrt(sum(floors))
+        return Comparison(gap, floors=size, one_seed=True)
+    variances = (higher.variance, lower.variance)
+    if not any(variances):
+        return Comparison(gap)  # the seeds agree exactly: no spread to test against
+    with warnings.catch_warnings():  # scipy warns of "catastrophic cancellation" for seeds that agree exactly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        test = stats.ttest_ind(higher.values, lower.values, equal_var=False)
+    ci = test.confidence_interval(LEVEL)
+    found = Comparison(gap, (float(ci.low), float(ci.high)), float(test.df), float(test.pvalue))
+    if found.verdict != UNRESOLVED:
+        return found
+    return Comparison(gap, found.interval, found.df, found.p, seeds_needed(gap, variances))
 
 
 @dataclass(frozen=True)
@@ -147,17 +180,33 @@ def claims(nets: Sequence[Net]) -> list[Claim]:
     return found
 
 
-def _sigma_cell(sigma: float | None, one_seed: bool) -> str:
-    shown = "unknown (metrics.json has no image count)" if sigma is None else f"{sigma:.2f}"
-    return f"{shown}; {ONE_SEED}" if one_seed else shown
-
-
 def _ours(m: Measurement) -> str:
     return f"{m.mean:.2f}" + (f" (n={m.n})" if m.n > 1 else "")
 
 
-def _ratio(value: float, sigma: float | None) -> str:
-    return "" if not sigma else f"{value / sigma:+.1f}"
+def _interval(interval: tuple[float, float] | None) -> str:
+    return "" if interval is None else f"[{interval[0]:+.2f}, {interval[1]:+.2f}]"
+
+
+def _one_seed(gap: float, floors: float | None) -> str:
+    """A claim with one seed on a side: no verdict, the gap's direction and its size in sampling floors."""
+    side = "the paper's direction" if gap > 0 else "against the paper's direction" if gap < 0 else "no gap"
+    size = "" if floors is None else f", {abs(floors):.1f} sampling floors"
+    return f"no verdict ({side}{size}); {ONE_SEED}"
+
+
+def _verdict(c: Comparison) -> str:
+    if c.one_seed:
+        return _one_seed(c.gap, c.floors)
+    if c.interval is None:
+        return f"{UNRESOLVED} (the seeds agree exactly: no spread to test)"
+    return c.verdict
+
+
+def _needed(c: Comparison) -> str:
+    if c.one_seed or c.verdict != UNRESOLVED or c.interval is None:
+        return ""
+    return f"more than {MOST_SEEDS}" if c.seeds_needed is None else str(c.seeds_needed)
 
 
 def to_markdown(nets: Sequence[Net]) -> str:
@@ -165,11 +214,12 @@ def to_markdown(nets: Sequence[Net]) -> str:
     lines = [
         "## The paper's claims",
         "",
-        "Gap: the paper's higher error minus its lower one, in points (positive: the paper's direction). "
-        "Sigma: the standard error of the difference of the means over seeds; for a net of one seed, the "
-        "binomial floor sqrt(p(1-p)/N) over the N images its error counted. "
-        f'Verdict: "{REPRODUCED}" beyond {SIGMAS:g} sigma in the paper\'s direction, "{REVERSED}" beyond '
-        f'{SIGMAS:g} sigma the other way, else "{UNRESOLVED}".',
+        "Gap: the paper's higher error minus its lower one, in points (positive: the paper's direction), "
+        "with its 95% interval, degrees of freedom and p from Welch's t-test over the seeds. "
+        f'Verdict: "{REPRODUCED}" when the interval lies wholly above zero, "{REVERSED}" wholly below, else '
+        f'"{UNRESOLVED}", with the seeds per net that would resolve a gap of this size at this spread (95%, '
+        f"power {POWER:g}). With one seed on a side there is no test: the gap's size is given in sampling "
+        "floors (the binomial noise sqrt(p(1-p)/N) of the N images the errors counted).",
         "",
     ]
     found = claims(nets)
@@ -177,33 +227,50 @@ def to_markdown(nets: Sequence[Net]) -> str:
         lines.append("None of the paper's comparisons applies to these nets (they need two depths or a plain "
                      "net and its ResNet twin, trained alike).")  # fmt: skip
     else:
-        lines += ["| claim | ours (%) | gap | sigma | gap / sigma | verdict |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| claim | ours (%) | gap | 95% interval | df | p | verdict | seeds needed |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        needed = []
         for claim in found:
             c = claim.comparison
+            needed.append(c.seeds_needed or 0)
             family = f" [{claim.family}]" if claim.family else ""
+            df = "" if c.df is None else f"{c.df:.2f}"
+            p = "" if c.p is None else f"{c.p:.3g}"
             lines.append(
-                f"| {claim.text}{family} | {_ours(claim.higher)} vs "
-                f"{_ours(claim.lower)} | {c.gap:+.2f} | {_sigma_cell(c.sigma, c.one_seed)} | "
-                f"{_ratio(c.gap, c.sigma)} | {c.verdict} |"
+                f"| {claim.text}{family} | {_ours(claim.higher)} vs {_ours(claim.lower)} | {c.gap:+.2f} | "
+                f"{_interval(c.interval)} | {df} | {p} | {_verdict(c)} | {_needed(c)} |"
             )
+        most = max(needed)
+        if most > 1:
+            seeds = ",".join(map(str, range(most)))
+            lines += ["", f"To price {most} seeds a net: `resnet-plan` with the sweep's overrides and "
+                      f"`trainer.seed={seeds}` (`make fig6-cpu SEEDS={most}` for Fig. 6)."]  # fmt: skip
     compared = [net for net in nets if net.paper is not None and net.test is not None]
     if compared:
         lines += [
             "",
-            "Beside the paper (its nets trained 64,000 iterations on CIFAR-10, 600,000 on ImageNet); "
-            "sigma is the standard error of our mean (one seed: the binomial floor):",
+            "Beside the paper (its nets trained 64,000 iterations on CIFAR-10, 600,000 on ImageNet); the "
+            "interval is our mean's 95% t-interval minus the paper's number (one seed: none, and the "
+            "difference in sampling floors):",
             "",
-            "| net | iterations | ours (%) | paper (%) | ours - paper | sigma | (ours - paper) / sigma |",
-            "|---|---|---|---|---|---|---|",
+            "| net | iterations | ours (%) | paper (%) | ours - paper | 95% interval |",
+            "|---|---|---|---|---|---|",
         ]
         for net in compared:
-            variance = net.test.variance_of_mean
-            sigma = None if variance is None else math.sqrt(variance)
             difference = net.test.mean - net.paper
+            if net.test.n >= 2:
+                shown = ""  # seeds that agree exactly give no interval
+                if net.test.variance:
+                    ci = stats.ttest_1samp(net.test.values, net.paper).confidence_interval(LEVEL)
+                    shown = _interval((ci.low - net.paper, ci.high - net.paper))
+            else:
+                floor = net.test.floor
+                shown = ("" if floor is None else f"{difference / math.sqrt(floor):+.1f} floors; ") + ONE_SEED
             iterations = "" if net.iterations is None else f"{net.iterations:,}"
             lines.append(
                 f"| {net.name} | {iterations} | {_ours(net.test)} | {net.paper:.2f} ({net.paper_source}) | "
-                f"{difference:+.2f} | "
-                f"{_sigma_cell(sigma, net.test.n < 2)} | {_ratio(difference, sigma)} |"
+                f"{difference:+.2f} | {shown} |"
             )
     return "\n".join(lines) + "\n"

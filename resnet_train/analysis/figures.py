@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..engine.logger import TRAIN_ERROR, eval_tags
-from .groups import BAND, Group, band, group_runs, mixed_settings, precision_note
+from .groups import BAND, Group, band, comparable, equal_length, group_runs, mixed_settings, precision_note
 from .runs import Run
 
 log = logging.getLogger("resnet_train")
@@ -98,18 +98,19 @@ def error_figure(runs: Sequence[Run], *, title: str | None = None, ymax: float |
     of one experiment (analysis/groups.py) are one curve: their mean, with a min-max band, and n in the
     legend. The caption under the title says the precision (and when the runs mix precisions) and what the
     band is. Runs that differ in more than the net are named in a warning (one line, the settings that
-    differ); runs without any error curve are left out with one. Raises ValueError if no run has a
+    differ); runs without any error curve, a finished run without its final errors and seeds shorter than
+    their group's longest (analysis/groups.py) are left out with one. Raises ValueError if no run has a
     curve.
     """
     drawable = []
-    for run in runs:
+    for run in comparable(runs):
         if TRAIN_TAG in run.curves or _eval_tag(run):
             drawable.append(run)
         else:
             log.warning("run %s: no error curves to draw; left out of the figure", run.path)
     if not drawable:
         raise ValueError("none of the runs has an error curve to draw")
-    groups = group_runs(drawable)
+    groups = equal_length(group_runs(drawable))
     mixed = mixed_settings([group.settings for group in groups])
     if mixed:
         log.warning("%s", mixed)

@@ -16,9 +16,10 @@ which a ±1 std band (one std estimated from two or three values) would not.
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from ..config import Role, role_of
@@ -128,6 +129,46 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
                 ", ".join(str(run.path) for run in group.runs),
             )  # fmt: skip
     return sorted(groups, key=_sort_key)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def comparable(runs: Sequence[Run]) -> list[Run]:
+    """`runs` less the finished ones whose metrics.json lacks a finite training error and a finite test or
+    validation error (or holds a non-finite one): those are named in one warning and left out of every mean,
+    n, band and verdict."""
+    kept, left_out = [], []
+    for run in runs:
+        m = run.metrics
+        errors = [] if m is None else [m[k] for k in ("test_error", "val_error") if m.get(k) is not None]
+        whole = m is None or (_finite(m.get("train_error")) and errors and all(map(_finite, errors)))
+        (kept if whole else left_out).append(run)
+    if left_out:
+        log.warning(
+            "left out %s: metrics.json lacks a finite training and test (or validation) error",
+            ", ".join(str(run.path) for run in left_out),
+        )
+    return kept
+
+
+def equal_length(groups: Sequence[Group]) -> list[Group]:
+    """Each group with only the runs that reached its longest run's length, so that a mean, a band or a test
+    is over runs of one length. Runs that stopped earlier (a pre-empted seed not yet resumed) or whose length
+    is unknown are named in a warning and left out."""
+    kept = []
+    for group in groups:
+        longest = max((run.iterations for run in group.runs if run.iterations is not None), default=None)
+        short = [run for run in group.runs if run.iterations != longest]
+        if short and longest is not None:
+            log.warning(
+                "%s: left out %s: shorter than its seeds' %d iterations",
+                group.name, ", ".join(f"{run.path} (at {run.iterations})" for run in short), longest,
+            )  # fmt: skip
+            group = replace(group, runs=[run for run in group.runs if run.iterations == longest])
+        kept.append(group)
+    return kept
 
 
 def _suffix(settings: dict, differences: dict[str, list]) -> str:

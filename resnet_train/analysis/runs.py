@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -49,6 +48,13 @@ class Run:
     def label(self) -> str:
         """The paper's way of writing the name: "ResNet-56", "plain-20"."""
         return display_name(self.model, self.residual, self.depth)
+
+    @property
+    def iterations(self) -> int | None:
+        """How far the run got: metrics.json's iterations, else the last iteration its curves logged."""
+        if self.metrics and isinstance(self.metrics.get("iterations"), int):
+            return self.metrics["iterations"]
+        return max((curve[-1][0] for curve in self.curves.values() if curve), default=None)
 
     @property
     def precision(self) -> str | None:
@@ -125,41 +131,17 @@ def read_run_config(run_dir: Path) -> dict | None:
     return None
 
 
-def _events_end_cleanly(path: Path) -> bool:
-    """Whether an events file is a whole number of TFRecords (a killed or still-writing run leaves a cut
-    record at the end). Walks the 12-byte record headers only: length (u64), its CRC, data, data CRC."""
-    size = path.stat().st_size
-    position = 0
-    with open(path, "rb") as file:
-        while position < size:
-            file.seek(position)
-            header = file.read(12)
-            if len(header) < 12:
-                return False
-            (length,) = struct.unpack("<Q", header[:8])
-            position += 12 + length + 4
-    return position == size
-
-
 def read_curves(run_dir: Path) -> dict[str, Curve]:
     """Every scalar in the run's TensorBoard events, tag -> [(iteration, value)], sorted by iteration.
 
     All of the folder's event files are read (a resumed run may have several); where an iteration was
-    logged twice the later value wins. A missing, empty or damaged file gives a warning naming the run and
-    whatever points could be read before the damage.
+    logged twice the later value wins. A missing or empty folder gives a warning naming the run; a file cut
+    short (a run still writing, or killed) gives the points before the cut, as TensorBoard's reader does.
     """
     files = sorted(run_dir.glob(EVENTS))
     if not files:
         log.warning("run %s: no TensorBoard events", run_dir)
         return {}
-    for path in files:
-        if not _events_end_cleanly(path):
-            log.warning(
-                "run %s: %s ends in an incomplete record (a run still writing, or a damaged file); "
-                "reading the points before it",
-                run_dir,
-                path.name,
-            )
     try:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -7,11 +7,14 @@ import csv
 import io
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
+from ..config import parse_model_name
+from ..errors import UserError
 from .claims import Measurement, Net
-from .groups import NET_KEYS, SHORTCUT, differing, group_runs, shown
-from .runs import Run
+from .groups import NET_KEYS, SHORTCUT, comparable, differing, equal_length, group_runs, shown
+from .runs import Run, display_name
 
 # The paper's test errors in percent, by (dataset, model, shortcut option); plain nets have no option.
 # Only a run of the same dataset, model and option is compared with a number.
@@ -100,10 +103,11 @@ def _images(members: Sequence[Run], split: str) -> int | None:
 
 
 def summarize(runs: Sequence[Run]) -> list[Row]:
-    """One row per group of finished runs (those with metrics.json): seeds of one experiment on one net."""
-    finished = [run for run in runs if run.metrics is not None]
+    """One row per group of finished runs (those with metrics.json): seeds of one experiment on one net, of
+    one length, each with its final errors (analysis/groups.py `comparable`, `equal_length`)."""
+    finished = comparable([run for run in runs if run.metrics is not None])
     rows = []
-    for group in group_runs(finished):
+    for group in equal_length(group_runs(finished)):
         first, members = group.first, group.runs
         params = {m.metrics.get("params") for m in members} - {None}
         rows.append(
@@ -241,3 +245,60 @@ def to_csv(rows: Sequence[Row]) -> str:
             }
         )
     return buffer.getvalue()
+
+
+SEED_COLUMNS = ("net", "seed", "train_error", "test_error")  # and optionally train_images, test_images
+
+
+def _cell(where: str, row: dict, column: str, kind: type):
+    text = (row.get(column) or "").strip()
+    try:
+        value = kind(text)
+    except ValueError:
+        wanted = "a number" if kind is float else "a whole number"
+        raise UserError(f"{where}: {column} {text!r} is not {wanted}") from None
+    if kind is float and not 0 <= value <= 100:
+        raise UserError(f"{where}: {column} {text} is not an error in percent (0 to 100)")
+    return value
+
+
+def seed_table(path: Path) -> list[Net]:
+    """The nets of a CSV of per-seed errors in percent (`resnet-report --seeds`), one row per run: columns
+    SEED_COLUMNS, and optionally the images each error counted (train_images, test_images). A missing
+    column, an unknown net, a repeated seed or a cell that is not a number is a UserError naming the line."""
+    try:
+        with open(path, newline="") as file:
+            reader = csv.DictReader(file)
+            rows = list(reader)
+    except OSError as error:
+        raise UserError(f"{path}: cannot read it ({error.strerror})") from None
+    missing = [column for column in SEED_COLUMNS if column not in (reader.fieldnames or ())]
+    if missing:
+        raise UserError(f"{path}: no column {', '.join(missing)} (the columns: {', '.join(SEED_COLUMNS)})")
+    seeds: dict[str, dict] = {}  # net -> seed -> row
+    for line, row in enumerate(rows, start=2):
+        where, name = f"{path}:{line}", (row["net"] or "").strip()
+        try:
+            parse_model_name(name)
+        except ValueError as error:
+            raise UserError(f"{where}: {error}") from None
+        seed = _cell(where, row, "seed", int)
+        if seed in seeds.setdefault(name, {}):
+            raise UserError(f"{where}: {name} has seed {seed} twice")
+        seeds[name][seed] = {
+            column: _cell(where, row, column, float if column.endswith("error") else int)
+            for column in ("train_error", "test_error", "train_images", "test_images")
+            if column.endswith("error") or (row.get(column) or "").strip()
+        }
+    nets = []
+    for name, runs in seeds.items():
+        residual, depth = parse_model_name(name)
+        train, test = (_seed_measurement(list(runs.values()), split) for split in ("train", "test"))
+        nets.append(Net(display_name(name, residual, depth), residual, depth, train=train, test=test))
+    return nets
+
+
+def _seed_measurement(runs: list[dict], split: str) -> Measurement:
+    counts = {run.get(f"{split}_images") for run in runs}
+    images = counts.pop() if len(counts) == 1 else None
+    return Measurement(tuple(run[f"{split}_error"] for run in runs), images)

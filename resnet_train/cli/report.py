@@ -2,6 +2,7 @@
 paper's claims with a verdict each.
 
     resnet-report SWEEP_DIR... [--format markdown|csv] [--out FILE] [--force] [--tensorboard]
+    resnet-report --seeds FILE.csv [--out FILE] [--force]
 
 Reads every run at or below the given directories and prints one row per group of runs whose configs agree
 on every setting but the seed and where files go (analysis/groups.py): layers, parameters, final training
@@ -15,7 +16,12 @@ each with our numbers, the gap, its noise and a verdict (analysis/claims.py).
 `--tensorboard` also writes FIRST_DIR/aggregate/<group>/: TensorBoard runs of the mean and min-max band of
 every error curve over each group's seeds (analysis/aggregate.py), replaced on every call.
 
-Runs without a metrics.json (still going, or failed) are named in a warning and left out of the table.
+Runs without a metrics.json (still going, or failed) are named in a warning and left out of the table; so are
+finished runs without a finite final error, and seeds that stopped before the others of their group.
+
+`--seeds FILE.csv` prints the claims from a table of per-seed errors instead of runs (columns net, seed,
+train_error, test_error in percent, optionally train_images and test_images), so that published numbers or
+another framework's runs are judged by the same rule.
 """
 
 from __future__ import annotations
@@ -28,9 +34,9 @@ from typing import Sequence
 
 from ..analysis import claims
 from ..analysis.aggregate import write_aggregate
-from ..analysis.groups import group_runs, mixed_settings, precision_note
+from ..analysis.groups import comparable, equal_length, group_runs, mixed_settings, precision_note
 from ..analysis.runs import find_runs, load_run
-from ..analysis.tables import claim_nets, summarize, to_csv, to_markdown
+from ..analysis.tables import claim_nets, seed_table, summarize, to_csv, to_markdown
 from ..errors import UserError
 from ..logs import setup_logging
 from .outputs import check_output, write_text
@@ -46,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="resnet-report",
         description="A Table 6-style table of runs over seeds beside the paper's, and the paper's claims.",
     )
-    parser.add_argument("dirs", nargs="+", metavar="SWEEP_DIR", help="sweep folders or run directories")
+    parser.add_argument("dirs", nargs="*", metavar="SWEEP_DIR", help="sweep folders or run directories")
+    parser.add_argument("--seeds", type=Path, metavar="FILE.csv", help="the claims from per-seed errors")
     parser.add_argument("--format", choices=["markdown", "csv"], default="markdown", help="default: markdown")
     parser.add_argument("--out", type=Path, default=None, help="write the table here instead of stdout")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -55,10 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also write FIRST_DIR/aggregate/<group>/: each group's mean and min-max band over seeds",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if bool(args.dirs) == bool(args.seeds):
+        parser.error("give SWEEP_DIR... or --seeds FILE.csv")
+    if args.seeds and (args.tensorboard or args.format == "csv"):
+        parser.error("--seeds prints the claims in markdown; --tensorboard and --format csv need runs")
 
     try:
         if args.out:
             check_output(args.out, force=args.force)
+        if args.seeds:
+            return _emit(claims.to_markdown(seed_table(args.seeds)), args.out)
         run_dirs = find_runs(args.dirs)
     except UserError as error:
         log.error("%s", error)
@@ -86,18 +99,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = to_markdown(rows, notes) + "\n" + claims.to_markdown(claim_nets(rows))
     if args.tensorboard:
         try:  # every run with curves, finished or not: a sweep can be watched while it goes
-            written = write_aggregate(group_runs(runs), args.dirs[0])
+            written = write_aggregate(equal_length(group_runs(comparable(runs))), args.dirs[0])
         except (ValueError, OSError) as error:
             log.error("%s", error)
             return 2
         log.info("mean and min-max band over seeds -> %s (tensorboard --logdir %s)", written, args.dirs[0])
-    if args.out:
-        try:
-            write_text(args.out, text)
-        except UserError as error:
-            log.error("%s", error)
-            return error.exit_code
-        log.info("%d row(s) from %d run(s) -> %s", len(rows), len(runs), args.out)
+    try:
+        return _emit(text, args.out)
+    except UserError as error:
+        log.error("%s", error)
+        return error.exit_code
+
+
+def _emit(text: str, out: Path | None) -> int:
+    if out:
+        write_text(out, text)
+        log.info("-> %s", out)
     else:
         sys.stdout.write(text)
     return 0
