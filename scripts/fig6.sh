@@ -17,6 +17,9 @@
 #           command on the same OUT is refused: OUT/plan.args holds the planned one).
 #   SEEDS   seeds per net: trainer.seed=0,...,SEEDS-1 (default: the experiment's one seed); the claims need 3 or
 #           more for a verdict, and BUDGET then fits the length to all of them
+#   MIN_ITERS  the shortest run BUDGET may choose (default 200): below it the figure means nothing, as the
+#           lr's last phase (the last quarter of the run) would hold fewer than two of the CPU experiment's
+#           25-iteration logging windows
 #   EVALS   test-set evaluations per run, evenly spaced (default: the experiment's trainer.eval_every)
 #   EXPERIMENT  the experiment preset (default cifar_plain_vs_resnet; cifar_plain_vs_resnet_cpu runs two jobs
 #           side by side on a CPU)
@@ -34,6 +37,7 @@ EXPERIMENT=${EXPERIMENT:-cifar_plain_vs_resnet}
 EVALS=${EVALS:-}
 BUDGET=${BUDGET:-}
 SEEDS=${SEEDS:-}
+MIN_ITERS=${MIN_ITERS:-200}
 if [[ -n $BUDGET ]]; then
     OUT=${OUT:-outputs/fig6-${BUDGET}min${SEEDS:+-${SEEDS}seeds}}
 else
@@ -93,7 +97,7 @@ if [[ -n $BUDGET && -s $PLAN ]]; then
     echo "Fig. 6 in ${BUDGET} min: resuming the sweep planned in ${PLAN} (${ITERS} iterations a run)"
 elif [[ -n $BUDGET ]]; then
     echo "Fig. 6 in ${BUDGET} min: timing the nets on this machine to choose the iterations"
-    "$BIN/resnet-plan" "${SWEEP[@]}" "$@" --budget "$BUDGET" --json "$PLAN.new"
+    "$BIN/resnet-plan" "${SWEEP[@]}" "$@" --budget "$BUDGET" --min-iters "$MIN_ITERS" --json "$PLAN.new" --force
     printf '%s\n' "${SWEEP[@]}" "$@" >"$OUT/plan.args"
     mv "$PLAN.new" "$PLAN"
     ITERS=$(planned_iters)

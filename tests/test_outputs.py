@@ -15,9 +15,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from resnet_train.cli import eval as eval_cli
 from resnet_train.cli import export, plot, report, responses
-from resnet_train.cli.outputs import atomic_output, check_output
 from resnet_train.engine.run import train
 from resnet_train.errors import UserError
+from resnet_train.outputs import atomic_output, check_output
 
 TINY = [
     "model.depth=8", "data=synthetic", "data.num_classes=3", "data.image_size=16", "data.train_size=32",

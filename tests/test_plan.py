@@ -77,6 +77,23 @@ def test_a_budget_keeps_each_jobs_number_of_evaluations():
     assert plan_cli.budget_fit(jobs, slots=2, budget_s=3700, spent_s=100) == fit  # the plan's own time counts
     with pytest.raises(UserError, match="no job of the sweep can run"):
         plan_cli.budget_fit([plan_cli.PlannedJob(0, [], "", "refused")], slots=2, budget_s=3600)
+    # Below --min-iters (fig6.sh: the shortest run a figure means anything at) the budget is refused, naming
+    # the budget the minimum takes: 2 * (45 + 0.5 * 4000) s = 68.2 min.
+    with pytest.raises(UserError, match="fits 3508 iterations a job, fewer than the 4000 .* budget of 69 min"):
+        plan_cli.budget_fit(jobs, slots=2, budget_s=3600, min_iters=4000)
+
+
+@pytest.mark.parametrize("target", ["run/checkpoints/last.pt", "run/metrics.json", "folder"])
+def test_the_plan_is_never_written_over_a_run_file_or_a_folder(tmp_path, caplog, target):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "folder").mkdir()
+    for name in ("checkpoints/last.pt", "metrics.json"):
+        (tmp_path / "run" / name).write_text("kept")
+    with pytest.raises(SystemExit) as stopped:
+        plan_cli.main([*TINY, "--json", str(tmp_path / target), "--force"])
+    assert stopped.value.code == 2 and "--json" in caplog.text
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").read_text() == "kept"
+    assert (tmp_path / "run" / "metrics.json").read_text() == "kept"
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ The config is the one stored in the checkpoint; `key=value` overrides change it 
 `trainer.device=cpu`, `data.workers=4`) and set this tool's own options: `eval.crops=center|ten|multiscale`
 and `eval.out=FILE`. Values are validated against the same schema as training (resnet_train/config.py).
 Prints the errors as JSON on stdout (logs go to stderr) and writes them to --out / eval.out (a new file, or
-any file but a checkpoint with --force: cli/outputs.py).
+any file but a checkpoint with --force: outputs.py).
 
 Every checkpoint carries its class names and input statistics, so nothing is recomputed from the training
 set: streamed datasets (data=imagenet, data=imagefolder) are evaluated on the test split folder alone
@@ -27,7 +27,7 @@ import torch
 from ..config import Config, Crops, EvalConfig
 from ..errors import UserError
 from ..logs import setup_logging
-from .outputs import check_output, write_text
+from ..outputs import check_output, write_text
 
 log = logging.getLogger("resnet_train")
 

@@ -21,7 +21,7 @@ import torch
 from ..errors import UserError
 from ..logs import setup_logging
 from ..models.export import NotExportable, to_torchvision, torchvision_arch
-from .outputs import atomic_output, check_output
+from ..outputs import atomic_output, check_output
 
 log = logging.getLogger("resnet_train")
 

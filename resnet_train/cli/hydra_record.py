@@ -10,14 +10,13 @@ the same text, once the run is its own (`engine/run.py`, `train(..., accepted=..
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError
+from ..outputs import atomic_output
 
 HYDRA_SUBDIR = ".hydra"
 
@@ -41,15 +40,10 @@ class HydraRecord:
     def write(self, run_dir: Path) -> None:
         """Write the files into `run_dir/.hydra/`, each whole (temporary file, then rename)."""
         folder = Path(run_dir) / HYDRA_SUBDIR
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as error:  # a file in its place, a read-only copy
+            raise UserError(f"cannot write the run's config record {folder}: {error.strerror}") from None
         for name, text in self.files:
-            partial = folder / f".{name}.{os.getpid()}.tmp"
-            try:
-                folder.mkdir(exist_ok=True)
+            with atomic_output(folder / name) as partial:
                 partial.write_text(text, encoding="utf-8")
-                os.replace(partial, folder / name)
-            except OSError as error:  # a file replaced by a folder, a full disk, a read-only copy
-                with contextlib.suppress(OSError):
-                    partial.unlink()
-                raise UserError(
-                    f"cannot write the run's config record {folder / name}: {error.strerror or error}"
-                ) from None

@@ -16,7 +16,8 @@ The launchers: Hydra's basic one (one job after another, on the whole machine), 
 (`hydra/launcher=side_by_side`: n_jobs at once, sharing the cores or GPUs as cli/train.py's job_share gives
 them out) and SLURM through submitit (each job on an allocation of its own, up to array_parallelism at once;
 timed here with cpus_per_task threads, and the queue's wait is not in the estimate). Nothing is written in
-the sweep's directories (the timed runs write into a temporary folder); --json FILE writes the plan.
+the sweep's directories (the timed runs write into a temporary folder); --json FILE writes the plan (a new
+file, or with --force any file but one of a run: outputs.py).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ..engine.probe import Placement, Timing, time_configs, timing_key
 from ..engine.rundir import find_resume_checkpoint, lock_holder, run_complete
 from ..errors import UserError
 from ..logs import setup_logging
+from ..outputs import check_output, write_text
 from .sweep import BASIC_LAUNCHER, distinguishing
 from .train import JOBLIB_LAUNCHER, job_config, job_share
 
@@ -218,11 +220,14 @@ def time_jobs(planned: list[PlannedJob], configs: list[Config | None], launcher:
     return time.perf_counter() - started
 
 
-def budget_fit(planned: list[PlannedJob], slots: int, budget_s: float, spent_s: float = 0.0) -> dict:
+def budget_fit(
+    planned: list[PlannedJob], slots: int, budget_s: float, spent_s: float = 0.0, min_iters: int = 0
+) -> dict:
     """The largest trainer.max_iters (one for every job, a multiple of 4 and of each job's evaluation count,
     so that the schedule's fractions and the evaluations fall on whole iterations) with which the whole
     sweep, every job trained from iteration 0 with as many evaluations as now, fits what is left of
-    `budget_s` once `spent_s` (the plan's own time) is taken from it."""
+    `budget_s` once `spent_s` (the plan's own time) is taken from it. Fewer than `min_iters` is a UserError
+    naming the budget that `min_iters` needs."""
     jobs = [job for job in planned if job.timing is not None]
     if not jobs:
         raise UserError("no job of the sweep can run, so no length fits the budget")
@@ -240,6 +245,12 @@ def budget_fit(planned: list[PlannedJob], slots: int, budget_s: float, spent_s: 
         raise UserError(
             f"not even {math.lcm(4, *counts)} iterations a job fit a budget of {budget_s / 60:g} min "
             f"({spent_s:.0f} s of it went to this plan)"
+        )
+    if iters < min_iters:
+        needed = math.ceil((sweep_time(min_iters) + spent_s) / 60)
+        raise UserError(
+            f"a budget of {budget_s / 60:g} min fits {iters} iterations a job, fewer than the {min_iters} asked "
+            f"for (--min-iters); {min_iters} take a budget of {needed} min"
         )
     fit = {"budget_s": left_s, "max_iters": iters, "sweep_s": sweep_time(iters)}
     if len(set(counts)) == 1:
@@ -338,7 +349,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--budget", type=float, metavar="MINUTES", help="the largest trainer.max_iters that fits"
     )
+    parser.add_argument(
+        "--min-iters", type=int, default=0, metavar="N", help="with --budget: refuse a fit below N iterations"
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the plan here")
+    parser.add_argument("--force", action="store_true", help="replace --json if it exists")
     args = parser.parse_intermixed_args(argv)
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, not {args.steps}")
@@ -370,7 +385,8 @@ def plan(args: argparse.Namespace) -> dict:
     fit, budget_error = None, None
     if time_all:
         try:
-            fit = budget_fit(planned, launcher.slots, args.budget * 60, time.perf_counter() - started)
+            spent_s = time.perf_counter() - started
+            fit = budget_fit(planned, launcher.slots, args.budget * 60, spent_s, args.min_iters)
         except UserError as error:  # said after the plan, which shows why
             budget_error = error
     result = {
@@ -389,13 +405,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
     try:
+        if args.json:  # before the timing: a plan that cannot be written is refused at once
+            check_output(args.json, force=args.force, option="--json")
         result = plan(args)
+        if args.json:
+            write_text(args.json, json.dumps(result, indent=2) + "\n")
     except UserError as error:
         log.error("%s", error)
         sys.exit(error.exit_code)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from ..analysis.figures import plot_error_curves
 from ..analysis.runs import find_runs, load_run
 from ..errors import UserError
 from ..logs import setup_logging
-from .outputs import atomic_output, check_output, figure_path
+from ..outputs import atomic_output, check_output, figure_path
 
 log = logging.getLogger("resnet_train")
 

@@ -39,7 +39,7 @@ from ..analysis.runs import find_runs, load_run
 from ..analysis.tables import claim_nets, seed_table, summarize, to_csv, to_markdown
 from ..errors import UserError
 from ..logs import setup_logging
-from .outputs import check_output, write_text
+from ..outputs import check_output, write_text
 
 log = logging.getLogger("resnet_train")
 

@@ -8,7 +8,7 @@ eval mode over the test set its run was tested on (normalised with its training 
 training). The response of a layer is its output after BN, before the addition and the ReLU; its std is over
 all elements (images, channels, positions) of the set, see resnet_train/analysis/responses.py. The figure
 shows the stds by layer index and sorted by magnitude (the paper's top and bottom panels); --json and --csv
-write the numbers (new files, or with --force any file but a checkpoint: cli/outputs.py). With no output
+write the numbers (new files, or with --force any file but a checkpoint: outputs.py). With no output
 option, the numbers are printed as CSV.
 """
 
@@ -28,7 +28,7 @@ from ..analysis.responses import checkpoint_responses
 from ..engine.checkpoint import load_checkpoint
 from ..errors import UserError
 from ..logs import setup_logging
-from .outputs import atomic_output, check_output, figure_path, write_text
+from ..outputs import atomic_output, check_output, figure_path, write_text
 
 log = logging.getLogger("resnet_train")
 

@@ -11,10 +11,8 @@ added, removed, renamed or rewritten image, or another setting, recomputes it.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import UserError
+from ..outputs import atomic_output
 from .augment import center_view
 from .collate import collate
 from .files import BadImages, ImageFiles
@@ -153,14 +152,12 @@ def save_cached(stats: InputStats, folders: list[Path], name: str, key: str) -> 
     """Write the cache into the first writable folder (atomically); None when none is writable."""
     state = {"format": CACHE_FORMAT, "key": key, "stats": stats.state_dict()}
     for folder in folders:
-        path, tmp = folder / name, folder / f".{name}.{os.getpid()}.tmp"
+        path = folder / name
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            torch.save(state, tmp)
-            os.replace(tmp, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+            with atomic_output(path) as partial:
+                torch.save(state, partial)
+        except (OSError, UserError):
             continue
         log.info("input statistics cached in %s", path)
         return path

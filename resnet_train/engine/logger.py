@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+from ..outputs import atomic_output
 
 if TYPE_CHECKING:
     from .summary import RunSummary
@@ -189,6 +190,5 @@ def shown_path(path: Path) -> str:
 
 
 def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_output(path) as partial:
+        partial.write_text(json.dumps(data, indent=2) + "\n")

@@ -7,8 +7,9 @@ a run or its own input.
   TensorBoard events, `.hydra/`).
 - Any other existing file is replaced only with `--force`.
 - A directory, or a parent folder that cannot be created, is one line and exit code 2.
-- The file is written under a temporary name in its own folder and renamed when complete, so a crash or a
-  full disk leaves either the old file or the new one, never half of one.
+- The file is written under a temporary name in its own folder, flushed to disk and renamed when complete
+  (`atomic_output`, which a run's own files other than checkpoints use too: metrics.json, `.hydra/`, the
+  statistics cache), so a crash or a full disk leaves either the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ..errors import UserError
+from .errors import UserError
 
 # What a run directory holds besides its checkpoints/ folder (engine/rundir.py, engine/logger.py).
 RUN_FILES = frozenset({"metrics.json", "train.log", ".lock"})
