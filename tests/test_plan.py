@@ -79,7 +79,7 @@ def test_a_budget_keeps_each_jobs_number_of_evaluations():
         plan_cli.budget_fit([plan_cli.PlannedJob(0, [], "", "refused")], slots=2, budget_s=3600)
     # Below --min-iters (fig6.sh: the shortest run a figure means anything at) the budget is refused, naming
     # the budget the minimum takes: 2 * (45 + 0.5 * 4000) s = 68.2 min.
-    with pytest.raises(UserError, match="fits 3508 iterations a job, fewer than the 4000 .* budget of 69 min"):
+    with pytest.raises(UserError, match="fits 3508 iterations a job, fewer than the 4000 .* of 69 min"):
         plan_cli.budget_fit(jobs, slots=2, budget_s=3600, min_iters=4000)
 
 

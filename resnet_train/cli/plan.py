@@ -249,8 +249,8 @@ def budget_fit(
     if iters < min_iters:
         needed = math.ceil((sweep_time(min_iters) + spent_s) / 60)
         raise UserError(
-            f"a budget of {budget_s / 60:g} min fits {iters} iterations a job, fewer than the {min_iters} asked "
-            f"for (--min-iters); {min_iters} take a budget of {needed} min"
+            f"a budget of {budget_s / 60:g} min fits {iters} iterations a job, fewer than the {min_iters} "
+            f"asked for (--min-iters); {min_iters} take a budget of {needed} min"
         )
     fit = {"budget_s": left_s, "max_iters": iters, "sweep_s": sweep_time(iters)}
     if len(set(counts)) == 1:
