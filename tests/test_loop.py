@@ -75,9 +75,46 @@ def make_trainer(tmp_path, batches, nan_policy=NanPolicy.stop, max_iters=8, chec
 
 def test_a_nan_loss_stops_the_run_naming_the_iteration_and_keeps_the_last_good_checkpoint(tmp_path):
     trainer = make_trainer(tmp_path, Batches(poison=5), log_every=4, checkpoint_every=2)
-    with pytest.raises(Diverged, match="non-finite at iteration 5"):
+    with pytest.raises(Diverged, match="non-finite or beyond 10000 at iteration 5"):
         trainer.fit()
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["trainer"]["iteration"] == 4
+
+
+class Scaled(Batches):
+    """Batch `poison` scaled by 1e6: a finite loss far beyond any a training run reaches."""
+
+    def epoch(self, epoch, start=0):
+        for images, labels in super().epoch(epoch, start):
+            iteration = epoch * self.iters_per_epoch + start + 1
+            start += 1
+            yield (images * 1e6 if iteration == self.poison else images), labels
+
+
+def test_a_finite_loss_beyond_any_sane_bound_stops_the_run_or_is_skipped(tmp_path):
+    trainer = make_trainer(tmp_path / "stop", Scaled(poison=5), log_every=4, checkpoint_every=2)
+    with pytest.raises(Diverged, match="beyond 10000 at iteration 5"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "stop" / "checkpoints" / "last.pt")["trainer"]["iteration"] == 4
+    skipping = make_trainer(tmp_path / "skip", Scaled(poison=3), nan_policy=NanPolicy.skip)
+    skipping.fit()
+    assert skipping.state.skipped_steps == 1 and skipping.state.iteration == 8
+
+
+def test_non_finite_bn_statistics_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, Batches(), checkpoint_every=2)
+    bn = torch.nn.BatchNorm1d(3)
+    trainer.raw_model.add_module("bn", bn)  # a buffer beside the weights, as BN's running_var
+
+    def overflow(iteration):
+        if iteration == 5:
+            bn.running_var.fill_(float("inf"))  # the loss stays finite: the net's forward skips `bn`
+
+    trainer.train_batches.on_batch = overflow
+    with pytest.raises(Diverged, match="BN statistics became non-finite by iteration 6"):
+        trainer.fit()
+    saved = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert saved["trainer"]["iteration"] == 4
+    assert all(torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point())
 
 
 def test_skip_policy_skips_and_counts_the_bad_step(tmp_path):
@@ -125,7 +162,7 @@ def test_a_nan_after_resuming_is_reported_at_its_own_iteration(tmp_path):
     first.fit()
     resumed = make_trainer(tmp_path / "resumed", Batches(poison=7), log_every=4, checkpoint_every=2)
     resumed.load_state_dict(load_checkpoint(tmp_path / "first" / "checkpoints" / "last.pt"))
-    with pytest.raises(Diverged, match="non-finite at iteration 7"):
+    with pytest.raises(Diverged, match="non-finite or beyond 10000 at iteration 7"):
         resumed.fit()
 
 

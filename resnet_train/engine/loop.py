@@ -39,6 +39,11 @@ class CheckpointNotWritten(UserError):
     """Rank 0 failed to write a checkpoint (its own error says why): the other ranks stop with it."""
 
 
+# A cross-entropy beyond this has diverged: a uniform guess over the classes costs ln(classes), under 7 for
+# ImageNet's 1,000; a loss of 1e4 means logits 1e4 apart on the wrong class.
+MAX_LOSS = 1e4
+
+
 class Diverged(UserError):
     """The loss became NaN or infinite."""
 
@@ -159,11 +164,16 @@ class Trainer:
         window = self._window_state()  # a collective: every rank takes part before any can stop below
         if self.settings.nan_policy is NanPolicy.stop:
             self._check_finite()
-        weights = [p.detach().float().abs().sum() for p in self.raw_model.parameters()]
-        if not torch.isfinite(torch.stack(weights).sum()):
+        # The weights and BN's running statistics: a loss can stay finite while running_var overflows.
+        state = [
+            t.detach().float().abs().sum()
+            for t in self.raw_model.state_dict().values()
+            if t.is_floating_point()
+        ]
+        if not torch.isfinite(torch.stack(state).sum()):
             raise Diverged(
-                f"the weights became non-finite by iteration {self.state.iteration}; stopped without "
-                f"overwriting the last checkpoint (lower optim.lr)"
+                f"the weights or BN statistics became non-finite by iteration {self.state.iteration}; "
+                f"stopped without overwriting the last checkpoint (lower optim.lr)"
             )
         failure = None
         if self.world.is_main:
@@ -249,16 +259,17 @@ class Trainer:
             logits = self.model(images)
             loss = F.cross_entropy(logits, labels)
         loss_value = loss.detach().float()
-        if self.settings.nan_policy is NanPolicy.skip and not torch.isfinite(loss_value):
+        diverged = ~(loss_value <= MAX_LOSS)  # NaN and inf too
+        if self.settings.nan_policy is NanPolicy.skip and diverged:
             self.state.skipped_steps += 1
-            log.warning("non-finite loss at iteration %d: step skipped", self.state.iteration + 1)
+            log.warning("loss %g at iteration %d: step skipped", loss_value, self.state.iteration + 1)
             return False
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.window_steps += 1
-        bad = ~torch.isfinite(loss_value) & (self.first_bad < 0)
+        bad = diverged & (self.first_bad < 0)
         self.first_bad.copy_(torch.where(bad, self.window_steps, self.first_bad))
         self.loss_sum += loss_value * len(labels)
         self.wrong_sum += (logits.argmax(dim=1) != labels).sum()
@@ -268,8 +279,9 @@ class Trainer:
         first_bad = int(self.first_bad)
         if first_bad >= 0:
             raise Diverged(
-                f"the loss became non-finite at iteration {self.window_start + first_bad}; stopped without "
-                f"overwriting the last checkpoint (lower optim.lr, or set trainer.nan_policy=skip)"
+                f"the loss became non-finite or beyond {MAX_LOSS:g} at iteration "
+                f"{self.window_start + first_bad}; stopped without overwriting the last checkpoint (lower "
+                f"optim.lr, or set trainer.nan_policy=skip)"
             )
 
     # ---- the loop ----------------------------------------------------------------------------------------
