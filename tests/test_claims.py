@@ -123,3 +123,10 @@ def test_the_claims_section_gives_numbers_gap_interval_df_p_and_verdict():
     floor = 100 * math.sqrt(0.356 * 0.644 / 10000)
     assert f"8.75 (Table 6) | +26.85 | {26.85 / floor:+.1f} floors; {ONE_SEED} |" in paper
     assert to_markdown(NETS[:1]).count("None of the paper's comparisons applies") == 1
+    # What could not be judged, and why: ResNet-56 B has no other option-B depth; ResNet-14, no plain twin.
+    lone = Net("ResNet-14", True, 14, shortcut="A", train=Measurement((30.0,)), test=Measurement((30.0,)))
+    skipped = to_markdown([*NETS, lone]).split("Not judged: ")[1].splitlines()[0]
+    assert skipped == (
+        "ResNets: ResNet-56 B has no ResNet of another depth with its shortcut option trained alike; "
+        "equal depth: ResNet-14 has no plain-14 trained alike."
+    )

@@ -180,6 +180,26 @@ def claims(nets: Sequence[Net]) -> list[Claim]:
     return found
 
 
+def not_judged(nets: Sequence[Net]) -> list[str]:
+    """The claims `nets` cannot judge, one line each with the reason: a net without the partner a claim
+    compares it with (trained alike: same family), or without the error the claim needs."""
+    lines = []
+    for net in nets:
+        family = [n for n in nets if n.family == net.family and n is not net]
+        where = f" [{net.family}]" if net.family else ""
+        if net.residual:
+            if not any(not n.residual and n.depth == net.depth for n in family):
+                lines.append(f"equal depth: {net.name}{where} has no plain-{net.depth} trained alike")
+            elif net.train is None:
+                lines.append(f"equal depth: {net.name}{where} has no training error")
+            if not any(n.residual and n.shortcut == net.shortcut and n.depth != net.depth for n in family):
+                other = "ResNet of another depth with its shortcut option"
+                lines.append(f"ResNets: {net.name}{where} has no {other} trained alike")
+        elif not any(not n.residual and n.depth != net.depth for n in family):
+            lines.append(f"plain nets: {net.name}{where} has no plain net of another depth trained alike")
+    return lines
+
+
 def _ours(m: Measurement) -> str:
     return f"{m.mean:.2f}" + (f" (n={m.n})" if m.n > 1 else "")
 
@@ -247,6 +267,9 @@ def to_markdown(nets: Sequence[Net]) -> str:
             seeds = ",".join(map(str, range(most)))
             lines += ["", f"To price {most} seeds a net: `resnet-plan` with the sweep's overrides and "
                       f"`trainer.seed={seeds}` (`make fig6-cpu SEEDS={most}` for Fig. 6)."]  # fmt: skip
+    skipped = not_judged(nets)
+    if skipped:
+        lines += ["", "Not judged: " + "; ".join(skipped) + "."]
     compared = [net for net in nets if net.paper is not None and net.test is not None]
     if compared:
         lines += [
