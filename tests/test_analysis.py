@@ -283,6 +283,19 @@ def test_a_shorter_seed_or_one_without_its_errors_is_named_and_left_out_everywhe
     assert aggregate["error/train/mean"][-1][0] == TRAIN[-1][0]  # not cut where the short seed stopped
 
 
+def test_an_unreadable_config_is_named_not_listed_as_settings_that_differ(tmp_path, caplog):
+    sweep = tmp_path / "sweep"
+    write_run(sweep / "r20", metrics={"test_error": 0.08})
+    write_run(sweep / "p20", "plain20", shortcut=None, metrics={"test_error": 0.09})
+    (sweep / "p20" / ".hydra" / "config.yaml").write_text("model: [unclosed\n")
+    with caplog.at_level(logging.WARNING, logger="resnet_train"):
+        assert report.main([str(sweep)]) == 0
+    warned = [r.message for r in caplog.records]
+    assert any(str(sweep / "p20") in m and ".hydra/config.yaml" in m for m in warned)
+    assert not any("differ in more than the net" in m for m in warned)
+    assert any("1 group(s) of runs have no readable config" in m for m in warned)
+
+
 def test_report_judges_a_table_of_seeds_by_the_same_rule(tmp_path, capsys):
     def table(rows):
         path = tmp_path / "seeds.csv"

@@ -183,12 +183,16 @@ def _suffix(settings: dict, differences: dict[str, list]) -> str:
 
 def mixed_settings(settings: Sequence[dict]) -> str | None:
     """One line naming the settings besides the net (depth, plain or residual, shortcut option) in which
-    groups of runs differ, or None when they differ in the net alone."""
-    differences = differing(settings, ignore=(*NET_KEYS, SHORTCUT))
-    if not differences:
-        return None
+    groups of runs differ, or None when they differ in the net alone. Groups without a readable config
+    (named when it was read: analysis/runs.py) are left out of the comparison and counted."""
+    known = [s for s in settings if "config" not in s]
+    unknown = len(settings) - len(known)
+    differences = differing(known, ignore=(*NET_KEYS, SHORTCUT))
     listed = "; ".join(f"{key} ({', '.join(values)})" for key, values in differences.items())
-    return f"The runs differ in more than the net: {listed}"
+    lines = [f"The runs differ in more than the net: {listed}"] if differences else []
+    if unknown and known:
+        lines.append(f"{unknown} group(s) of runs have no readable config and are compared by net alone")
+    return "; ".join(lines) or None
 
 
 def band(curves: Sequence[Curve]) -> list[tuple[int, float, float, float]]:

@@ -141,7 +141,7 @@ def claim_nets(rows: Sequence[Row]) -> list[Net]:
     settings agree on everything but the depth, plain or residual, and shortcut option."""
     net_keys = (*NET_KEYS, SHORTCUT)
     family_of = [{k: v for k, v in r.settings.items() if k not in net_keys} for r in rows]
-    differences = differing(family_of)
+    differences = differing([f for f in family_of if "config" not in f])  # an unknown config: by its net
     nets = []
     for row, family in zip(rows, family_of):
         if row.residual is None or row.depth is None:
