@@ -86,9 +86,10 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pt"
     torch.save({"format": 1, "payload": Exploit()}, path, pickle_module=pickle)
-    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+    with pytest.raises(CheckpointError, match="cannot be loaded safely") as refused:
         load_checkpoint(path)
     assert not (tmp_path / "pwned").exists()
+    assert "weights_only" not in str(refused.value)  # never the advice to load it unsafely
 
 
 class FullDisk(io.FileIO):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
 import random
 import zipfile
 from pathlib import Path
@@ -208,7 +209,12 @@ def load_checkpoint(path: Path, needs: tuple[str, ...] = ()) -> dict:
     verify_checkpoint(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, bad pickle, or a forbidden global in the pickle
+    except pickle.UnpicklingError:  # torch's message would suggest weights_only=False: never for this file
+        raise CheckpointError(
+            f"checkpoint {path} cannot be loaded safely: it holds objects other than tensors and plain "
+            f"values, so resnet-train did not write it as it is; it is not loaded"
+        ) from None
+    except Exception as error:  # a truncated zip or a damaged record
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {first_line}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
