@@ -169,6 +169,9 @@ def test_the_aggregate_holds_mean_min_and_max_per_iteration_and_is_replaced_on_r
     assert scalars["error/test/mean"] == [(20, pytest.approx(0.6))]
     # The readers never take the aggregate for runs.
     assert {p.name for p in find_runs([sweep])} == {"0", "1", "2", "plain"}
+    # A run of one's own named "aggregate" (it holds a metrics.json) is a run like any other.
+    fake_run(tmp_path / "mine" / "aggregate", cifar(seed=5))
+    assert [p.name for p in find_runs([tmp_path / "mine"])] == ["aggregate"]
 
 
 def test_a_folder_named_aggregate_that_is_not_ours_is_left_alone(tmp_path, caplog):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .groups import Group, band
-from .runs import AGGREGATE_DIR, EVENTS
+from .runs import AGGREGATE_DIR, stranger_in_aggregate
 
 ERROR_PREFIX = "error/"
 EDGES = ("mean", "min", "max")
@@ -32,10 +32,10 @@ def _folder_name(name: str) -> str:
 
 def _check_ours(folder: Path) -> None:
     """Refuse to replace a folder that holds anything but the event files this module writes."""
-    strangers = [p for p in folder.rglob("*") if p.is_file() and not p.match(EVENTS)]
-    if strangers:
+    stranger = stranger_in_aggregate(folder)
+    if stranger:
         raise ValueError(
-            f"{folder} holds files other than TensorBoard events ({strangers[0]}); it is not an aggregate "
+            f"{folder} holds files other than TensorBoard events ({stranger}); it is not an aggregate "
             f"written by resnet-report, so it is left alone: move it away"
         )
 

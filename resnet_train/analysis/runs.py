@@ -85,8 +85,17 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
                 found.add(here.resolve())
                 subdirs.clear()  # a run does not nest another run
             else:
-                subdirs[:] = sorted(d for d in subdirs if d not in RUN_INTERNALS and d != AGGREGATE_DIR)
+                subdirs[:] = sorted(
+                    d for d in subdirs
+                    if d not in RUN_INTERNALS and (d != AGGREGATE_DIR or stranger_in_aggregate(here / d))
+                )  # fmt: skip
     return sorted(found)
+
+
+def stranger_in_aggregate(folder: Path) -> Path | None:
+    """A file in `folder` other than the event files `resnet-report --tensorboard` writes there, if any: an
+    `aggregate/` folder that holds one (a run of one's own of that name) is read like any other."""
+    return next((p for p in folder.rglob("*") if p.is_file() and not p.match(EVENTS)), None)
 
 
 def read_metrics(run_dir: Path) -> dict | None:
