@@ -530,7 +530,7 @@ def _named(key: str) -> bool:
 
 
 def run_name(
-    overrides: str, residual: bool = True, depth: int = 20, dataset: object = "cifar10", sweep: bool = False
+    overrides: str, residual: bool = True, depth: int = 20, dataset: str = "cifar10", sweep: bool = False
 ) -> str:
     """A run directory's name: the net actually built and the dataset, then the other overrides
     (`hydra.job.override_dirname`), e.g. `plain8-cifar10,model=plain20,trainer.seed=1`.
@@ -538,13 +538,12 @@ def run_name(
     Stable (the same command lands in the same directory, to resume there) and unique: only what the first
     part states is left out (model.depth, model.residual, and model=/data= where they name the same net and
     dataset). No shell glob characters; a name that needed other characters replaced, or is too long, ends
-    in a digest of the overrides.
+    in a digest of the overrides (and the seed).
 
     data.root names a job of a sweep (`sweep`), whose jobs may differ only in it, but not a single run: the
     same data in another place (a node's local copy) resumes the same run, and other data is refused there
     (engine/rundir.py, data identity)."""
     net = model_name(residual, depth)
-    dataset = getattr(dataset, "value", dataset)  # a DatasetName from the composed config
     items = [
         item for item in _split_overrides(overrides)
         if (sweep or item.partition("=")[0] != "data.root") and _named(item.partition("=")[0])
@@ -559,7 +558,10 @@ def run_name(
     if not any(replaced for _, replaced in rest) and len(name.encode()) <= MAX_RUN_NAME:
         return name
     digest = hashlib.sha256(",".join(items).encode()).hexdigest()[:12]
-    return f"{name.encode()[: MAX_RUN_NAME - 16].decode(errors='ignore')}...{digest}"
+    # The seed stays readable at the end: the seeds of one sweep would otherwise differ in the digest alone.
+    seed = next((f",{text}" for text, _ in rest if text.startswith("trainer.seed=")), "")
+    head = name.encode()[: MAX_RUN_NAME - 16 - len(seed)].decode(errors="ignore")
+    return f"{head}...{digest}{seed}"
 
 
 def register_configs() -> None:

@@ -225,6 +225,8 @@ def test_run_directory_names_are_stable_and_short():
     long = ",".join(f"trainer.key{i}=value{i}" for i in range(40))
     assert run_name(long) == run_name(long) and len(run_name(long).encode()) <= 160
     assert run_name(long) != run_name(long + "x")
+    seeded = run_name(f"{long},trainer.seed=3")
+    assert seeded.endswith(",trainer.seed=3") and len(seeded.encode()) <= 160
 
 
 def test_every_numeric_setting_has_a_range_and_the_defaults_lie_in_it():
