@@ -19,11 +19,12 @@ import torch
 from ..config import BadImage, Crops, DataConfig
 from ..errors import UserError
 from .augment import PAD, crop_and_flip, draw_crops_and_flips
+from .datasets import dataset
 from .files import BadImages
 from .identity import Source
 from .interface import Collectives
 from .normalize import Normalizer
-from .readers import ImageSet, read_splits
+from .readers import ImageSet, read_image_folder, read_splits
 from .split import ONE_CPU_PROCESS, RankShare, Shard, Splits, epoch_generator, eval_shard
 from .stats import InputStats
 
@@ -40,6 +41,13 @@ class MemoryBackend:
         self._source: Source | None = None
 
     def splits(self, classes: list[str] | None = None, *, need_train: bool = True) -> Splits[ImageSet]:
+        """With need_train=False (a checkpoint's `classes` label the test set), an image tree's train/ is
+        not read: an evaluation needs its test split alone."""
+        entry = dataset(self.d.name)
+        if not need_train and entry.read is None and not entry.generated:
+            folders = [self.root / name for name in entry.eval_folders if (self.root / name).is_dir()]
+            if folders:
+                return Splits(None, None, read_image_folder(folders[0], None, classes))
         splits, self._source = read_splits(self.d, self.root)
         if classes is None:
             return splits
