@@ -53,6 +53,14 @@ def setup_logging(level: int = logging.INFO, file: Path | None = None, stream=No
     logging.basicConfig(level=level, format=FORMAT, datefmt=DATE_FORMAT, handlers=handlers)
 
 
+def name_job_lines(label: str) -> None:
+    """Begin every log line of this process's handlers with `label: `: the jobs of a sweep side by side
+    interleave their lines, and each must say whose it is."""
+    prefixed = FORMAT.replace("%(message)s", label.replace("%", "%%") + ": %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(prefixed, DATE_FORMAT))
+
+
 def hydra_logging_config(file: str | None) -> dict:
     """A `logging.config.dictConfig` in the project's format, as Hydra's `hydra/job_logging` and
     `hydra/hydra_logging` groups take it; `file` adds a log file (the run's train.log)."""

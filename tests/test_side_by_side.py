@@ -50,8 +50,11 @@ def test_a_job_side_by_side_trains_on_its_share_of_the_machine(monkeypatch, tmp_
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     ran = []
 
+    seen_progress = []
+
     def worker(config, run_dir, world, join_group, record=None):
         ran.append((world, torch.get_num_threads(), join_group))
+        seen_progress.extend([True] if config.trainer.progress else [])
         return {}
 
     monkeypatch.setattr(launcher, "run_worker", worker)
@@ -62,6 +65,7 @@ def test_a_job_side_by_side_trains_on_its_share_of_the_machine(monkeypatch, tmp_
     finally:
         torch.set_num_threads(threads)
     assert ran == [(World(local_rank=3), 1, False)]  # its share of the cores; one process, no group
+    assert not seen_progress  # lines, not bars, side by side
     assert "one of 4 jobs side by side: 1 thread(s)" in caplog.text
     assert ("GPU 3" in caplog.text) is cuda
 
@@ -78,6 +82,9 @@ def test_two_jobs_side_by_side_finish_in_their_own_directories_and_resume(tmp_pa
     # Each job's share of this machine's cores (the share itself is checked above, for forced core counts).
     share = re.compile(r"one of 2 jobs side by side: \d+ thread\(s\)")
     assert all(share.search((run / "train.log").read_text()) for run in runs)
+    # Each line names its job (side by side they interleave).
+    lines = [line for line in result.stdout.splitlines() if "iteration 2/4 |" in line]
+    assert sorted(line.split("] ")[1].split(":")[0] for line in lines) == ["plain8", "resnet8"], result.stdout
     again = run_cli(*sweep)
     assert again.returncode == 0, again.stdout
     assert again.stdout.count("is already complete (4 iterations)") == 2, again.stdout

@@ -24,12 +24,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ..checks import check_settings, composing_error
-from ..config import Config, check_ranges, config_dir, register_configs
+from ..config import Config, check_ranges, config_dir, model_name, register_configs
 from ..engine.launch import JobShare, launch
 from ..engine.signals import PREEMPTED_EXIT_CODE, Preempted
 from ..engine.summary import RunSummary
 from ..errors import UserError
-from ..logs import setup_logging
+from ..logs import name_job_lines, setup_logging
 from .hydra_record import HydraRecord
 
 log = logging.getLogger("resnet_train")
@@ -90,6 +90,14 @@ def warn_unswept(cfg: DictConfig, hydra_config: DictConfig) -> None:
     )  # fmt: skip
 
 
+def job_label(cfg: DictConfig, overrides: list[str]) -> str:
+    """A sweep job's name in its log lines: the net it builds, and its seed where the sweep sets one
+    ("plain56", "resnet20 seed 1")."""
+    label = model_name(cfg.model.residual, cfg.model.depth)
+    seeded = any(override.lstrip("+").startswith("trainer.seed=") for override in overrides)
+    return f"{label} seed {cfg.trainer.seed}" if seeded else label
+
+
 def run_job(
     cfg: DictConfig, run_dir: Path, share: JobShare | None = None, record: HydraRecord | None = None
 ) -> RunSummary | None:
@@ -127,6 +135,8 @@ def hydra_main(cfg: DictConfig) -> dict | None:
     multirun = HydraConfig.get().mode is RunMode.MULTIRUN
     if not multirun:
         warn_unswept(cfg, HydraConfig.get())
+    else:
+        name_job_lines(job_label(cfg, HydraConfig.get().overrides.task))
     try:
         record = HydraRecord.of_job(cfg, HydraConfig.instance().cfg)
         run_job(cfg, run_dir, job_share(HydraConfig.get()), record)

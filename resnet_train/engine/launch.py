@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -163,6 +163,8 @@ def launch(
             spawn_workers(config, run_dir, config.trainer.devices, record)
         elif share is not None:  # one of several jobs side by side: a world of one on its share
             torch.set_num_threads(share.threads)
+            # Lines, not progress bars: two bars side by side overwrite one terminal line.
+            config = replace(config, trainer=replace(config.trainer, progress=False))
             on_gpu = config.trainer.device is not DeviceKind.cpu and torch.cuda.is_available()
             log.info("one of %d jobs side by side: %d thread(s)%s", share.jobs, share.threads,
                      f", GPU {share.gpu}" if on_gpu else "")  # fmt: skip
