@@ -5,19 +5,22 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from clitools import TINY, make_config, run_cli
+from clitools import TINY, console_script, make_config, run_cli
 from hydra.types import RunMode
 from matplotlib.image import imread
 from omegaconf import OmegaConf
 
 from resnet_train.cli.train import JOBLIB_LAUNCHER, job_share
 from resnet_train.engine import launch as launcher
+from resnet_train.engine.checkpoint import load_checkpoint
 from resnet_train.engine.distributed import World
 
 
@@ -137,3 +140,29 @@ def test_fig6_with_a_budget_plans_every_seed_and_stops_before_training_when_noth
     assert "timing the nets on this machine" in result.stdout and "3 job(s) in" in result.stdout
     assert "iterations a job fit a budget of" in result.stdout
     assert not (tmp_path / "out").exists()  # nothing trained, no plan kept
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_sweep_side_by_side_lets_every_job_finish_its_checkpoint_and_exits_75(tmp_path):
+    sweep = [console_script("resnet-train"), "-m", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2",
+             *TINY, "model=resnet20,plain20,resnet32", "trainer.max_iters=4000", "trainer.eval_every=4000",
+             "trainer.log_every=2", "trainer.checkpoint_every=2", f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    process = subprocess.Popen(
+        sweep, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        while len(list(tmp_path.glob("*/checkpoints/last.pt.sha256"))) < 2:  # both jobs are training
+            assert process.poll() is None, process.stdout.read()
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C at a terminal
+        output, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 75, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert "0 of 3 jobs finished; stopped (exit code 75; re-run the sweep to resume)" in output, output
+    assert "model=resnet32: not started: the sweep was stopped" in output, output
+    checkpoints = sorted(tmp_path.glob("*/checkpoints/last.pt"))
+    assert len(checkpoints) == 2 and not list(tmp_path.glob("*/checkpoints/*.tmp"))
+    assert all(load_checkpoint(path)["trainer"]["iteration"] >= 2 for path in checkpoints)

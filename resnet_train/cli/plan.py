@@ -46,8 +46,8 @@ from ..engine.rundir import find_resume_checkpoint, lock_holder, run_complete
 from ..errors import UserError
 from ..logs import setup_logging
 from ..outputs import check_output, write_text
-from .sweep import BASIC_LAUNCHER, distinguishing
-from .train import JOBLIB_LAUNCHER, job_config, job_share
+from .sweep import BASIC_LAUNCHER, JOBLIB_LAUNCHER, distinguishing
+from .train import job_config, job_share
 
 log = logging.getLogger("resnet_train")
 

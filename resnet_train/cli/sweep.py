@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ log = logging.getLogger("resnet_train")
 OUTCOMES_ENV = "RESNET_TRAIN_SWEEP_OUTCOMES"
 FAILED_SWEEP_EXIT_CODE = 1
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 STOPPED_EXIT_CODE = 75  # as a stopped run's own (engine/loop.py): checkpoints written, re-run to resume
 
 
@@ -85,6 +87,24 @@ def remove_stale_outcomes(sweep_dir: Path, host: str) -> None:
             pass
 
 
+def sweep_stopped() -> bool:
+    """Whether a job of this sweep has stopped on a signal (its outcome says so): the jobs side by side that
+    start after it do not train."""
+    path = os.environ.get(OUTCOMES_ENV)
+    if not path or not Path(path).is_file():
+        return False
+    outcomes = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    return any(outcome.get("exit_code") == STOPPED_EXIT_CODE for outcome in outcomes)
+
+
+def _wait_for_jobs(signum: int, frame) -> None:
+    """The sweep process's handler for SIGINT and SIGTERM while its jobs run side by side: the jobs, which
+    the signal to the process group reaches too, finish their step and their checkpoint and return; the
+    sweep then ends with its summary (exit code 75) instead of tearing them down mid-save."""
+    name = signal.Signals(signum).name
+    log.warning("received %s: each job finishes its checkpoint, then the sweep stops", name)
+
+
 class SweepSummary(Callback):
     def __init__(self, fail_fast: bool = False):
         self.fail_fast = fail_fast
@@ -109,6 +129,9 @@ class SweepSummary(Callback):
         path = sweep_dir / f".outcomes-{host}-{os.getpid()}.jsonl"
         path.write_text("")
         os.environ[OUTCOMES_ENV] = str(path)
+        if launcher == JOBLIB_LAUNCHER:  # a handler, not SIG_IGN, which the jobs' processes would inherit
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, _wait_for_jobs)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs) -> None:
         path = os.environ.get(OUTCOMES_ENV)

@@ -31,11 +31,11 @@ from ..engine.summary import RunSummary
 from ..errors import UserError
 from ..logs import name_job_lines, setup_logging
 from .hydra_record import HydraRecord
+from .sweep import JOBLIB_LAUNCHER, sweep_stopped
 
 log = logging.getLogger("resnet_train")
 
 
-JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 
 
 def job_share(hydra_config: DictConfig) -> JobShare | None:
@@ -137,9 +137,12 @@ def hydra_main(cfg: DictConfig) -> dict | None:
         warn_unswept(cfg, HydraConfig.get())
     else:
         name_job_lines(job_label(cfg, HydraConfig.get().overrides.task))
+    share = job_share(HydraConfig.get())
+    if share is not None and sweep_stopped():  # a job side by side not yet started when the sweep stopped
+        return {"error": "not started: the sweep was stopped", "exit_code": PREEMPTED_EXIT_CODE}
     try:
         record = HydraRecord.of_job(cfg, HydraConfig.instance().cfg)
-        run_job(cfg, run_dir, job_share(HydraConfig.get()), record)
+        run_job(cfg, run_dir, share, record)
     except Preempted as stop:
         log.warning("%s; re-run the same command to resume (exit code %d)", stop, PREEMPTED_EXIT_CODE)
         handler = signal.getsignal(stop.signum)
@@ -148,7 +151,8 @@ def hydra_main(cfg: DictConfig) -> dict | None:
             signal.raise_signal(stop.signum)
         # Only this job stopped (scancel): the sweep records it and goes on. On USR2 submitit has requeued
         # the job (rank 0 asks SLURM) and the job's next run reports instead.
-        if scheduled_job(HydraConfig.get()) and stop.signum != signal.SIGUSR2:
+        # A job side by side returns, so that its worker lives on and the sweep ends with its summary.
+        if share is not None or scheduled_job(HydraConfig.get()) and stop.signum != signal.SIGUSR2:
             return {"error": str(stop), "exit_code": PREEMPTED_EXIT_CODE}
         sys.exit(PREEMPTED_EXIT_CODE)
     except UserError as error:
