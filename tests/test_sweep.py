@@ -101,6 +101,28 @@ def summary_of(tmp_path, outcomes, fail_fast=False):
     summary.on_multirun_end(config)
 
 
+def test_a_sweep_ends_with_its_summary_even_when_no_job_reported(tmp_path, caplog):
+    with pytest.raises(SystemExit) as end:
+        summary_of(tmp_path, [])
+    assert end.value.code == 1 and "no job of the sweep reported how it ended" in caplog.text
+
+
+def test_a_slurm_sweep_never_takes_an_earlier_sweeps_results_for_its_own(tmp_path):
+    from omegaconf import OmegaConf
+
+    from resnet_train.cli.sweep import SweepSummary
+
+    # A restarted cluster numbers its jobs from 1 again: 1_0's result is the earlier sweep's.
+    stale = tmp_path / ".submitit" / "1_0" / "1_0_result.pkl"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"earlier")
+    (stale.parent / "1_0_0_log.out").write_text("kept")
+    target = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    hydra = {"sweep": {"dir": str(tmp_path)}, "launcher": {"_target_": target}, "overrides": {"task": []}}
+    SweepSummary().on_multirun_start(OmegaConf.create({"hydra": hydra}))
+    assert not stale.exists() and (stale.parent / "1_0_0_log.out").exists()
+
+
 def test_the_summary_tells_stopped_jobs_from_failed_ones(tmp_path, caplog, hydra_loader):
     stopped = {"error": "stopped by SIGTERM at iteration 6; checkpoint written", "exit_code": 75}
     with pytest.raises(SystemExit) as end:

@@ -126,6 +126,11 @@ class SweepSummary(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         host = socket.gethostname()
         remove_stale_outcomes(sweep_dir, host)
+        if "submitit" in (launcher or ""):
+            # submitit takes a job as done once its result file exists, and a restarted cluster reuses job
+            # ids: an earlier sweep's results would pass for this sweep's jobs, which then never train.
+            for stale in (sweep_dir / ".submitit").glob("*/*_result.pkl"):
+                stale.unlink()
         path = sweep_dir / f".outcomes-{host}-{os.getpid()}.jsonl"
         path.write_text("")
         os.environ[OUTCOMES_ENV] = str(path)
@@ -164,7 +169,8 @@ class SweepSummary(Callback):
         path.unlink()
         outcomes = list(outcomes.values())
         if not outcomes:
-            return
+            log.error("no job of the sweep reported how it ended (%s)", note or "did any of them run?")
+            sys.exit(FAILED_SWEEP_EXIT_CODE)
         names = distinguishing([outcome["overrides"] for outcome in outcomes])
         ended = [(name, o) for name, o in zip(names, outcomes) if o["error"] is not None]
         stopped = [f"{name}: {o['error']}" for name, o in ended if o.get("exit_code") == STOPPED_EXIT_CODE]
