@@ -29,9 +29,9 @@ from resnet_train.config import (
     config_to_plain,
     run_name,
 )
-from resnet_train.data import build_data, build_eval_set
+from resnet_train.data import build_data, build_eval_set, identity
 from resnet_train.data.files import scan_folder
-from resnet_train.data.identity import Source, data_identity, identity_differences
+from resnet_train.data.identity import DIGEST_CACHE, Source, data_identity, identity_differences, tree_digest
 from resnet_train.engine.checkpoint import (
     TRAINING_KEYS,
     CheckpointError,
@@ -127,6 +127,37 @@ def test_a_replaced_image_is_other_data_and_a_moved_copy_is_the_same(tmp_path, c
     (moved / "train" / "dog" / "1.png").rename(moved / "train" / "dog" / "1b.png")  # same count and sizes
     with pytest.raises(UserError, match="the same number of images, but other files"):
         train(run_config(moved, max_iters=6), run_dir)
+
+
+def test_a_replaced_image_of_the_same_size_is_other_data(tmp_path):
+    def uncompressed(colour):  # a PNG whose file size depends on its pixel count alone
+        Image.fromarray(np.full((8, 8, 3), colour, np.uint8)).save(image, compress_level=0)
+        return image.stat().st_size
+
+    root, run_dir = write_tree(tmp_path / "data"), tmp_path / "run"
+    image = root / "train" / "dog" / "1.png"
+    size = uncompressed(100)
+    train(run_config(root), run_dir)
+    assert uncompressed(200) == size  # replaced: the same size, other bytes
+    with pytest.raises(UserError, match="the same number of images, but other files"):
+        train(run_config(root, max_iters=4), run_dir)
+
+
+def test_a_trees_files_are_read_once_then_known_by_size_and_time(tmp_path, monkeypatch):
+    root = write_tree(tmp_path / "data")
+    paths = sorted(str(p) for p in root.rglob("*.png"))
+    first = tree_digest(paths, root)
+    assert (root / DIGEST_CACHE).is_file()
+    read = []
+    monkeypatch.setattr(identity, "_file_digest", lambda path: read.append(path) or "x")
+    assert tree_digest(paths, root) == first and read == []  # a stat per file, no read
+    os.utime(paths[0], ns=(1, 1))  # rewritten (same bytes): read again, the same digest
+    monkeypatch.undo()
+    assert tree_digest(paths, root) == first
+    # A data folder one cannot write keeps its cache in the user's cache folder instead.
+    monkeypatch.setattr(identity.os, "access", lambda path, mode: False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert tree_digest(paths, root) == first and list((tmp_path / "cache" / "resnet-train").glob("*.json"))
 
 
 def test_the_official_archive_and_an_image_tree_are_different_data():

@@ -8,21 +8,30 @@ A `DataIdentity` is a plain dict (it travels in every checkpoint, loadable with 
     source    where the images come from: "files" (an ImageFolder tree), "archive" (the official CIFAR
               python batches) or "generator" (data=synthetic)
     digest    SHA-256 of what the source holds: for a tree, its sorted file list (paths relative to data.root)
-              with each file's size; for the official archive, the MD5s torchvision checks its batch files
-              against; for generated images, their pixels and labels
+              with each file's size and the digest of its bytes; for the official archive, the MD5s
+              torchvision checks its batch files against; for generated images, their pixels and labels
 
-Computing it reads no image: a tree costs one `stat` per file. Paths are relative, so the same data moved or
-copied elsewhere has the same identity; a renamed class, an added, removed or resized file does not.
+A tree's files are read once: their digests are cached beside the data by (relative path, size, modification
+time), so a later run costs one `stat` per file and reads only new or rewritten files. Paths are relative, so
+the same data moved or copied elsewhere has the same identity; a renamed class, an added, removed, resized or
+replaced file does not.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from ..errors import UserError
+from ..outputs import atomic_output
+
+log = logging.getLogger("resnet_train")
 
 DataIdentity = dict  # the plain dict described above
 
@@ -35,34 +44,63 @@ class Source:
     digest: str
 
 
-@dataclass(frozen=True)
-class TreeDigests:
-    """Two digests of a list of files: `content` (relative paths and sizes: what the data is, kept by a move
-    or a copy) and `version` (the modification times too: changed by every rewrite of a file)."""
-
-    content: str
-    version: str
+DIGEST_CACHE = ".resnet-train-digests.json"  # hidden: never read as a class or an image
+DIGEST_CACHE_FORMAT = 1
 
 
-def tree_digests(paths: list[str], root: str | Path) -> TreeDigests:
-    """Digests of `paths` (image files under `root`), one `stat` per file, in sorted order of their paths
-    relative to `root`."""
-    root = os.path.join(str(root), "")
-    content, version = hashlib.sha256(), hashlib.sha256()
-    relative_paths = (
-        path[len(root) :] if path.startswith(root) else os.path.relpath(path, root) for path in paths
-    )
-    for relative, path in sorted(zip(relative_paths, paths)):
+def _cache_path(root: Path) -> Path:
+    """The digest cache beside the data, or, for a data folder one cannot write, in the user's cache folder
+    under a name of the folder's absolute path."""
+    if os.access(root, os.W_OK):
+        return root / DIGEST_CACHE
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "resnet-train"
+    return base / f"digests-{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]}.json"
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        cached = json.loads(path.read_text())
+        return cached["files"] if cached.get("format") == DIGEST_CACHE_FORMAT else {}
+    except (OSError, ValueError, KeyError, AttributeError):  # none yet, or damaged: the files are read
+        return {}
+
+
+def _file_digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:32]
+
+
+def tree_digest(paths: list[str], root: str | Path) -> str:
+    """SHA-256 over `paths` (image files under `root`) in sorted order of their paths relative to `root`:
+    each one's relative path, size and the digest of its bytes. A file's digest is read from the cache
+    beside the data (keyed by relative path, size and modification time) where it is there, so only new or
+    rewritten files are read; a moved or copied tree is the same data."""
+    root = Path(root)
+    prefix = os.path.join(str(root), "")
+    cache = _cache_path(root)
+    known, files = _read_cache(cache), {}
+    for path in paths:
+        relative = path[len(prefix) :] if path.startswith(prefix) else os.path.relpath(path, root)
         status = os.stat(path)
-        entry = f"{relative}\0{status.st_size}\n".encode()
-        content.update(entry)
-        version.update(entry[:-1] + f"\0{status.st_mtime_ns}\n".encode())
-    return TreeDigests(content.hexdigest(), version.hexdigest())
+        stamp = [status.st_size, status.st_mtime_ns]
+        cached = known.get(relative)
+        files[relative] = [*stamp, cached[2] if cached and cached[:2] == stamp else _file_digest(path)]
+    if files != known:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_output(cache) as partial:
+                partial.write_text(json.dumps({"format": DIGEST_CACHE_FORMAT, "files": files}))
+        except (OSError, UserError) as error:  # the next run reads the files again
+            log.warning("could not cache the image digests in %s: %s", cache, error)
+    total = hashlib.sha256()
+    for relative in sorted(files):
+        size, _, digest = files[relative]
+        total.update(f"{relative}\0{size}\0{digest}\n".encode())
+    return total.hexdigest()
 
 
 def files_source(paths: list[str], root: str | Path) -> Source:
     """An ImageFolder tree: its image files (every split's, before any hold-out)."""
-    return Source("files", tree_digests(paths, root).content)
+    return Source("files", tree_digest(paths, root))
 
 
 def archive_source(dataset_class) -> Source:

@@ -5,8 +5,8 @@ image for a small set): each image is resized to its test-time size (shorter sid
 centre-cropped to data.image_size, so the mean image has the size of a training crop. The sample is fixed
 (seed 0), so every run and every rank computes the same statistics. The cache file sits beside the data when
 that folder is writable, else in the run directory. It is keyed on the training files (their relative paths,
-sizes and modification times: identity.tree_digests) and the hold-out, and named after the settings, so any
-added, removed, renamed or rewritten image, or another setting, recomputes it.
+sizes and bytes: identity.tree_digest) and the hold-out, and named after the settings, so any added, removed,
+renamed or changed image, or another setting, recomputes it.
 """
 
 from __future__ import annotations

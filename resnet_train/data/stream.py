@@ -20,7 +20,7 @@ from .augment import augment_sample, center_view, scale_views, ten_views, train_
 from .collate import collate, collate_bytes, split_bytes
 from .datasets import dataset
 from .files import BadImages, ImageFiles, check_class_count, decode_batch, eval_folder, scan_folder
-from .identity import Source, TreeDigests, tree_digests
+from .identity import Source, tree_digest
 from .interface import Collectives
 from .normalize import Normalizer
 from .sampler import EpochSampler
@@ -56,12 +56,12 @@ class StreamBackend:
         return self._tree
 
     @functools.cached_property
-    def _digests(self) -> TreeDigests:
-        """Of the tree as scanned (train/ before the hold-out, and the test split): one `stat` per file."""
-        return tree_digests(self._tree.train.paths + self._tree.test.paths, self.root)
+    def _digest(self) -> str:
+        """Of the tree as scanned (train/ before the hold-out, and the test split): identity.tree_digest."""
+        return tree_digest(self._tree.train.paths + self._tree.test.paths, self.root)
 
     def source(self) -> Source:
-        return Source("files", self._digests.content)
+        return Source("files", self._digest)
 
     def stats(
         self, train: ImageFiles, *, shard: Shard, collectives: Collectives, run_dir: Path | None = None
@@ -71,7 +71,7 @@ class StreamBackend:
         cache_dirs = [self.root] + ([Path(run_dir)] if run_dir is not None else [])
         return input_stats(
             train, d.image_size, d.test_resize, d.mean_samples, cache_dirs,
-            cache_key=f"{self._digests.version}-val{d.val_size}", workers=d.workers,
+            cache_key=f"{self._digest}-val{d.val_size}", workers=d.workers,
             bad_images=self.bad_images, shard=shard, collectives=collectives,
         )  # fmt: skip
 
