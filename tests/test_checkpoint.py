@@ -9,6 +9,7 @@ import torch
 
 from resnet_train.engine import checkpoint as ckpt
 from resnet_train.engine.checkpoint import (
+    FORMAT_VERSION,
     CheckpointError,
     latest_checkpoint,
     load_checkpoint,
@@ -20,7 +21,7 @@ from resnet_train.engine.checkpoint import (
 
 def state(iteration):
     return {
-        "format": 1,
+        "format": FORMAT_VERSION,
         "model": {"w": torch.full((3,), float(iteration))},
         "trainer": {"iteration": iteration},
     }
@@ -62,7 +63,7 @@ def test_truncated_file_without_checksum_is_reported(tmp_path):
 
 
 def big_state(iteration):
-    return {"format": 1, "model": {"w": torch.arange(40000.0)}, "trainer": {"iteration": iteration}}
+    return {**state(iteration), "model": {"w": torch.arange(40000.0)}}
 
 
 def test_flipped_bytes_without_checksum_are_caught_by_the_zip_crcs(tmp_path):
@@ -85,11 +86,20 @@ class Exploit:
 def test_a_pickle_that_runs_code_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pt"
-    torch.save({"format": 1, "payload": Exploit()}, path, pickle_module=pickle)
+    torch.save({"format": FORMAT_VERSION, "payload": Exploit()}, path, pickle_module=pickle)
     with pytest.raises(CheckpointError, match="cannot be loaded safely") as refused:
         load_checkpoint(path)
     assert not (tmp_path / "pwned").exists()
     assert "weights_only" not in str(refused.value)  # never the advice to load it unsafely
+
+
+def test_a_checkpoint_of_another_format_is_refused_in_one_line(tmp_path):
+    path = save_checkpoint(tmp_path, {**state(3), "format": FORMAT_VERSION - 1})
+    with pytest.raises(CheckpointError, match=f"of format {FORMAT_VERSION - 1}, from another version"):
+        load_checkpoint(path)
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="is not a resnet-train checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
 
 
 class FullDisk(io.FileIO):

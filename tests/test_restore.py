@@ -45,9 +45,9 @@ def test_load_model_gives_the_trainers_test_error_and_resnet_evals_numbers(train
 
 
 def test_a_checkpoint_without_a_config_is_one_clear_error(tmp_path):
-    from resnet_train.engine.checkpoint import save_checkpoint
+    from resnet_train.engine.checkpoint import FORMAT_VERSION, save_checkpoint
     from resnet_train.errors import UserError
 
-    path = save_checkpoint(tmp_path, {"format": 1, "model": {}})
+    path = save_checkpoint(tmp_path, {"format": FORMAT_VERSION, "model": {}})
     with pytest.raises(UserError, match="holds no config"):
         restore(path)

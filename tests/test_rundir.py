@@ -39,6 +39,7 @@ def checkpoint(directory, iteration, cfg=None, warming_up=False):
         "trainer": {"iteration": iteration},
         "schedule": {"warming_up": warming_up},
         "config": cfg or config(),
+        "data_identity": {},
     }
     save_checkpoint(directory, state)
 

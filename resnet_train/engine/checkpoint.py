@@ -32,10 +32,12 @@ from ..errors import UserError
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: each option's own settings (optim, sched and data schemas, no `name` keys), the data identity's digest of
+# the files' bytes. A file of another format is refused in one line.
+FORMAT_VERSION = 2
 
 # What a checkpoint must hold to continue training from it, and to use its weights (every value a dict).
-TRAINING_KEYS = ("model", "optimizer", "schedule", "scaler", "trainer", "rng", "config")
+TRAINING_KEYS = ("model", "optimizer", "schedule", "scaler", "trainer", "rng", "config", "data_identity")
 WEIGHTS_KEYS = ("model", "config")
 
 
@@ -217,8 +219,13 @@ def load_checkpoint(path: Path, needs: tuple[str, ...] = ()) -> dict:
     except Exception as error:  # a truncated zip or a damaged record
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {first_line}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} is not a resnet-train checkpoint (format {FORMAT_VERSION})")
+    if not isinstance(state, dict) or not isinstance(state.get("format"), int):
+        raise CheckpointError(f"{path} is not a resnet-train checkpoint")
+    if state["format"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} is a checkpoint of format {state['format']}, from another version of resnet-train; this "
+            f"one reads format {FORMAT_VERSION}: use the version that wrote it, or train anew"
+        )
     check_structure(state, path, needs)
     return state
 

@@ -234,13 +234,7 @@ def check_start_config(checkpoint: dict, config: dict, source: str) -> None:
 def check_data_identity(resumed: ResumePoint, identity: dict, data_root: str, run_dir: Path) -> None:
     """Refuse to continue a run on other data than it was trained on (other class names, image counts or
     files); a starting checkpoint from other data is the point of fine-tuning, and only logged."""
-    stored = resumed.get("data_identity")
-    if stored is None:
-        log.warning(
-            "checkpoint %s predates data identities: nothing checks that data.root=%s holds the data it was "
-            "trained on", resumed.source, data_root,
-        )  # fmt: skip
-        return
+    stored = resumed["data_identity"]
     differences = identity_differences(stored, identity)
     if not differences:
         return
