@@ -18,7 +18,7 @@ TORCH  ?= 'torch>=2.4' 'torchvision>=0.19'
 # a failure for make to report. The no-op trap keeps this shell alive through Ctrl-C while the trainer stops.
 CLEAN_STOP = || { status=$$?; [ $$status -eq 75 ] || exit $$status; }
 
-.PHONY: help install test test-fast lint train demo bench precision-check fig6 fig6-cpu clean
+.PHONY: help install test test-all lint train demo bench precision-check fig6 fig6-cpu clean
 
 help:
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,11 +31,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install the project with its dev tools
 
-test: install ## run the whole test suite (what CI runs)
-	$(PY) -m pytest -q
+test: install ## the unit and integration tests (docs/testing.md)
+	$(PY) -m pytest -q -m "not process"
 
-test-fast: install ## the suite without the slow tests
-	$(PY) -m pytest -q -m "not slow"
+test-all: install ## all three tiers: unit, integration and process (what CI runs, before the cluster tests)
+	$(PY) -m pytest -q
 
 lint: install ## ruff
 	$(BIN)/ruff check resnet_train tests scripts

@@ -80,12 +80,43 @@ def train_job(tmp_path):
 SHARED_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
+# The tiers (docs/testing.md), told from what a test and its fixtures call: a test that starts a process (the
+# console script, torchrun, workers, pip, make) is of the process tier; one that trains or runs a tool in
+# this process, the integration tier; the rest, unit tests of functions and small objects.
+PROCESS_CALLS = ("run_cli(", "subprocess.", "console_script(", "Popen(", "devices=2", "devices: 2", "spawn(")
+INTEGRATION_CALLS = ("train(", "train_job", "run_job(", "main(", "fit(", "build_data(", "build(")
+
+
+def _source(item) -> str:
+    """The test's own code and that of the fixtures it uses from this folder."""
+    import inspect
+
+    functions = [item.function] + [
+        definitions[-1].func for definitions in item._fixtureinfo.name2fixturedefs.values()
+        if Path(inspect.getsourcefile(definitions[-1].func) or "").parent == Path(__file__).parent
+    ]  # fmt: skip
+    return "".join(inspect.getsource(function) for function in functions)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by them
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        source = _source(item)
+        if any(call in source for call in PROCESS_CALLS):
+            item.add_marker(pytest.mark.process)
+        elif any(call in source for call in INTEGRATION_CALLS):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
+    _leave_out_separate_groups(config, items)
+
+
 # Groups that run only when `-m` names them (CI runs them in a step of their own, `pytest -m "slurm or
 # nodes"`): the SLURM tests start daemons as root; the two-node tests take minutes of the suite's budget.
 SEPARATE_GROUPS = ("slurm", "nodes")
 
 
-def pytest_collection_modifyitems(config, items):
+def _leave_out_separate_groups(config, items):
     named = [group for group in SEPARATE_GROUPS if group in (config.option.markexpr or "")]
     left_out = [g for g in SEPARATE_GROUPS if g not in named]
     chosen = [item for item in items if not any(item.get_closest_marker(g) for g in left_out)]

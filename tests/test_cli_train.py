@@ -9,6 +9,7 @@ import torch
 from clitools import TINY, TINY_DATA, compose_config, run_cli
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
+from paper import CIFAR_PARAMS
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import resnet_train
@@ -59,7 +60,6 @@ def test_imagenet_configs_compose():
 MODELS = sorted(p.stem for p in (Path(config_dir()) / "model").glob("*.yaml"))
 # docs/paper.md: exact option-A parameter counts of the CIFAR nets (Sec. 4.2, Table 6; the plain twins have
 # the same), and Table 1's multiply-adds of the ImageNet nets at 224x224.
-CIFAR_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
 IMAGENET_MACS = {18: 1.8e9, 34: 3.6e9, 50: 3.8e9, 101: 7.6e9, 152: 11.3e9}
 
 

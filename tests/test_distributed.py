@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from clitools import TINY, console_script
+from clitools import TINY, compose_config, console_script
 
 from resnet_train.engine.checkpoint import load_checkpoint
 from resnet_train.engine.distributed import (
@@ -162,16 +162,7 @@ def test_sigterm_to_the_launcher_reports_the_iteration_the_workers_stopped_at(tm
 
 def test_slurm_launcher_config_maps_devices_onto_tasks_and_gpus():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    from hydra import compose, initialize_config_dir
-
-    from resnet_train.config import config_dir, register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(
-            "config", overrides=["hydra/launcher=slurm", "trainer.devices=4"], return_hydra_config=True
-        )
-    launcher = cfg.hydra.launcher
+    launcher = compose_config("hydra/launcher=slurm", "trainer.devices=4", hydra_config=True).hydra.launcher
     assert launcher.tasks_per_node == 4 and launcher.gpus_per_node == 4
     assert "submitit" in launcher._target_ and launcher.signal_delay_s > 0
 

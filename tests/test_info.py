@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from paper import CIFAR_PARAMS, RESNET50_PARAMS
 
 from resnet_train.cli.info import main
 
@@ -18,12 +19,12 @@ def test_json_numbers(capsys):
     rows = run_json(capsys, "resnet20", "plain20", "resnet50")
     assert rows["resnet20"] == {
         "name": "resnet20", "family": "cifar", "depth": 20, "shortcut": "A",
-        "params": 269_722, "macs": rows["resnet20"]["macs"], "input_size": 32,
+        "params": CIFAR_PARAMS[20], "macs": rows["resnet20"]["macs"], "input_size": 32,
     }  # fmt: skip
     assert rows["resnet20"]["macs"] == pytest.approx(41e6, rel=0.02)  # 16/32/64 filters at 32/16/8 px
-    assert rows["plain20"]["params"] == 269_722 and rows["plain20"]["shortcut"] == "none"
+    assert rows["plain20"]["params"] == CIFAR_PARAMS[20] and rows["plain20"]["shortcut"] == "none"
     assert rows["resnet50"]["input_size"] == 224 and rows["resnet50"]["shortcut"] == "B"
-    assert rows["resnet50"]["params"] == 25_557_032  # Table 1's ResNet-50 with option B, 1000 classes
+    assert rows["resnet50"]["params"] == RESNET50_PARAMS
     assert rows["resnet50"]["macs"] == pytest.approx(3.8e9, rel=0.02)  # Table 1
 
 

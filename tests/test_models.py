@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import pickle
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
+from paper import CIFAR_PARAMS, IMAGENET_MACS
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
@@ -47,10 +47,6 @@ def projections(model: nn.Module) -> int:
 # --- sizes and compute --------------------------------------------------------------------------------------
 
 
-# Sec. 4.2 / Table 6: exact counts for option A, BN affine and fc bias included (the paper rounds: 0.27M...).
-CIFAR_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
-
-
 @pytest.mark.parametrize(
     "depth", [pytest.param(d, marks=pytest.mark.slow) if d == 1202 else d for d in CIFAR_PARAMS]
 )
@@ -58,10 +54,6 @@ def test_cifar_parameter_counts_match_the_paper(depth):
     for residual in (True, False):  # plain twins have the same parameters under option A
         model = build_model(CIFAR, depth, residual, 10, shortcut="A")
         assert count_parameters(model) == CIFAR_PARAMS[depth], model_name(residual, depth)
-
-
-# Table 1: FLOPs (multiply-adds) at 224x224.
-IMAGENET_MACS = {18: 1.8e9, 34: 3.6e9, 50: 3.8e9, 101: 7.6e9, 152: 11.3e9}
 
 
 @pytest.mark.parametrize("depth", IMAGENET_MACS)
@@ -315,25 +307,7 @@ def test_response_layers_are_the_3x3_layers_before_the_addition():
     assert len(seen) == 19 and all(v < 0 for v in seen)  # before the ReLU: negative values survive
 
 
-# --- round trips and init -----------------------------------------------------------------------------------
-
-
-def test_pickle_round_trip_with_option_a():
-    model = seeded(CIFAR, 20, True, 10, shortcut="A").eval()
-    copy = pickle.loads(pickle.dumps(model))
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(copy(x), model(x), rtol=0, atol=0)
-
-
-def test_state_dict_round_trip(tmp_path):
-    model = seeded(CIFAR, 8, True, 10, seed=1).eval()
-    torch.save(model.state_dict(), tmp_path / "model.pt")
-    other = seeded(CIFAR, 8, True, 10, seed=2).eval()
-    other.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(other(x), model(x), rtol=0, atol=0)
+# --- init -----------------------------------------------------------------------------------------------
 
 
 def test_he_init():

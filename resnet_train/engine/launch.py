@@ -79,6 +79,14 @@ def run_worker(
         distributed.destroy()
 
 
+def worker_threads(on_cpu: bool, cores: int, world_size: int, omp_num_threads: str | None) -> int | None:
+    """The intra-op threads of one of `world_size` local workers: on a CPU run its share of the cores (at
+    least one, as torchrun gives), unless OMP_NUM_THREADS says; None (torch's own choice) on a GPU."""
+    if not on_cpu or omp_num_threads is not None:
+        return None
+    return max(1, cores // world_size)
+
+
 def _spawned_worker(
     local_rank: int, config: Config, run_dir: str, port: int, world_size: int, stopped_at, record
 ) -> None:
@@ -86,8 +94,9 @@ def _spawned_worker(
     `stopped_at` (a shared integer) receives the iteration a pre-empted worker stopped at."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     on_cpu = config.trainer.device is DeviceKind.cpu or not torch.cuda.is_available()
-    if on_cpu and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))  # share the cores (as torchrun)
+    threads = worker_threads(on_cpu, os.cpu_count() or 1, world_size, os.environ.get("OMP_NUM_THREADS"))
+    if threads is not None:
+        torch.set_num_threads(threads)
     os.environ.update(RANK=str(local_rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank))
     setup_logging(file=Path(run_dir) / "train.log" if local_rank == 0 else None, stream=sys.stdout)
     try:
