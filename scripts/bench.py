@@ -35,10 +35,13 @@ from benchlib import (
     cifar_config,
     common_step,
     device_for,
+    machine,
     make_parser,
+    matmul_gflops,
     median_time,
     print_rows,
     resnet50_config,
+    step_gflops,
     sync,
     write_report,
 )
@@ -216,9 +219,19 @@ def main(argv=None) -> None:
     parser.add_argument("--in-repeats", type=int, default=5, help="timed rounds of 5 ResNet-50 steps")
     args = parser.parse_args(argv)
     device = device_for(args)
+    peak = matmul_gflops(device)
+    m = machine(device)
+    print(
+        f"{m['date']} commit {m['commit']}, {m['card'] or m['cpu']} ({m['cpu_capability']}), "
+        f"torch {m['torch']}, load {m['load']:.1f}; fp32 matmul {peak:,.0f} GFLOP/s"
+    )
     rows = []
     for model in filter(None, args.models.split(",")):  # --models "" --imagenet: ResNet-50 only
-        rows += print_rows(time_epochs(model, args, device))
+        measured = time_epochs(model, args, device)
+        for row in measured:  # the step's arithmetic rate, and its share of this device's matmul rate
+            row["gflops"] = step_gflops(model, args.batch, row["step_ms"] / 1e3)
+            row["peak_share"] = row["gflops"] / peak
+        rows += print_rows(measured)
     if args.imagenet:
         rows += print_rows(time_imagenet_step(args, device))
     write_report(args, device, rows)

@@ -163,11 +163,44 @@ def common_step(net, optimizer, images, labels) -> None:
     loss.item()
 
 
+def cpu_model() -> str:
+    """The CPU's name as /proc/cpuinfo gives it (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """This device's fp32 matrix-multiply rate in GFLOP/s, timed now: the peak a row's rate is a share of."""
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    seconds = median_time(lambda: a @ b, device, repeats=repeats)
+    return 2 * size**3 / seconds / 1e9
+
+
+def step_gflops(model: str, batch: int, step_s: float, input_size: int = 32) -> float:
+    """A training step's rate in GFLOP/s: forward and backward, about three forward passes of 2 FLOPs a
+    multiply-add each (models.count_macs), over `batch` images."""
+    from resnet_train.models import count_macs
+
+    residual, depth = parse_model_name(model)
+    family = Family.cifar if depth % 6 == 2 else Family.imagenet
+    macs = count_macs(build_model(family, depth, residual, 10), input_size)
+    return 3 * 2 * macs * batch / step_s / 1e9
+
+
 def machine(device: torch.device) -> dict:
+    import subprocess
+
     import torchvision
 
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
     return {
-        "host": platform.node(), "cpu": platform.processor() or platform.machine(),
+        "date": time.strftime("%Y-%m-%d"), "commit": commit.strip() or None, "load": os.getloadavg()[0],
+        "host": platform.node(), "cpu": cpu_model(),
         "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "cpu_capability": cpu_capability(),
         "python": platform.python_version(), "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -189,6 +222,8 @@ def print_row(row: dict) -> None:
         parts.append(f"eval {row['eval_s_10k']:6.3f} s/10k")
     rate = row["images_per_s"]
     parts.append(f"{rate:10,.0f} img/s" if rate >= 100 else f"{rate:10.2f} img/s")
+    if row.get("gflops") is not None:
+        parts.append(f"{row['gflops']:7.1f} GFLOP/s ({100 * row['peak_share']:.0f}% of the matmul peak)")
     if row.get("input_share") is not None:
         parts.append(f"input {100 * row['input_share']:4.1f}%")
     for key in ("speedup_vs_baseline", "speedup_vs_one_job", "speedup_vs_eager"):

@@ -24,7 +24,8 @@ TIMING = Timing(data_s=4.0, build_s=1.0, step_s=0.5, eval_batch_s=2.0, eval_batc
 def run_plan(tmp_path: Path, *overrides: str, budget: float | None = None) -> dict:
     """resnet-plan in this process on a sweep in tmp_path/sweep; returns its plan as --json writes it."""
     out = tmp_path / "plan.json"
-    args = [*TINY, *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}", "--steps", "2", "--json", str(out)]
+    args = [*TINY, *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}", "--steps", "2"]
+    args += ["--json", str(out), "--force"]
     if budget is not None:
         args += ["--budget", str(budget)]
     plan_cli.main(args)

@@ -225,7 +225,7 @@ class Trainer:
     def _restore_window(self, window: dict | None) -> None:
         self._reset_meter()
         if not window or window["end"] != self.state.iteration:
-            return  # a checkpoint written before windows were stored: the window starts here
+            return  # no window stored (a state dict taken outside a save): the window starts here
         self.window_start, self.resumed_window_s = window["start"], window["time_s"]
         self.window_steps.fill_(window["steps"])
         if self.world.is_main:  # the sums are over all ranks: one rank carries them

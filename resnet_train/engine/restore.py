@@ -31,8 +31,8 @@ def model_from_config(m: ModelConfig, num_classes: int, input_size: int) -> torc
 
 @dataclass
 class Restored:
-    """What a checkpoint holds, ready to use. `classes` and `stats` are None for a checkpoint written before
-    checkpoints carried them (then the data's training set gives them)."""
+    """What a checkpoint holds, ready to use. `classes` and `stats` are None for a checkpoint that does not
+    carry them (one assembled by hand; then the data's training set gives them)."""
 
     config: Config
     model: torch.nn.Module  # on the CPU, in eval mode, weights loaded strictly
@@ -43,7 +43,7 @@ class Restored:
     def normalizer(self, device: torch.device | str = "cpu") -> Normalizer:
         """The input normalisation the net was trained with (uint8 images in, network inputs out)."""
         if self.stats is None:
-            raise UserError("this checkpoint holds no input statistics (written by an older version)")
+            raise UserError("this checkpoint holds no input statistics")
         return Normalizer(self.stats, self.config.data.normalize, device)
 
 

@@ -143,14 +143,10 @@ class Runtime:
         on_cuda = device.type == "cuda"
         amp_dtype = AMP_DTYPES[t.precision]
         # fp32 everywhere by default: bf16 autocast left a 56-layer net of the degradation experiment at
-        # chance where fp32 trains it (README, Precision; scripts/precision_check.py). On CUDA, PyTorch runs
-        # fp32 convolutions in TF32 by default (`tf32_convolutions`): kept for its speed, and stated
-        # wherever the precision is.
-        # CPU defaults, from scripts/bench_steps.py on a quiet 2-core AMD EPYC (AVX2, no native bf16,
-        # torch 2.14; README, Speed): channels_last lets oneDNN use its blocked convolution kernels, a
-        # ResNet-20 step 477 ms against 571 ms contiguous (1.20x; ResNet-56 1.16x). torch.compile stays off:
-        # its 1.12x on the ResNet-20 step (409 ms) does not repay a compile of minutes on a CPU. Both keep
-        # fp32 arithmetic.
+        # chance where fp32 trains it (docs/precision.md). On CUDA, PyTorch runs fp32 convolutions in TF32 by
+        # default (`tf32_convolutions`): kept for its speed, and stated wherever the precision is.
+        # On a CPU, channels_last lets oneDNN use its blocked convolution kernels; torch.compile stays off,
+        # its gain not repaying a compile of minutes (the timings: docs/benchmarks.md). Both keep fp32.
         runtime = cls(
             device,
             amp_dtype,
