@@ -88,14 +88,22 @@ INTEGRATION_CALLS = ("train(", "train_job", "run_job(", "main(", "fit(", "build_
 
 
 def _source(item) -> str:
-    """The test's own code and that of the fixtures it uses from this folder."""
+    """The test's own code, that of the fixtures it uses from this folder, and that of the functions of its
+    module they call (two calls deep)."""
     import inspect
 
     functions = [item.function] + [
         definitions[-1].func for definitions in item._fixtureinfo.name2fixturedefs.values()
         if Path(inspect.getsourcefile(definitions[-1].func) or "").parent == Path(__file__).parent
     ]  # fmt: skip
-    return "".join(inspect.getsource(function) for function in functions)
+    source = "".join(inspect.getsource(function) for function in functions)
+    helpers = {
+        name: function for name, function in vars(item.module).items()
+        if inspect.isfunction(function) and function.__module__ == item.module.__name__
+    }  # fmt: skip
+    for _ in range(2):
+        source += "".join(inspect.getsource(f) for name, f in helpers.items() if f"{name}(" in source)
+    return source
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by them

@@ -91,8 +91,8 @@ def test_an_unreadable_override_is_one_line_with_the_quoting_that_works(override
 
 
 def readme_commands() -> list[list[str]]:
-    """The overrides of every resnet-train command the README shows (code blocks and inline code)."""
-    text = README.read_text()
+    """The overrides of every resnet-train command the README and docs/ show (code blocks, inline code)."""
+    text = "\n".join(path.read_text() for path in [README, *sorted((README.parent / "docs").glob("*.md"))])
     blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
     lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()]
     lines += re.findall(r"`(resnet-train [^`]*)`", text)
@@ -123,7 +123,7 @@ def first_job(command: list[str]) -> list[str]:
 
 
 def test_every_resnet_train_command_in_the_readme_composes():
-    """Each command the README shows (its first job, for a sweep) composes against the options' schemas."""
+    """Each command of the README and docs/ (a sweep's first job) composes against the options' schemas."""
     from hydra.errors import HydraException
 
     commands = readme_commands()
