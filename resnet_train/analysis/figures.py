@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..engine.logger import TRAIN_ERROR, eval_tags
-from .groups import BAND, Group, band, comparable, equal_length, group_runs, mixed_settings, precision_note
+from .groups import BAND, Group, band, comparable, mixed_settings, precision_note, seed_groups
 from .runs import Run
 
 log = logging.getLogger("resnet_train")
@@ -110,7 +110,7 @@ def error_figure(runs: Sequence[Run], *, title: str | None = None, ymax: float |
             log.warning("run %s: no error curves to draw; left out of the figure", run.path)
     if not drawable:
         raise ValueError("none of the runs has an error curve to draw")
-    groups = equal_length(group_runs(drawable))
+    groups = seed_groups(drawable)
     mixed = mixed_settings([group.settings for group in groups])
     if mixed:
         log.warning("%s", mixed)

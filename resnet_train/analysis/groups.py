@@ -171,6 +171,12 @@ def equal_length(groups: Sequence[Group]) -> list[Group]:
     return kept
 
 
+def seed_groups(runs: Sequence[Run]) -> list[Group]:
+    """The groups of `runs` that a table, a band or a verdict is over: runs with their final errors
+    (`comparable`), grouped, each group's seeds of one length (`equal_length`)."""
+    return equal_length(group_runs(comparable(runs)))
+
+
 def _suffix(settings: dict, differences: dict[str, list]) -> str:
     """ " B" for a shortcut option, then " (key=value, ...)" for the other settings that tell apart groups
     of one net."""

@@ -13,7 +13,7 @@ from typing import Sequence
 from ..config import parse_model_name
 from ..errors import UserError
 from .claims import Measurement, Net
-from .groups import NET_KEYS, SHORTCUT, comparable, differing, equal_length, group_runs, shown
+from .groups import NET_KEYS, SHORTCUT, differing, seed_groups, shown
 from .runs import Run, display_name
 
 # The paper's test errors in percent, by (dataset, model, shortcut option); plain nets have no option.
@@ -105,9 +105,8 @@ def _images(members: Sequence[Run], split: str) -> int | None:
 def summarize(runs: Sequence[Run]) -> list[Row]:
     """One row per group of finished runs (those with metrics.json): seeds of one experiment on one net, of
     one length, each with its final errors (analysis/groups.py `comparable`, `equal_length`)."""
-    finished = comparable([run for run in runs if run.metrics is not None])
     rows = []
-    for group in equal_length(group_runs(finished)):
+    for group in seed_groups([run for run in runs if run.metrics is not None]):
         first, members = group.first, group.runs
         params = {m.metrics.get("params") for m in members} - {None}
         rows.append(

@@ -34,7 +34,7 @@ from typing import Sequence
 
 from ..analysis import claims
 from ..analysis.aggregate import write_aggregate
-from ..analysis.groups import comparable, equal_length, group_runs, mixed_settings, precision_note
+from ..analysis.groups import mixed_settings, precision_note, seed_groups
 from ..analysis.runs import find_runs, load_run
 from ..analysis.tables import claim_nets, seed_table, summarize, to_csv, to_markdown
 from ..errors import UserError
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = to_markdown(rows, notes) + "\n" + claims.to_markdown(claim_nets(rows))
     if args.tensorboard:
         try:  # every run with curves, finished or not: a sweep can be watched while it goes
-            written = write_aggregate(equal_length(group_runs(comparable(runs))), args.dirs[0])
+            written = write_aggregate(seed_groups(runs), args.dirs[0])
         except (ValueError, OSError) as error:
             log.error("%s", error)
             return 2
