@@ -295,7 +295,6 @@ class TrainerConfig:
     channels_last: Optional[bool] = setting(None, Role.cost)  # None: on (engine/run.py Runtime.resolve)
     compile: Optional[bool] = setting(None, Role.cost)  # None: on for CUDA
     compile_mode: CompileMode = setting(CompileMode.default, Role.cost)
-    cuda_graph: bool = setting(False, Role.cost)  # the training step as one CUDA graph (engine/graph.py)
     resume: str = setting("auto", Role.files, named=False)  # auto | never | PATH of a checkpoint
     # skip checks every loss on the host; stop does not survive a non-finite loss, so neither changes a
     # trajectory that goes on

@@ -4,8 +4,8 @@
 For each CIFAR model, in one process on one device:
 - project/<setting>: the project's own loop (GPU-resident data, on-device crop/flip, the Trainer with its
   TensorBoard logging) for each setting: `fast` (this device's defaults; on a GPU fp32 with TF32
-  convolutions, channels_last, compiled), `graph` (fast, with the whole step replayed as one CUDA graph:
-  trainer.cuda_graph=true; CUDA only) and `plain` (fp32, eager), and the CPU options `cpu_cl` (fp32
+  convolutions, channels_last, compiled; `trainer.compile_mode=reduce_overhead` adds CUDA graphs) and
+  `plain` (fp32, eager), and the CPU options `cpu_cl` (fp32
   channels_last), `cpu_compile`, `cpu_cl_compile` and `cpu_bf16` (bf16 autocast, channels_last);
 - baseline: the loop most public CIFAR trainers use: a torchvision-style dataset of PIL images with
   per-sample RandomCrop/RandomHorizontalFlip/ToTensor/Normalize in a DataLoader with 4 workers, eager fp32,
@@ -13,7 +13,7 @@ For each CIFAR model, in one process on one device:
 Each reports the median step time, the median epoch time (seconds per 50,000 images), the evaluation time
 for the test set, and, for the project, the share of the epoch spent producing batches.
 With --imagenet, also ResNet-50 at 224x224 on synthetic tensors: the eager bf16 channels_last step against
-the project's fast step (and, on CUDA, its CUDA-graph step), in images/s.
+the project's fast step, in images/s.
 
 scripts/bench_steps.py times the bare steps only (settings and baseline in turns) and jobs side by side.
 
@@ -49,18 +49,18 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from resnet_train.data import TrainBatches, load_splits
+from resnet_train.data import load_splits
 from resnet_train.engine.distributed import World
 from resnet_train.engine.evaluate import evaluate
-from resnet_train.engine.run import Runtime, build_trainer
+from resnet_train.engine.run import Runtime, build, build_trainer
 
 EPOCH_IMAGES = 50_000
 
 
 class EpochClock:
-    """A TrainBatches that wraps the loop's batch source and records when each epoch starts (device idle)."""
+    """Training batches that wrap the loop's batch source and records when each epoch starts (device idle)."""
 
-    def __init__(self, inner: TrainBatches, device: torch.device):
+    def __init__(self, inner, device: torch.device):
         self.inner, self.device, self.marks = inner, device, []
         self.iters_per_epoch = inner.iters_per_epoch
 
@@ -78,7 +78,8 @@ def time_project(model: str, args, setting: str) -> dict:
     iters = (args.warmup_epochs + args.epochs + 1) * ipe  # one spare epoch absorbs the final eval and save
     config = replace(probe, trainer=replace(probe.trainer, max_iters=iters))
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer, data, _ = build_trainer(config, Path(run_dir), world, rt)
+        built = build(config, Path(run_dir), rt)
+        trainer, data = build_trainer(config, built, Path(run_dir), rt), built.data
         clock = EpochClock(data.train, rt.device)
         trainer.train_batches = clock
         trainer.fit()
@@ -92,8 +93,7 @@ def time_project(model: str, args, setting: str) -> dict:
     epoch_s = statistics.median(epochs)
     return {
         "loop": f"project/{setting}", "model": model, "precision": rt.precision,
-        "channels_last": rt.channels_last, "compiled": rt.compile, "cuda_graph": rt.cuda_graph,
-        "step_ms": 1e3 * step,
+        "channels_last": rt.channels_last, "compiled": rt.compile, "step_ms": 1e3 * step,
         "epoch_s_50k": epoch_s * EPOCH_IMAGES / (ipe * args.batch),
         "images_per_s": ipe * args.batch / epoch_s,
         "eval_s_10k": eval_s * 10_000 / args.test_size, "input_share": batches * ipe / epoch_s,
@@ -181,14 +181,12 @@ def time_epochs(model: str, args, device: torch.device) -> list[dict]:
 def time_imagenet_step(args, device: torch.device) -> list[dict]:
     """ResNet-50 at 224 on synthetic tensors: eager bf16 channels_last vs the project's fast step."""
     rows = []
-    variants = [("eager bf16 channels_last", False, False), ("project fast", None, False)]
-    if device.type == "cuda":
-        variants.append(("project fast + CUDA graph", None, True))
-    for name, compiled, graph in variants:
-        config = resnet50_config(args, compiled, graph)
+    for name, compiled in [("eager bf16 channels_last", False), ("project fast", None)]:
+        config = resnet50_config(args, compiled)
         rt = Runtime.resolve(config.trainer, World())
         with tempfile.TemporaryDirectory() as run_dir:
-            trainer, data, _ = build_trainer(config, Path(run_dir), World(), rt)
+            built = build(config, Path(run_dir), rt)
+            trainer = build_trainer(config, built, Path(run_dir), rt)
             images = torch.randn(args.in_batch, 3, 224, 224, device=rt.device)
             images = images.contiguous(memory_format=torch.channels_last)
             labels = torch.randint(0, 1000, (args.in_batch,), device=rt.device)
@@ -200,7 +198,7 @@ def time_imagenet_step(args, device: torch.device) -> list[dict]:
             seconds = median_time(five_steps, rt.device, args.in_repeats) / 5
             trainer.logger.close()
         rows.append({"loop": f"resnet50@224/{name}", "model": "resnet50", "compiled": rt.compile,
-                     "cuda_graph": rt.cuda_graph, "step_ms": 1e3 * seconds,
+                     "step_ms": 1e3 * seconds,
                      "images_per_s": args.in_batch / seconds})  # fmt: skip
     for row in rows[1:]:
         row["speedup_vs_eager"] = row["images_per_s"] / rows[0]["images_per_s"]

@@ -34,14 +34,13 @@ from resnet_train.config import (
     parse_model_name,
 )
 from resnet_train.engine.distributed import World
-from resnet_train.engine.run import Runtime, build_trainer, cpu_has_native_bf16
+from resnet_train.engine.run import Runtime, build, build_trainer, cpu_has_native_bf16
 from resnet_train.engine.schedules import PaperCifarConfig
 from resnet_train.models import build_model
 
 # The project's variants of the step (trainer settings), by name.
 SETTINGS = {
     "fast": {"precision": Precision.fp32, "channels_last": None, "compile": None},  # this device's default
-    "graph": {"precision": Precision.fp32, "channels_last": None, "compile": None, "cuda_graph": True},
     "plain": {"precision": Precision.fp32, "channels_last": False, "compile": False},
     # The CPU options: fp32 with oneDNN's channels_last kernels, fp32 compiled by Inductor, and bf16 autocast
     # (fast only where the CPU has AVX512_BF16 or AMX; elsewhere it is emulated).
@@ -109,12 +108,15 @@ def cifar_config(model: str, args, setting: str, iters: int, train_size: int, te
     )  # fmt: skip
     data = SyntheticData(num_classes=10, image_size=32, train_size=train_size, test_size=test_size)
     return Config(
-        model=ModelConfig(family=Family.cifar, depth=depth, residual=residual), data=data, trainer=trainer,
-        optim=SGDConfig(), sched=PaperCifarConfig(),
+        model=ModelConfig(family=Family.cifar, depth=depth, residual=residual),
+        data=data,
+        trainer=trainer,
+        optim=SGDConfig(),
+        sched=PaperCifarConfig(),
     )
 
 
-def resnet50_config(args, compile: bool | None, cuda_graph: bool) -> Config:
+def resnet50_config(args, compile: bool | None) -> Config:
     """ResNet-50 (option B) at 224 on generated images, bf16 channels_last, batch --in-batch."""
     data = SyntheticData(num_classes=1000, image_size=224, train_size=args.in_batch,
         test_size=args.in_batch,
@@ -122,7 +124,7 @@ def resnet50_config(args, compile: bool | None, cuda_graph: bool) -> Config:
     trainer = TrainerConfig(
         max_iters=1, batch_size=args.in_batch, device=DeviceKind[args.device], progress=False,
         precision=Precision.bf16, channels_last=True, compile=compile,
-        compile_mode=CompileMode[args.compile_mode], cuda_graph=cuda_graph,
+        compile_mode=CompileMode[args.compile_mode],
     )  # fmt: skip
     model = ModelConfig(family=Family.imagenet, depth=50, residual=True, shortcut="B")
     return Config(model=model, data=data, optim=SGDConfig(), sched=PaperCifarConfig(), trainer=trainer)
@@ -133,7 +135,8 @@ def project_step(model: str, args, setting: str, run_dir: Path):
     world = World()
     config = cifar_config(model, args, setting, 10**6, train_size=2 * args.batch, test_size=args.batch)
     rt = Runtime.resolve(config.trainer, world)
-    trainer, data, _ = build_trainer(config, run_dir, world, rt)
+    built = build(config, run_dir, rt)
+    trainer, data = build_trainer(config, built, run_dir, rt), built.data
     images, labels = next(data.train.epoch(0))
     return (lambda: trainer.step(images, labels, 0.1)), rt.device
 

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from resnet_train.config import FolderData, Loader
-from resnet_train.data import BACKENDS, SINGLE_PROCESS, Shard, build_data
+from resnet_train.data import BACKENDS, Shard, build_data
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def test_both_backends_hold_out_the_same_images_and_fit_the_same_statistics(tree
     for loader, backend_class in BACKENDS.items():
         backend = backend_class(data_config(tree, loader), tree)
         splits = backend.splits().held_out(4)
-        stats = backend.stats(splits.train, shard=Shard(), collectives=SINGLE_PROCESS)
+        stats = backend.stats(splits.train, shard=Shard())
         found[loader] = splits, stats, backend.source()
     (memory, memory_stats, memory_source), (stream, stream_stats, stream_source) = found.values()
 

@@ -63,7 +63,7 @@ def test_explicit_bf16_is_given_and_only_emulated_bf16_is_warned_about(
     data = SyntheticData(num_classes=10, image_size=16, train_size=32, test_size=16)
     config = make_config(model=ModelConfig(depth=8), data=data, trainer=trainer)
     with caplog.at_level(logging.INFO, logger="resnet_train"):
-        run.train(config, tmp_path)
+        run.train(config, tmp_path, rt)
     lines = [record.getMessage() for record in caplog.records]
     assert lines[0].startswith("resnet8 in bf16 on cpu: loading synthetic")  # the first line says it
     warned = [line for line in lines if "emulated" in line]

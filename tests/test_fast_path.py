@@ -9,8 +9,7 @@ import torch
 from clitools import make_config
 
 from resnet_train.config import CompileMode, ModelConfig, SyntheticData, TrainerConfig
-from resnet_train.engine.distributed import World
-from resnet_train.engine.run import Runtime, build_trainer, seed_everything
+from resnet_train.engine.run import Runtime, build, build_trainer, seed_everything
 
 CONFIG = make_config(
     model=ModelConfig(depth=8),
@@ -21,7 +20,8 @@ CONFIG = make_config(
 
 def trainer_for(tmp_path, runtime):
     seed_everything(0)  # the same initial weights for both paths
-    trainer, data, _ = build_trainer(CONFIG, tmp_path, World(), runtime)
+    built = build(CONFIG, tmp_path, runtime)
+    trainer, data = build_trainer(CONFIG, built, tmp_path, runtime), built.data
     return trainer, data
 
 

@@ -19,9 +19,7 @@ def test_load_model_gives_the_trainers_test_error_and_resnet_evals_numbers(train
     path = run_dir / "checkpoints" / "last.pt"
 
     stored = load_checkpoint(path)["input"]  # an in-memory dataset carries its inputs too
-    splits = load_splits(
-        "synthetic", "", num_classes=10, image_size=16, train_size=256, test_size=128
-    )
+    splits = load_splits("synthetic", "", num_classes=10, image_size=16, train_size=256, test_size=128)
     assert stored["classes"] == splits.classes
     assert torch.equal(stored["stats"]["mean_image"], InputStats.fit(splits.train.images).mean_image)
 

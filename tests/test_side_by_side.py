@@ -55,8 +55,8 @@ def test_a_job_side_by_side_trains_on_its_share_of_the_machine(monkeypatch, tmp_
 
     seen_progress = []
 
-    def worker(config, run_dir, world, join_group, record=None):
-        ran.append((world, torch.get_num_threads(), join_group))
+    def worker(config, run_dir, world, join_group, record=None, threads=None):
+        ran.append((world, threads, join_group))
         seen_progress.extend([True] if config.trainer.progress else [])
         return {}
 

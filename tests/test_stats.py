@@ -10,7 +10,7 @@ from imagetree import CLASSES, CPU
 from PIL import Image
 
 from resnet_train.config import BadImage, Normalize
-from resnet_train.data import SINGLE_PROCESS, Shard
+from resnet_train.data import Shard
 from resnet_train.data.files import BadImages, scan_folder
 from resnet_train.data.normalize import Normalizer
 from resnet_train.data.stats import compute_input_stats, load_cached, save_cached
@@ -37,7 +37,6 @@ def test_mean_image_and_channel_statistics_of_known_images(tmp_path):
         workers=0,
         bad_images=BadImages(BadImage.error),
         shard=Shard(),
-        collectives=SINGLE_PROCESS,
     )
     stack = torch.stack(images)
     assert torch.allclose(stats.mean_image.double(), stack.mean(dim=0), atol=1e-4)
@@ -63,7 +62,6 @@ def test_mean_image_of_varied_jpegs_has_the_crop_size_and_is_cached(tree, tmp_pa
         workers=0,
         bad_images=BadImages(BadImage.error),
         shard=Shard(),
-        collectives=SINGLE_PROCESS,
     )
     assert stats.mean_image.shape == (3, 32, 32) and stats.samples == 5
     # The data folder unwritable (here: under a file) -> the next folder, the run directory, holds the cache.

@@ -27,7 +27,7 @@ def write_tiny_run(run_dir, residual: bool) -> EventAccumulator:
     state = LoopState(iteration=4, train_time_s=1.0, train_images=100, wall_time_s=1.0)
     last = {"train_error": 0.7, "test_error": 0.75}
     runtime = Runtime.resolve(config.trainer, World())
-    logger.finish(RunSummary.of(config, runtime, World(), state, last, params=0, synthetic=True))
+    logger.finish(RunSummary.of(config, runtime, state, last, params=0, synthetic=True))
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
     return events

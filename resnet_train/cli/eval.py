@@ -57,8 +57,6 @@ def restore_for_eval(path: Path, overrides: list[str]):
 def evaluate_checkpoint(path: Path, overrides: list[str], restored=None) -> tuple[dict, EvalSettings]:
     """The errors of the checkpoint at `path` (or of `restored`, what `restore_for_eval` gave for it) as a
     JSON-ready dict, and the settings used."""
-    from dataclasses import replace
-
     from ..data import build_eval_set
     from ..engine.distributed import World
     from ..engine.evaluate import evaluate
@@ -68,8 +66,7 @@ def evaluate_checkpoint(path: Path, overrides: list[str], restored=None) -> tupl
     restored = restored or restore_for_eval(path, overrides)
     settings = restored.config
     m, d, crops = settings.model, settings.data, settings.eval.crops
-    # The training rule for the device and precision; one process, so no CUDA graph.
-    rt = Runtime.resolve(replace(settings.trainer, cuda_graph=False), World())
+    rt = Runtime.resolve(settings.trainer, World())  # the training rule for the device and precision
     evals = build_eval_set(
         d, stats=restored.stats, classes=restored.classes, crops=crops,
         batch_size=settings.trainer.eval_batch_size_per_process, device=rt.device,

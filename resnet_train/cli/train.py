@@ -36,8 +36,6 @@ from .sweep import JOBLIB_LAUNCHER, sweep_stopped
 log = logging.getLogger("resnet_train")
 
 
-
-
 def job_share(hydra_config: DictConfig) -> JobShare | None:
     """This job's share of the machine, when Hydra's joblib launcher runs the sweep's jobs side by side."""
     launcher = hydra_config.launcher

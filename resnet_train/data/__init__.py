@@ -1,11 +1,10 @@
-"""Datasets: one interface (interface.Backend) with two backends, in memory and streamed from files, looked up
-once from a data config by build.build_data.
+"""Datasets: two backends, in memory and streamed from files, looked up once from a data config by
+build.build_data.
 
 Where a batch comes from:
     build.py        the entry point: data config -> RunData (training and evaluation batches, classes, stats);
                     the data root resolved, the backend looked up, the channels_last layout applied
-    interface.py    the Protocols: Backend, and what the loop programs against (TrainBatches, EvalBatches,
-                    Collectives); RunData
+    interface.py    what the loop gets (RunData: training batches, evaluation sets) and the channels_last view
     split.py        a dataset's splits and the validation hold-out, each rank's share of a global batch and
                     of an evaluation set
     files.py        ImageFolder scanning, decoding (one helper, CPU or nvJPEG), the bad-image policy
@@ -20,15 +19,7 @@ Where a batch comes from:
 
 from .build import BACKENDS, EvalSet, build_data, build_eval_set
 from .datasets import DATASETS, Dataset, data_problems, dataset
-from .interface import (
-    SINGLE_PROCESS,
-    Backend,
-    Collectives,
-    EvalBatches,
-    RunData,
-    SingleProcess,
-    TrainBatches,
-)
+from .interface import RunData
 from .normalize import Normalizer
 from .readers import ImageSet, load_splits
 from .split import Shard, Splits
@@ -36,21 +27,15 @@ from .stats import InputStats
 
 __all__ = [
     "BACKENDS",
-    "Backend",
-    "Collectives",
     "DATASETS",
     "Dataset",
-    "EvalBatches",
     "EvalSet",
     "ImageSet",
     "InputStats",
     "Normalizer",
     "RunData",
-    "SINGLE_PROCESS",
     "Shard",
-    "SingleProcess",
     "Splits",
-    "TrainBatches",
     "build_data",
     "build_eval_set",
     "data_problems",

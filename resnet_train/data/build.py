@@ -1,7 +1,7 @@
 """The one way from a data config to batches: `build_data` for training (training batches, evaluation sets,
 class names and input statistics) and `build_eval_set` for the tools that evaluate stored weights.
 
-The data root is resolved here, once, and the backend (interface.Backend) looked up once: `memory` (decoded
+The data root is resolved here, once, and the backend looked up once: `memory` (decoded
 once, held on the device) or `stream` (read from files batch by batch). Everything else is the same for both:
 the hold-out (split.Splits), the data's identity, normalisation and the channels_last layout.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,15 +19,7 @@ from ..config import Crops, DataConfig, Loader
 from ..errors import UserError
 from .files import BadImages, ImageFiles
 from .identity import Source, data_identity
-from .interface import (
-    SINGLE_PROCESS,
-    Backend,
-    ChannelsLastEval,
-    ChannelsLastTrain,
-    Collectives,
-    EvalBatches,
-    RunData,
-)
+from .interface import ChannelsLastEval, ChannelsLastTrain, RunData
 from .memory import MemoryBackend
 from .normalize import Normalizer
 from .split import ONE_CPU_PROCESS, Shard, Splits
@@ -35,7 +28,7 @@ from .stream import StreamBackend
 
 log = logging.getLogger("resnet_train")
 
-BACKENDS: dict[Loader, type[Backend]] = {Loader.memory: MemoryBackend, Loader.stream: StreamBackend}
+BACKENDS: dict[Loader, type] = {Loader.memory: MemoryBackend, Loader.stream: StreamBackend}
 
 
 def data_root(d: DataConfig) -> Path:
@@ -46,16 +39,15 @@ def data_root(d: DataConfig) -> Path:
 
 def build_data(
     d: DataConfig, *, batch_size: int, eval_batch_size: int, seed: int, shard: Shard = ONE_CPU_PROCESS,
-    channels_last: bool = False, run_dir: Path | None = None, collectives: Collectives = SINGLE_PROCESS,
+    channels_last: bool = False, run_dir: Path | None = None,
 ) -> RunData:  # fmt: skip
     """Training batches (`batch_size` is the global batch; this rank gets its share) and the centre-view
     evaluation sets ("test", and "val" with data.val_size > 0; `eval_batch_size` is this rank's, each rank
-    evaluating its shard). `run_dir` holds the streamed mean-image cache when the data folder is read-only;
-    `collectives` sums the statistics across ranks."""
+    evaluating its shard). `run_dir` holds the streamed mean-image cache when the data folder is read-only."""
     backend = BACKENDS[d.loader](d, data_root(d))
     splits = backend.splits().held_out(d.val_size)
     identity = _identity(d, splits, backend.source())
-    stats = backend.stats(splits.train, shard=shard, collectives=collectives, run_dir=run_dir)
+    stats = backend.stats(splits.train, shard=shard, run_dir=run_dir)
     normalize = Normalizer(stats, d.normalize, shard.device)
     train = backend.train_batches(splits.train, normalize, batch_size, seed=seed, shard=shard)
     evals = {
@@ -84,7 +76,7 @@ class EvalSet:
     """One evaluation split for a tool: its batches, how many images it holds, where they were read from and
     the unreadable ones met (counted while the batches are consumed)."""
 
-    batches: EvalBatches
+    batches: Any
     images: int
     folder: str | None
     bad_images: BadImages
@@ -107,7 +99,7 @@ def build_eval_set(
     if images is None:
         raise UserError("the run held out no validation set (data.val_size=0); use the test split")
     if stats is None:
-        stats = backend.stats(splits.train, shard=Shard(), collectives=SINGLE_PROCESS)
+        stats = backend.stats(splits.train, shard=Shard())
     normalize = Normalizer(stats, d.normalize, device)
     batches = backend.eval_batches(images, normalize, batch_size, shard=Shard(device), crops=crops)
     folder = images.folder if isinstance(images, ImageFiles) else None  # a set in memory names no folder

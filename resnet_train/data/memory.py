@@ -22,7 +22,6 @@ from .augment import PAD, crop_and_flip, draw_crops_and_flips
 from .datasets import dataset
 from .files import BadImages
 from .identity import Source
-from .interface import Collectives
 from .normalize import Normalizer
 from .readers import ImageSet, read_image_folder, read_splits
 from .split import ONE_CPU_PROCESS, RankShare, Shard, Splits, epoch_generator, eval_shard
@@ -32,7 +31,7 @@ __all__ = ["PAD", "MemoryBackend", "MemoryEvalBatches", "MemoryTrainBatches", "c
 
 
 class MemoryBackend:
-    """interface.Backend for data.loader=memory: CIFAR (archive or image tree), data=synthetic and small
+    """The backend of data.loader=memory: CIFAR (archive or image tree), data=synthetic and small
     ImageFolder trees of one image size."""
 
     def __init__(self, d: DataConfig, root: Path):
@@ -59,7 +58,7 @@ class MemoryBackend:
         return self._source
 
     def stats(
-        self, train: ImageSet, *, shard: Shard, collectives: Collectives, run_dir: Path | None = None
+        self, train: ImageSet, *, shard: Shard, run_dir: Path | None = None
     ) -> InputStats:
         """Of every training image; each rank holds them all, so there is nothing to add across ranks."""
         return InputStats.fit(train.images)

@@ -15,10 +15,10 @@ import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
+from ..engine.distributed import all_reduce_sum, any_rank
 from ..errors import UserError
 from ..outputs import atomic_output
 from .augment import center_view
@@ -26,9 +26,6 @@ from .collate import collate
 from .files import BadImages, ImageFiles
 from .samples import EvalSamples, make_loader
 from .split import Shard
-
-if TYPE_CHECKING:
-    from .interface import Collectives
 
 log = logging.getLogger("resnet_train")
 
@@ -167,7 +164,7 @@ def save_cached(stats: InputStats, folders: list[Path], name: str, key: str) -> 
 
 def compute_input_stats(
     files: ImageFiles, image_size: int, resize: int, samples: int, *, workers: int, bad_images: BadImages,
-    shard: Shard, collectives: Collectives,
+    shard: Shard,
 ) -> InputStats:  # fmt: skip
     """The statistics of a fixed sample of training images (centre views); each rank reads its share and the
     sums are added across ranks."""
@@ -179,7 +176,7 @@ def compute_input_stats(
         bad_images.report(failures)
         if len(labels):
             sums.add(views)
-    sums.load_flat(collectives.all_reduce_sum(sums.flat().to(shard.device)).cpu())
+    sums.load_flat(all_reduce_sum(sums.flat().to(shard.device)).cpu())
     if not sums.count:
         raise UserError(f"no readable image among the {samples} sampled from {files.folder}")
     return sums.stats()
@@ -187,19 +184,18 @@ def compute_input_stats(
 
 def input_stats(
     files: ImageFiles, image_size: int, resize: int, samples: int, cache_dirs: list[Path], *, cache_key: str,
-    workers: int, bad_images: BadImages, shard: Shard, collectives: Collectives,
+    workers: int, bad_images: BadImages, shard: Shard,
 ) -> InputStats:  # fmt: skip
     """Load the statistics cached under `cache_key` (what identifies the training files), or compute and
     cache them (every rank computes a share)."""
     name = cache_name(image_size, resize, min(samples, len(files)))
     stats = load_cached(cache_dirs, name, cache_key)
-    if not collectives.any_rank(stats is None, shard.device):
+    if not any_rank(stats is None, shard.device):
         return stats
     log.info("computing the mean image over %d training images", min(samples, len(files)))
     stats = compute_input_stats(
-        files, image_size, resize, samples, workers=workers, bad_images=bad_images, shard=shard,
-        collectives=collectives,
-    )  # fmt: skip
+        files, image_size, resize, samples, workers=workers, bad_images=bad_images, shard=shard
+    )
     if shard.rank == 0:
         save_cached(stats, cache_dirs, name, cache_key)
     return stats

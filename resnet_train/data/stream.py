@@ -21,7 +21,6 @@ from .collate import collate, collate_bytes, split_bytes
 from .datasets import dataset
 from .files import BadImages, ImageFiles, check_class_count, decode_batch, eval_folder, scan_folder
 from .identity import Source, tree_digest
-from .interface import Collectives
 from .normalize import Normalizer
 from .sampler import EpochSampler
 from .samples import EvalSamples, TrainSamples, make_loader
@@ -30,7 +29,7 @@ from .stats import InputStats, input_stats
 
 
 class StreamBackend:
-    """interface.Backend for data.loader=stream: an ImageFolder tree (train/, and test/ or val/) under the
+    """The backend of data.loader=stream: an ImageFolder tree (train/, and test/ or val/) under the
     data root, read file by file. The training-set statistics are cached beside the data or in the run
     directory (stats.py)."""
 
@@ -64,7 +63,7 @@ class StreamBackend:
         return Source("files", self._digest)
 
     def stats(
-        self, train: ImageFiles, *, shard: Shard, collectives: Collectives, run_dir: Path | None = None
+        self, train: ImageFiles, *, shard: Shard, run_dir: Path | None = None
     ) -> InputStats:
         """Cached under what they depend on: every file as it is now, and the hold-out."""
         d = self.d
@@ -72,7 +71,7 @@ class StreamBackend:
         return input_stats(
             train, d.image_size, d.test_resize, d.mean_samples, cache_dirs,
             cache_key=f"{self._digest}-val{d.val_size}", workers=d.workers,
-            bad_images=self.bad_images, shard=shard, collectives=collectives,
+            bad_images=self.bad_images, shard=shard,
         )  # fmt: skip
 
     def train_batches(

@@ -61,20 +61,23 @@ def run_worker(
     world: distributed.World,
     join_group: bool,
     record: HydraRecord | None = None,
+    threads: int | None = None,
 ) -> RunSummary | None:
-    """Train on one rank; `join_group` starts the process group (DDP), even for a world of one. The main rank
-    writes `record` and the log into the run directory once the run is this command's (`accept_run`)."""
+    """Train on one rank with `threads` intra-op threads (None: torch's choice); `join_group` starts the
+    process group (DDP), even for a world of one. The main rank writes `record` and the log into the run
+    directory once the run is this command's (`accept_run`)."""
     try:
         # From here a signal stops the run at once (exit 75), until the loop installs its own handling.
         with StopOutsideLoop():
-            from .run import resolve_device, train
+            from .run import Runtime, train
 
+            rt = Runtime.resolve(config.trainer, world, threads)  # where this process runs, once
             if join_group:
-                distributed.init_process_group(world, resolve_device(config.trainer.device, world.local_rank))
+                distributed.init_process_group(world, rt.device)
             if not world.is_main:
                 logging.getLogger().setLevel(logging.WARNING)
             with logging_redirect_tqdm():
-                return train(config, run_dir, world, functools.partial(accept_run, record, run_dir))
+                return train(config, run_dir, rt, functools.partial(accept_run, record, run_dir))
     finally:
         distributed.destroy()
 
@@ -95,13 +98,11 @@ def _spawned_worker(
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     on_cpu = config.trainer.device is DeviceKind.cpu or not torch.cuda.is_available()
     threads = worker_threads(on_cpu, os.cpu_count() or 1, world_size, os.environ.get("OMP_NUM_THREADS"))
-    if threads is not None:
-        torch.set_num_threads(threads)
     os.environ.update(RANK=str(local_rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank))
     setup_logging(file=Path(run_dir) / "train.log" if local_rank == 0 else None, stream=sys.stdout)
     try:
         world = distributed.World(local_rank, world_size, local_rank)
-        run_worker(config, Path(run_dir), world, True, record)
+        run_worker(config, Path(run_dir), world, True, record, threads)
     except Preempted as stop:
         log.warning("%s", stop)
         if stop.iteration is not None:
@@ -171,13 +172,13 @@ def launch(
         elif config.trainer.devices > 1:
             spawn_workers(config, run_dir, config.trainer.devices, record)
         elif share is not None:  # one of several jobs side by side: a world of one on its share
-            torch.set_num_threads(share.threads)
             # Lines, not progress bars: two bars side by side overwrite one terminal line.
             config = replace(config, trainer=replace(config.trainer, progress=False))
             on_gpu = config.trainer.device is not DeviceKind.cpu and torch.cuda.is_available()
             log.info("one of %d jobs side by side: %d thread(s)%s", share.jobs, share.threads,
                      f", GPU {share.gpu}" if on_gpu else "")  # fmt: skip
-            return run_worker(config, run_dir, distributed.World(local_rank=share.gpu), False, record)
+            world = distributed.World(local_rank=share.gpu)
+            return run_worker(config, run_dir, world, False, record, share.threads)
         else:
             return run_worker(config, run_dir, distributed.World(), join_group=False, record=record)
     return None

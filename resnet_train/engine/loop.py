@@ -2,8 +2,7 @@
 (the signals themselves: signals.py).
 
 The step itself never waits for the GPU: loss and error counts accumulate in device tensors and are read
-only at logging points, and the lr is written into the optimizer as a Python float (or, with a CUDA graph,
-into a device tensor; see `graph.py`).
+only at logging points, and the lr is written into the optimizer as a Python float.
 """
 
 from __future__ import annotations
@@ -11,22 +10,23 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from ..config import NanPolicy
-from ..data import EvalBatches, TrainBatches
 from ..errors import UserError
 from . import distributed
 from .checkpoint import FORMAT_VERSION, rng_state, save_checkpoint, set_rng_state
-from .graph import StepGraph
+from .evaluate import evaluate
 from .logger import RunLogger
-from .schedules import Schedule
 from .signals import Preempted, SignalFlag
+
+if TYPE_CHECKING:
+    from .run import Built, Runtime
 
 log = logging.getLogger("resnet_train")
 
@@ -78,49 +78,31 @@ class LoopSettings:
     eval_every: int
     log_every: int
     checkpoint_every: int
-    amp_dtype: torch.dtype | None = None  # None = fp32
     nan_policy: NanPolicy = NanPolicy.stop
-    cuda_graph: bool = False  # capture the whole step once and replay it (graph.py)
-    rank_batch_size: int = 0  # this rank's share of the global batch: the shape a CUDA graph is captured for
+    checkpoint_dir: Path
     extra_state: dict = field(default_factory=dict)  # identity and config, stored in every checkpoint
 
 
 class Trainer:
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        *,
-        raw_model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
-        schedule: Schedule,
-        train_batches: TrainBatches,
-        eval_sets: dict[str, EvalBatches],
-        logger: RunLogger,
-        checkpoint_dir: Path,
-        settings: LoopSettings,
-        device: torch.device,
-        world: distributed.World,
-        evaluate: Callable,
-    ):
-        self.model, self.raw_model = model, raw_model  # raw_model: without DDP/compile wrappers
-        self.optimizer, self.schedule = optimizer, schedule
-        self.train_batches, self.eval_sets = train_batches, eval_sets
-        self.logger, self.checkpoint_dir, self.settings = logger, checkpoint_dir, settings
-        self.device, self.world, self.evaluate = device, world, evaluate
+    """Trains `built` (engine/run.py `build`) on the process `rt`: logs through `logger`, evaluates and
+    saves as `settings` say."""
+
+    def __init__(self, built: Built, logger: RunLogger, settings: LoopSettings, rt: Runtime):
+        self.model, self.raw_model = built.model, built.raw_model  # raw_model: without DDP/compile wrappers
+        self.optimizer, self.schedule = built.optimizer, built.schedule
+        self.train_batches, self.eval_sets = built.data.train, built.data.evals
+        self.logger, self.settings, self.checkpoint_dir = logger, settings, settings.checkpoint_dir
+        self.device, self.world, self.amp_dtype = rt.device, rt.world, rt.amp_dtype
         self.state = LoopState()
-        self.scaler = torch.amp.GradScaler(device.type, enabled=settings.amp_dtype is torch.float16)
-        self.graph = None
-        if settings.cuda_graph:
-            self.graph = StepGraph(self._step, optimizer, device, settings.rank_batch_size)
+        self.scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype is torch.float16)
         self.lr: float | None = None  # the lr of the latest step
         self.saved_iteration: int | None = None  # of the latest checkpoint written or resumed from
         self.last_metrics: dict = {}
-        # Device meters of the current logging window; a CUDA graph holds their addresses, so they are
-        # zeroed in place, never replaced.
-        self.loss_sum = torch.zeros((), device=device)
-        self.wrong_sum = torch.zeros((), device=device, dtype=torch.int64)
-        self.window_steps = torch.zeros((), device=device, dtype=torch.int64)
-        self.first_bad = torch.zeros((), device=device, dtype=torch.int64)
+        # Device meters of the current logging window, zeroed in place.
+        self.loss_sum = torch.zeros((), device=rt.device)
+        self.wrong_sum = torch.zeros((), device=rt.device, dtype=torch.int64)
+        self.window_steps = torch.zeros((), device=rt.device, dtype=torch.int64)
+        self.first_bad = torch.zeros((), device=rt.device, dtype=torch.int64)
         self._reset_meter()
 
     # ---- state -------------------------------------------------------------------------------------------
@@ -128,7 +110,7 @@ class Trainer:
         return {
             "format": FORMAT_VERSION,
             "model": self.raw_model.state_dict(),
-            "optimizer": _plain_lr(self.optimizer.state_dict()),
+            "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
             "trainer": asdict(self.state),
@@ -142,8 +124,8 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         for group in self.optimizer.param_groups:
             # A checkpoint also carries the implementation flags of the machine that wrote it (foreach on a
-            # CPU, fused on a GPU, capturable under a CUDA graph); this machine's choice wins.
-            for flag in ("foreach", "fused", "capturable"):
+            # CPU, fused on a GPU); this machine's choice wins.
+            for flag in ("foreach", "fused"):
                 if flag in self.optimizer.defaults:
                     group[flag] = self.optimizer.defaults[flag]
         self.schedule.load_state_dict(checkpoint["schedule"])
@@ -236,26 +218,16 @@ class Trainer:
     def step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> None:
         """One optimizer step on one batch at learning rate `lr`."""
         self.lr = lr
-        if self.graph is not None:
-            self.graph.set_lr(lr)
-            self.graph(images, labels)
-        else:
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            if not self._step(images, labels):
-                return
-        self.seen += len(labels)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self._step(images, labels):
+            self.seen += len(labels)
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> bool:
-        """Forward, backward, update and the device-side meters; False if the step was skipped.
-
-        Without trainer.nan_policy=skip nothing here waits for the device, so it can be captured as a CUDA
-        graph (autocast's weight cache is off then: a graph cannot keep it between replays).
-        """
-        with torch.autocast(
-            self.device.type, dtype=self.settings.amp_dtype, enabled=self.settings.amp_dtype is not None,
-            cache_enabled=self.graph is None,
-        ):  # fmt: skip
+        """Forward, backward, update and the device-side meters; False if the step was skipped. Without
+        trainer.nan_policy=skip nothing here waits for the device."""
+        amp = self.amp_dtype
+        with torch.autocast(self.device.type, dtype=amp, enabled=amp is not None):
             logits = self.model(images)
             loss = F.cross_entropy(logits, labels)
         loss_value = loss.detach().float()
@@ -360,7 +332,7 @@ class Trainer:
         st = self.state
         improved = False
         for split, batches in self.eval_sets.items():
-            result = self.evaluate(self.raw_model, batches, self.device, self.settings.amp_dtype)
+            result = evaluate(self.raw_model, batches, self.device, self.amp_dtype)
             loss, error, top5_error = result.loss, result.error, result.top5_error
             self.logger.eval_point(st.iteration, split, loss, error, top5_error)
             self.last_metrics[f"{split}_error"] = error
@@ -375,10 +347,3 @@ class Trainer:
         if improved and self.world.is_main:  # best.pt: the weights with the lowest val error so far
             save_checkpoint(self.checkpoint_dir, self.state_dict(), name="best", previous=None)
         self.meter_start = time.perf_counter()  # evaluation time is not training time
-
-
-def _plain_lr(optimizer_state: dict) -> dict:
-    """The optimizer's state dict with each group's lr as a number (a CUDA graph keeps it in a tensor)."""
-    for group in optimizer_state["param_groups"]:
-        group["lr"] = float(group["lr"])
-    return optimizer_state

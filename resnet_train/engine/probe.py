@@ -28,12 +28,14 @@ from ..config import Config, DeviceKind, Role, TrainerConfig, config_to_plain, m
 from ..errors import UserError
 from .distributed import World
 from .evaluate import evaluate
-from .run import Runtime, build_loop, build_run_data, seed_everything
+from .run import Runtime, build, build_trainer, seed_everything
 
 log = logging.getLogger("resnet_train")
 
 WARMUP_STEPS = 2  # untimed: oneDNN's and cuDNN's kernel choice, the loader's workers starting
 BARRIER_TIMEOUT_S = 900  # the copies side by side wait this long for each other at most
+
+
 @dataclass(frozen=True)
 class Timing:
     """What one job of a net costs on this machine, in seconds."""
@@ -144,21 +146,18 @@ def time_group(
     the data loads once, then each net builds and runs. `barrier` (shared by the copies) starts the copies'
     timed steps together: every copy meets it once per net, whatever failed."""
     threads = torch.get_num_threads()
-    if placement.threads is not None:
-        torch.set_num_threads(placement.threads)
     gpu = copy % placement.gpus if placement.gpus else 0
     first = configs[0].trainer
     try:
         with tempfile.TemporaryDirectory(prefix="resnet-plan-") as scratch:
             try:
-                runtime = Runtime.resolve(first, World(local_rank=gpu))
-                if runtime.device.type == "cuda":
-                    torch.backends.cudnn.benchmark = True
+                # One rank's share of each batch and evaluation set, as rank 0 of trainer.devices processes
+                # sees it (rank_placement); the gradients' all-reduce is not timed.
+                rank = Runtime.resolve(first, World(0, first.devices, gpu), placement.threads)
+                rank.enter()
                 seed_everything(first.seed)
                 started = time.perf_counter()
-                # One rank's share of each batch and evaluation set, as rank 0 of trainer.devices processes
-                # sees it (rank_placement).
-                data = build_run_data(configs[0], Path(scratch), World(0, first.devices, gpu), runtime)
+                data = build(configs[0], Path(scratch), rank).data
                 data_s = time.perf_counter() - started
             except UserError as error:  # no device or no data: every run of the group is refused
                 for _ in configs:
@@ -167,7 +166,7 @@ def time_group(
             timings: list[Timing | str] = []
             for i, config in enumerate(configs):
                 try:
-                    net = _NetUnderTest(config, data, Path(scratch) / str(i), gpu)
+                    net = _NetUnderTest(config, data, Path(scratch) / str(i), gpu, placement.threads)
                 except UserError as error:  # this net only
                     _meet(barrier)
                     timings.append(str(error))
@@ -188,12 +187,12 @@ class _NetUnderTest:
     """One net built on the group's data, its first steps run (oneDNN's and cuDNN's kernel choice, the
     loader's workers starting): ready to time."""
 
-    def __init__(self, config: Config, data, scratch: Path, gpu: int):
-        world = World(local_rank=gpu)
-        self.runtime = Runtime.resolve(config.trainer, world)
+    def __init__(self, config: Config, data, scratch: Path, gpu: int, threads: int | None):
+        self.runtime = Runtime.resolve(config.trainer, World(local_rank=gpu), threads)
         self.data = data
         started = time.perf_counter()
-        self.trainer, _ = build_loop(config, data, scratch, world, self.runtime)
+        built = build(config, scratch, self.runtime, data)
+        self.trainer = build_trainer(config, built, scratch, self.runtime)
         self.batches = _endless(data.train)
         self.lr = self.trainer.schedule.lr(0)
         for _ in range(WARMUP_STEPS):

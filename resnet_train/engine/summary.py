@@ -12,7 +12,6 @@ from ..config import Config
 from ..models import model_name
 
 if TYPE_CHECKING:
-    from .distributed import World
     from .loop import LoopState
     from .run import Runtime
 
@@ -50,7 +49,6 @@ class RunSummary:
     device: str
     precision: str
     compiled: bool
-    cuda_graph: bool
     skipped_steps: int
     wall_time_s: float
     images_per_s: float | None
@@ -60,7 +58,7 @@ class RunSummary:
 
     @classmethod
     def of(
-        cls, config: Config, rt: Runtime, world: World, state: LoopState, last: dict, *, params: int,
+        cls, config: Config, rt: Runtime, state: LoopState, last: dict, *, params: int,
         synthetic: bool,
     ) -> RunSummary:  # fmt: skip
         """The summary of a run of `config` that ended in `state`, with `last` the loop's latest metrics."""
@@ -72,9 +70,9 @@ class RunSummary:
             synthetic=synthetic, iterations=state.iteration,
             **{key: last.get(key) for key in _LOOP_METRICS},
             best_val_error=state.best_val_error, params=params, seed=t.seed, batch_size=t.batch_size,
-            world_size=world.world_size,
+            world_size=rt.world.world_size,
             device=torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else "cpu",
-            precision=rt.precision, compiled=rt.compile, cuda_graph=rt.cuda_graph,
+            precision=rt.precision, compiled=rt.compile,
             skipped_steps=state.skipped_steps, wall_time_s=round(state.wall_time_s, 3),
             images_per_s=state.images_per_s,
             lr=config.optim.lr, schedule=config.sched._target_.rpartition(".")[2], max_iters=t.max_iters,
