@@ -23,7 +23,6 @@ from typing import Any, ClassVar, List, Optional
 from omegaconf import MISSING
 
 from .errors import UserError
-from .logs import register_logging
 
 
 class Role(Enum):
@@ -575,6 +574,5 @@ def register_configs() -> None:
     for group, options in (("data", DATA_SCHEMAS), ("optim", OPTIMIZERS), ("sched", SCHEDULES)):
         for name, schema in options.items():
             store.store(group=group, name=f"{name}_schema", node=schema)
-    register_logging()
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)

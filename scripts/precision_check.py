@@ -185,7 +185,7 @@ def compose_config(job: Job, args: argparse.Namespace):
 def run_job(job: Job, config, run_dir: Path, jobs: int, threads: int | None) -> tuple[Job, str | None, float]:
     """Train one job in this process (on `threads` intra-op threads, as one of `jobs` side by side, if
     given); returns (job, the error message of a failed run or None, wall seconds)."""
-    from resnet_train.cli.train import JobShare, launch
+    from resnet_train.cli.train import Share, launch
     from resnet_train.engine.loop import Preempted
     from resnet_train.errors import UserError
     from resnet_train.logs import setup_logging
@@ -196,7 +196,7 @@ def run_job(job: Job, config, run_dir: Path, jobs: int, threads: int | None) -> 
         if threads is not None:  # a worker process of its own: its log goes to the run's train.log only
             sys.stderr = open(os.devnull, "w")  # (the trainer's tqdm handler writes to sys.stderr)
             setup_logging(file=run_dir / "train.log")
-        launch(config, run_dir, JobShare(jobs, threads, 0) if threads else None)
+        launch(config, run_dir, Share(jobs, threads) if threads else None)
     except UserError as error:
         return job, str(error), time.perf_counter() - started
     except Preempted as stop:

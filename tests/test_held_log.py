@@ -37,3 +37,16 @@ def test_a_held_log_that_is_never_released_creates_no_file(tmp_path):
     handler.handle(logging.makeLogRecord({"msg": "in use by another command"}))
     handler.close()
     assert not (tmp_path / "train.log").exists()
+
+
+def test_hydras_logging_configs_write_every_tools_format_and_hold_the_run_log():
+    from omegaconf import OmegaConf
+
+    from resnet_train.config import config_dir
+    from resnet_train.logs import DATE_FORMAT, FORMAT
+
+    for group in ("job_logging", "hydra_logging"):
+        config = OmegaConf.load(f"{config_dir()}/hydra/{group}/resnet_train.yaml")
+        assert (config.formatters.plain.format, config.formatters.plain.datefmt) == (FORMAT, DATE_FORMAT)
+    job = OmegaConf.load(f"{config_dir()}/hydra/job_logging/resnet_train.yaml")
+    assert job.handlers.file["class"] == f"{HeldFileHandler.__module__}.HeldFileHandler"

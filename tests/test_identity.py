@@ -29,7 +29,7 @@ from resnet_train.config import (
     config_to_plain,
     run_name,
 )
-from resnet_train.data import build_data, build_eval_set, identity
+from resnet_train.data import InputStats, build_data, build_eval_set, identity
 from resnet_train.data.files import scan_folder
 from resnet_train.data.identity import DIGEST_CACHE, Source, data_identity, identity_differences, tree_digest
 from resnet_train.engine.checkpoint import (
@@ -319,7 +319,10 @@ def test_weights_that_do_not_fit_their_own_config_are_one_line():
     config = make_config(model=ModelConfig(depth=8), data=SyntheticData(num_classes=3))
     weights = build_model(config.model.family, 14, True, 3).state_dict()
     with pytest.raises(UserError, match="holds a resnet8 .* but its weights do not fit that net"):
-        restore({"format": FORMAT_VERSION, "config": config_to_plain(config), "model": weights})
+        stats = InputStats.fit(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).state_dict()
+        inputs = {"classes": ["a", "b", "c"], "stats": stats}
+        config = config_to_plain(config)
+        restore({"format": FORMAT_VERSION, "config": config, "model": weights, "input": inputs})
 
 
 # ---- hidden, empty and nested folders ------------------------------------------------------------------
@@ -338,7 +341,7 @@ def test_hidden_folders_and_files_are_not_classes_or_images(tmp_path, loader):
 def test_an_empty_class_folder_is_named(tmp_path, loader):
     write_tree(tmp_path)
     (tmp_path / "train" / "fox" / ".ipynb_checkpoints").mkdir(parents=True)
-    with pytest.raises(UserError, match=r"class folder .*train/fox holds no image files"):
+    with pytest.raises(UserError, match=r"train: Found no valid file for the classes fox\. \(image files: "):
         build(data_config(tmp_path, loader, num_classes=4))
 
 

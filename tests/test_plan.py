@@ -14,7 +14,8 @@ from clitools import TINY, console_script
 from resnet_train.cli import plan as plan_cli
 from resnet_train.config import DeviceKind, TrainerConfig
 from resnet_train.engine.estimate import evaluations, fit_iters, job_seconds, sweep_seconds
-from resnet_train.engine.probe import Placement, Timing, rank_placement
+from resnet_train.engine.launch import Share
+from resnet_train.engine.probe import Timing, rank_share
 from resnet_train.engine.rundir import RunLock
 from resnet_train.errors import UserError
 
@@ -163,7 +164,7 @@ def test_jobs_side_by_side_are_timed_side_by_side_on_their_share_of_the_cores(tm
         tmp_path, "trainer.max_iters=8", "sched.milestones=[4,6]", "model.residual=true,false",
         "trainer.seed=0,1", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2", budget=5,
     )  # fmt: skip
-    assert planned["launcher"] == {"name": "joblib", "slots": 2, "side_by_side": 2, "threads": 2, "gpus": 0}
+    assert planned["launcher"] == {"name": "joblib", "slots": 2, "jobs": 2, "threads": 2, "gpus": 0, "job": 0}
     estimates = [job["estimate_s"] for job in planned["jobs"]]
     assert planned["sweep_s"] == pytest.approx(sweep_seconds(estimates, 2))
     assert len({json.dumps(job["timing"]) for job in planned["jobs"]}) == 2  # one per net, not per seed
@@ -184,13 +185,13 @@ def test_the_launchers_parallelism_on_gpus_and_under_slurm(monkeypatch):
         [*TINY, "trainer.seed=0,1,2", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=3"]
     )
     side = plan_cli.launcher_plan(sweep, jobs, to_time=2)
-    assert side.slots == 3 and side.placement == Placement(2, 5, 2)  # two left to run; copy i on GPU i mod 2
+    assert side.slots == 3 and side.placement == Share(2, 5, 2)  # two left to run; copy i on GPU i mod 2
     assert "2 GPU(s) shared" in side.note
     sweep, jobs = plan_cli.compose_sweep(
         [*TINY, "trainer.seed=0,1", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=8"]
     )
     slurm = plan_cli.launcher_plan(sweep, jobs, to_time=2)
-    assert slurm.slots == 256 and slurm.placement == Placement(1, 8, 2)
+    assert slurm.slots == 256 and slurm.placement == Share(1, 8, 2)
     assert "without the queue's wait" in slurm.note
     # The cluster places a job's workers: more than this machine has is not refused here.
     sweep, jobs = plan_cli.compose_sweep([*TINY, "trainer.devices=4", "hydra/launcher=slurm"])
@@ -218,8 +219,8 @@ def test_a_run_of_several_local_workers_is_timed_as_that_many_ranks_at_once(monk
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     cpu = TrainerConfig(devices=4, device=DeviceKind.cpu)
-    assert rank_placement(Placement(1, None, 0), cpu) == Placement(4, 2, 0)  # spawn_workers: 8 cores // 4
-    assert rank_placement(Placement(2, 4, 0), cpu) == Placement(8, 2, 0)  # two such jobs side by side
+    assert rank_share(Share(1, None, 0), cpu) == Share(4, 2, 0)  # spawn_workers: 8 cores // 4
+    assert rank_share(Share(2, 4, 0), cpu) == Share(8, 2, 0)  # two such jobs side by side
     gpus = TrainerConfig(devices=2, device=DeviceKind.auto)
-    assert rank_placement(Placement(1, None, 2), gpus) == Placement(2, None, 2)  # rank i on GPU i
-    assert rank_placement(Placement(2, 4, 0), TrainerConfig()) == Placement(2, 4, 0)
+    assert rank_share(Share(1, None, 2), gpus) == Share(2, None, 2)  # rank i on GPU i
+    assert rank_share(Share(2, 4, 0), TrainerConfig()) == Share(2, 4, 0)

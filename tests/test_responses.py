@@ -107,10 +107,11 @@ def write_checkpoint(directory: Path, config: dict, seed: int) -> tuple[Path, to
     )
     randomize_bn(model, seed)
     identity = {"model": model_name(m["residual"], m["depth"])}
-    path = save_checkpoint(
-        directory,
-        {"format": FORMAT_VERSION, "model": model.state_dict(), "config": config, "identity": identity},
-    )
+    size = config["data"]["image_size"]
+    splits = load_splits("synthetic", "", num_classes=10, image_size=size, train_size=64, test_size=12)
+    inputs = {"classes": splits.classes, "stats": InputStats.fit(splits.train.images).state_dict()}
+    state = {"format": FORMAT_VERSION, "model": model.state_dict(), "config": config, "input": inputs}
+    path = save_checkpoint(directory, {**state, "identity": identity})
     return path, model.eval()
 
 

@@ -47,5 +47,5 @@ def test_a_checkpoint_without_a_config_is_one_clear_error(tmp_path):
     from resnet_train.errors import UserError
 
     path = save_checkpoint(tmp_path, {"format": FORMAT_VERSION, "model": {}})
-    with pytest.raises(UserError, match="holds no config"):
+    with pytest.raises(UserError, match="is incomplete: it lacks config, input"):
         restore(path)

@@ -40,6 +40,7 @@ def checkpoint(directory, iteration, cfg=None, warming_up=False):
         "schedule": {"warming_up": warming_up},
         "config": cfg or config(),
         "data_identity": {},
+        "input": {},
     }
     save_checkpoint(directory, state)
 

@@ -64,7 +64,7 @@ def test_a_job_side_by_side_trains_on_its_share_of_the_machine(monkeypatch, tmp_
     threads = torch.get_num_threads()
     try:
         with caplog.at_level(logging.INFO, logger="resnet_train"):
-            launcher.launch(make_config(), tmp_path, launcher.JobShare(jobs=4, threads=1, gpu=3))
+            launcher.launch(make_config(), tmp_path, launcher.Share(jobs=4, threads=1, gpus=8, job=3))
     finally:
         torch.set_num_threads(threads)
     assert ran == [(World(local_rank=3), 1, False)]  # its share of the cores; one process, no group

@@ -40,8 +40,8 @@ from ..checks import composing_error
 from ..config import Config, config_to_plain, model_name, walk
 from ..engine.distributed import World
 from ..engine.estimate import evaluations, fit_iters, job_seconds, sweep_seconds
-from ..engine.launch import check_launch
-from ..engine.probe import Placement, Timing, time_configs, timing_key
+from ..engine.launch import Share, check_launch
+from ..engine.probe import Timing, time_configs, timing_key
 from ..engine.rundir import find_resume_checkpoint, lock_holder, run_complete
 from ..errors import UserError
 from ..logs import setup_logging
@@ -78,7 +78,7 @@ class LauncherPlan:
 
     name: str
     slots: int
-    placement: Placement
+    placement: Share
     note: str  # how it runs them, in a line
     label: str  # the same in a few words
 
@@ -138,13 +138,13 @@ def launcher_plan(sweep: DictConfig, jobs: list[DictConfig], to_time: int) -> La
     target = launcher.get("_target_") or ""
     gpus = torch.cuda.device_count()
     if target == BASIC_LAUNCHER:
-        placement = Placement(1, None, gpus)
+        placement = Share(1, None, gpus)
         note = "one job after another, each on the whole machine"
         return LauncherPlan("basic", 1, placement, note, "one job after another")
     if target == JOBLIB_LAUNCHER:
         share = job_share(jobs[0].hydra)
         copies = max(1, min(share.jobs, to_time))
-        placement = Placement(copies, share.threads, gpus)
+        placement = Share(copies, share.threads, gpus)
         where = f"{share.threads} thread(s)" + (f", {gpus} GPU(s) shared" if gpus else "") + " each"
         note = f"{share.jobs} side by side, {where}"
         return LauncherPlan("joblib", share.jobs, placement, note, f"{share.jobs} side by side")
@@ -156,7 +156,7 @@ def launcher_plan(sweep: DictConfig, jobs: list[DictConfig], to_time: int) -> La
             f"{threads} thread(s), without the queue's wait"
         )
         return LauncherPlan(
-            "slurm", slots, Placement(1, threads, gpus), note, f"SLURM, up to {slots} at once"
+            "slurm", slots, Share(1, threads, gpus), note, f"SLURM, up to {slots} at once"
         )
     raise UserError(f"resnet-plan knows the basic, joblib and submitit launchers, not {target}")
 
@@ -306,7 +306,7 @@ def print_plan(plan: dict, planned: list[PlannedJob], configs: list, launcher: L
         elif job.reason:
             print(f"job {job.num} is {job.reason}")
     timed = len({timing_key(c) for job, c in zip(planned, configs) if job.timing is not None})
-    side = launcher.placement.side_by_side
+    side = launcher.placement.jobs
     if timed:
         together = f", {side} copies side by side" if side > 1 else ""
         steps = f"{plan['steps']} step{'s' if plan['steps'] > 1 else ''}"

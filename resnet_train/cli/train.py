@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..checks import check_settings, composing_error
 from ..config import Config, check_ranges, config_dir, model_name, register_configs
-from ..engine.launch import JobShare, launch
+from ..engine.launch import Share, launch
 from ..engine.signals import PREEMPTED_EXIT_CODE, Preempted
 from ..engine.summary import RunSummary
 from ..errors import UserError
@@ -36,7 +36,7 @@ from .sweep import JOBLIB_LAUNCHER, sweep_stopped
 log = logging.getLogger("resnet_train")
 
 
-def job_share(hydra_config: DictConfig) -> JobShare | None:
+def job_share(hydra_config: DictConfig) -> Share | None:
     """This job's share of the machine, when Hydra's joblib launcher runs the sweep's jobs side by side."""
     launcher = hydra_config.launcher
     if hydra_config.mode is not RunMode.MULTIRUN or launcher.get("_target_") != JOBLIB_LAUNCHER:
@@ -46,7 +46,7 @@ def job_share(hydra_config: DictConfig) -> JobShare | None:
     jobs = effective_n_jobs(launcher.n_jobs)  # joblib's reading: -1 is one job per core
     gpus = torch.cuda.device_count()
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    return JobShare(jobs, threads, hydra_config.job.num % gpus if gpus else 0)
+    return Share(jobs, threads, gpus, hydra_config.job.num)
 
 
 class OutputDirCheck(Callback):
@@ -97,7 +97,7 @@ def job_label(cfg: DictConfig, overrides: list[str]) -> str:
 
 
 def run_job(
-    cfg: DictConfig, run_dir: Path, share: JobShare | None = None, record: HydraRecord | None = None
+    cfg: DictConfig, run_dir: Path, share: Share | None = None, record: HydraRecord | None = None
 ) -> RunSummary | None:
     """One job of `resnet-train` from its composed config (without the `hydra` node): check it, then train
     in `run_dir`. Returns the run's summary (None where spawned workers trained, or where the run was already

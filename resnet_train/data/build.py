@@ -83,23 +83,19 @@ class EvalSet:
 
 
 def build_eval_set(
-    d: DataConfig, *, stats: InputStats | None, classes: list[str] | None, split: str = "test",
+    d: DataConfig, *, stats: InputStats, classes: list[str], split: str = "test",
     crops: Crops = Crops.center, batch_size: int, device: torch.device,
 ) -> EvalSet:  # fmt: skip
-    """The `split` ("test" or "val") of the dataset `d`, normalised with `stats` (a checkpoint's; None: fit
-    them to the training set, as training did), labelled by `classes` (a checkpoint's) and seen through
-    `crops`: centre, ten crops or multi-scale for a streamed set (Sec. 3.4); an in-memory set is tested on
-    the original images only (Sec. 4.2). Nothing is downloaded."""
+    """The `split` ("test" or "val") of the dataset `d`, normalised with `stats` and labelled by `classes`
+    (a checkpoint's), seen through `crops`: centre, ten crops or multi-scale for a streamed set (Sec. 3.4);
+    an in-memory set is tested on the original images only (Sec. 4.2). Nothing is downloaded."""
     backend = BACKENDS[d.loader](replace(d, download=False) if hasattr(d, "download") else d, data_root(d))
     backend.check_crops(crops)
-    # The held-out images, or statistics to fit, need the training set; else only the test split is read.
-    need_train = split == "val" or classes is None or stats is None
+    need_train = split == "val"  # the held-out images are the training set's; else only test/ is read
     splits = backend.splits(classes, need_train=need_train).held_out(d.val_size if need_train else 0)
     images = splits.evals().get(split)
     if images is None:
         raise UserError("the run held out no validation set (data.val_size=0); use the test split")
-    if stats is None:
-        stats = backend.stats(splits.train, shard=Shard())
     normalize = Normalizer(stats, d.normalize, device)
     batches = backend.eval_batches(images, normalize, batch_size, shard=Shard(device), crops=crops)
     folder = images.folder if isinstance(images, ImageFiles) else None  # a set in memory names no folder

@@ -46,64 +46,39 @@ class ImageFiles:
         return ImageFiles(paths, labels, self.classes, self.folder)
 
 
-def visible(name: str) -> bool:
-    """Hidden entries (`.ipynb_checkpoints`, macOS's `._photo.jpg`) are neither classes nor images."""
-    return not name.startswith(".")
-
-
-def class_images(folder: str) -> tuple[list[str], list[str]]:
-    """The image files under one class folder, in torchvision's ImageFolder order (sub-folders walked in
-    sorted order, files sorted), hidden entries skipped; and the sub-folders that held some of them."""
-    walks = []
-    for directory, subfolders, names in os.walk(folder, followlinks=True):
-        subfolders[:] = [name for name in subfolders if visible(name)]
-        walks.append((directory, names))
-    paths, nested = [], []
-    for directory, names in sorted(walks):
-        found = [
-            os.path.join(directory, name)
-            for name in sorted(names)
-            if visible(name) and datasets.folder.has_file_allowed_extension(name, IMAGE_EXTENSIONS)
-        ]
-        if found and directory != folder:
-            nested.append(directory)
-        paths.extend(found)
-    return paths, nested
-
-
 def scan_folder(folder: str | Path, classes: list[str] | None = None) -> ImageFiles:
-    """The images under `folder`, one sub-folder per class. With `classes` (the training set's), every
-    sub-folder must be one of them and is labelled by its position there; otherwise the sorted sub-folders
-    are the classes.
-
-    As in torchvision's ImageFolder, images in sub-folders of a class folder belong to that class (said in
-    one warning); hidden folders and files are skipped at every level, and a class folder without images is
-    refused."""
+    """The images under `folder`, one sub-folder per class, found by torchvision's ImageFolder
+    (`make_dataset`: images in sub-folders of a class folder belong to that class, said in one warning).
+    With `classes` (the training set's), every sub-folder must be one of them and is labelled by its position
+    there; otherwise the sorted sub-folders are the classes. Hidden folders and files (`.ipynb_checkpoints`,
+    macOS's `._photo.jpg`) are skipped at every level, and a class folder without images is refused."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"image folder {folder} does not exist")
-    found = sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and visible(entry.name))
+    found = sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and entry.name[0] != ".")
     if not found:
         raise UserError(f"{folder} has no class sub-folders (expected {folder}/<class>/<image>)")
     classes = found if classes is None else list(classes)
     index = label_index(found, classes, folder)
-    paths, labels, nested = [], [], []
-    for name in found:
-        images, subfolders = class_images(os.path.join(str(folder), name))
-        if not images:
-            raise UserError(
-                f"class folder {folder / name} holds no image files ({', '.join(IMAGE_EXTENSIONS)}; hidden "
-                f"files do not count): add its images or remove the folder"
-            )
-        paths += images
-        labels += [index[name]] * len(images)
-        nested += subfolders
+
+    def wanted(path: str) -> bool:
+        hidden = os.sep + "." in path[len(str(folder)) :]
+        return not hidden and datasets.folder.has_file_allowed_extension(path, IMAGE_EXTENSIONS)
+
+    try:
+        samples = datasets.folder.make_dataset(str(folder), index, is_valid_file=wanted)
+    except FileNotFoundError as error:
+        raise UserError(
+            f"{folder}: {error}(image files: {', '.join(IMAGE_EXTENSIONS)}; hidden files do not count): add "
+            f"its images or remove the folder"
+        ) from None
+    nested = sorted({os.path.dirname(path) for path, _ in samples} - {str(folder / name) for name in found})
     if nested:
         log.warning(
             "%s: %d sub-folder(s) of class folders hold images (first: %s); each image counts as one of its "
             "class folder's, as in torchvision's ImageFolder", folder, len(nested), nested[0],
         )  # fmt: skip
-    return ImageFiles(paths, labels, classes, str(folder))
+    return ImageFiles([path for path, _ in samples], [label for _, label in samples], classes, str(folder))
 
 
 def label_index(found: list[str], classes: list[str], where: str | Path) -> dict[str, int]:

@@ -46,47 +46,31 @@ class ImageSet:
 
 def read_archive(cls, root: str | Path, download: bool, num_classes: int) -> tuple[ImageSet, ImageSet]:
     """The (train, test) sets of a CIFAR-style torchvision archive (`cls`: CIFAR10, CIFAR100) from `root`:
-    the official archive, its extracted folder, or an ImageFolder tree with train/ and test/. Anything else
-    is one clear error, never other data."""
+    the official archive, its extracted folder (torchvision checks every file's MD5), or an ImageFolder tree
+    with train/ and test/. Anything else is one clear error, never other data."""
     root, name = Path(root), cls.__name__.lower()
-    folder, archive = cls.base_folder, cls.filename
+    extracted, archive = (root / cls.base_folder).is_dir(), root / cls.filename
     if is_image_tree(root):
         train = read_image_folder(root / "train", num_classes)
         return train, read_image_folder(root / "test", num_classes, train.classes)
-    if (root / "train").is_dir() and not (root / folder).is_dir() and not (root / archive).is_file():
+    if (root / "train").is_dir() and not extracted and not archive.is_file():
         raise UserError(f"{root / 'test'} is missing: an ImageFolder tree needs test/ beside train/")
-    if (root / folder).is_dir():
-        missing = [f for f, _ in cls.train_list + cls.test_list if not (root / folder / f).is_file()]
-        if missing:
-            raise UserError(f"{name} at {root / folder} is incomplete: missing {', '.join(missing)}")
-    elif not (root / archive).is_file() and not download:
-        raise UserError(
-            f"{name} not found under {root.resolve()}: looked for {folder}/, {archive} and an ImageFolder "
-            f"tree (train/ and test/). Either set data.download=true to fetch the official archive, or point "
-            f"data.root=DIR at a folder that holds one of them."
+    missing = [f for f, _ in cls.train_list + cls.test_list if not (root / cls.base_folder / f).is_file()]
+    if extracted and missing:
+        raise UserError(f"{name} at {root / cls.base_folder} is incomplete: missing {', '.join(missing)}")
+    if archive.is_file() and not (extracted or download or check_integrity(str(archive), cls.tgz_md5)):
+        raise UserError(  # torchvision would fetch a new copy over it: not without data.download
+            f"{archive} is corrupt (its MD5 is not the official archive's): replace it with an intact copy, "
+            f"or delete it and set data.download=true to fetch it again"
         )
-    corrupt = (
-        not (root / folder).is_dir()
-        and (root / archive).is_file()
-        and not check_integrity(str(root / archive), cls.tgz_md5)
-    )
-    if corrupt and not download:  # torchvision would fetch a new copy over it: not without data.download
-        raise UserError(
-            f"{root / archive} is corrupt (its MD5 is not the official archive's): replace it with an intact "
-            f"copy, or delete it and set data.download=true to fetch it again"
-        )
-    fetching = download and not (root / folder).is_dir() and (corrupt or not (root / archive).is_file())
-    try:
-        # With the archive present (md5 checked), download=True only extracts it.
-        train = cls(str(root), train=True, download=download or not (root / folder).is_dir())
+    try:  # with the archive present (MD5 checked), download=True only extracts it
+        train = cls(str(root), train=True, download=download or (archive.is_file() and not extracted))
         test = cls(str(root), train=False, download=False)
     except (RuntimeError, OSError) as error:
-        if fetching:
-            raise UserError(
-                f"could not download {name} into {root.resolve()} ({error}); without a network, put "
-                f"{archive} there, or point data.root=DIR at a folder holding it or an ImageFolder tree"
-            ) from None
-        raise UserError(f"could not read {name} under {root}: {error}") from None
+        raise UserError(
+            f"{name} not found under {root.resolve()} ({error}): data.root=DIR must hold {cls.base_folder}/, "
+            f"{cls.filename} or an ImageFolder tree (train/ and test/); data.download=true fetches it"
+        ) from None
     return _from_arrays(train), _from_arrays(test)
 
 

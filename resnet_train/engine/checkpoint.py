@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
 
 # What a checkpoint must hold to continue training from it, and to use its weights (every value a dict).
-TRAINING_KEYS = ("model", "optimizer", "schedule", "scaler", "trainer", "rng", "config", "data_identity")
-WEIGHTS_KEYS = ("model", "config")
+WEIGHTS_KEYS = ("model", "config", "input")
+TRAINING_KEYS = (*WEIGHTS_KEYS, "optimizer", "schedule", "scaler", "trainer", "rng", "data_identity")
 
 
 class CheckpointError(UserError):

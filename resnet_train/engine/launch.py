@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from ..checks import on_cuda
 from ..config import Config, DeviceKind
 from ..errors import UserError
 from ..logs import release_held_logs, setup_logging
@@ -38,13 +39,19 @@ class WorkerFailed(UserError):
 
 
 @dataclass(frozen=True)
-class JobShare:
-    """What one job of a sweep running `jobs` jobs side by side may use: `threads` intra-op threads (its
-    share of the cores) and, on a machine with GPUs, GPU `gpu` (job number modulo the GPU count)."""
+class Share:
+    """A job's share of the machine where `jobs` run side by side (Hydra's joblib launcher, or the copies
+    resnet-plan times at once): `threads` intra-op threads (None: every core) and, on a machine with `gpus`
+    GPUs, GPU `gpu` (the job's number `job` modulo the GPU count)."""
 
-    jobs: int
-    threads: int
-    gpu: int
+    jobs: int = 1
+    threads: int | None = None
+    gpus: int = 0
+    job: int = 0
+
+    @property
+    def gpu(self) -> int:
+        return self.job % self.gpus if self.gpus else 0
 
 
 def accept_run(record: HydraRecord | None, run_dir: Path) -> None:
@@ -96,7 +103,7 @@ def _spawned_worker(
     """Entry point of a worker started by `spawn_workers` (a fresh interpreter without Hydra's logging).
     `stopped_at` (a shared integer) receives the iteration a pre-empted worker stopped at."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    on_cpu = config.trainer.device is DeviceKind.cpu or not torch.cuda.is_available()
+    on_cpu = not on_cuda(config.trainer.device)
     threads = worker_threads(on_cpu, os.cpu_count() or 1, world_size, os.environ.get("OMP_NUM_THREADS"))
     os.environ.update(RANK=str(local_rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank))
     setup_logging(file=Path(run_dir) / "train.log" if local_rank == 0 else None, stream=sys.stdout)
@@ -130,8 +137,8 @@ def spawn_workers(config: Config, run_dir: Path, count: int, record: HydraRecord
 
     previous = {signum: signal.signal(signum, forward) for signum in PREEMPTION_SIGNALS}
     stopped_at = mp.get_context("spawn").Value("q", -1)
-    on_gpu = config.trainer.device is not DeviceKind.cpu and torch.cuda.is_available()
-    log.info("starting %d workers (%s), each loading the data", count, "NCCL" if on_gpu else "gloo, CPU")
+    nccl = on_cuda(config.trainer.device)
+    log.info("starting %d workers (%s), each loading the data", count, "NCCL" if nccl else "gloo, CPU")
     try:
         context = mp.start_processes(
             _spawned_worker, args=(config, str(run_dir), distributed.free_port(), count, stopped_at, record),
@@ -158,7 +165,7 @@ def spawn_workers(config: Config, run_dir: Path, count: int, record: HydraRecord
 
 
 def launch(
-    config: Config, run_dir: Path, share: JobShare | None = None, record: HydraRecord | None = None
+    config: Config, run_dir: Path, share: Share | None = None, record: HydraRecord | None = None
 ) -> RunSummary | None:
     """Train `config` in `run_dir` on the workers it asks for; returns the summary of a run in this process
     (None where spawned workers trained, or where the run was already complete)."""
@@ -174,9 +181,8 @@ def launch(
         elif share is not None:  # one of several jobs side by side: a world of one on its share
             # Lines, not progress bars: two bars side by side overwrite one terminal line.
             config = replace(config, trainer=replace(config.trainer, progress=False))
-            on_gpu = config.trainer.device is not DeviceKind.cpu and torch.cuda.is_available()
             log.info("one of %d jobs side by side: %d thread(s)%s", share.jobs, share.threads,
-                     f", GPU {share.gpu}" if on_gpu else "")  # fmt: skip
+                     f", GPU {share.gpu}" if on_cuda(config.trainer.device) else "")  # fmt: skip
             world = distributed.World(local_rank=share.gpu)
             return run_worker(config, run_dir, world, False, record, share.threads)
         else:

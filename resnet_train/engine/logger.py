@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from ..config import model_name
 from ..outputs import atomic_output
 
 if TYPE_CHECKING:
+    from ..config import Config
+    from .run import Runtime
     from .summary import RunSummary
 
 log = logging.getLogger("resnet_train")
@@ -154,6 +157,27 @@ class RunLogger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def log_loading(config: Config, rt: Runtime) -> None:
+    """The run's first line: the net, the arithmetic, the device and the data it loads."""
+    m, d = config.model, config.data
+    log.info("%s in %s on %s: loading %s (%s) and building the net ...", model_name(m.residual, m.depth),
+             rt.precision, rt.device, d.name, getattr(d, "root", "generated images"))  # fmt: skip
+    if rt.emulated_bf16:
+        log.warning("trainer.precision=bf16 on a CPU without native bf16 (AVX512_BF16 or AMX): emulated, "
+                    "with bf16's rounding but about 5x slower than fp32")  # fmt: skip
+
+
+def log_start(config: Config, rt: Runtime, params: int, synthetic: bool) -> None:
+    """What is about to train, in one line."""
+    m, t = config.model, config.trainer
+    log.info(
+        "%s on %s%s: %s parameters, %d iterations, batch %d on %d process(es), %s, precision %s%s",
+        model_name(m.residual, m.depth), config.data.name, " (SYNTHETIC)" if synthetic else "", f"{params:,}",
+        t.max_iters, t.batch_size, rt.world.world_size, rt.device, rt.precision,
+        f", compiled ({rt.compile_mode.torch_name})" if rt.compile else "",
+    )  # fmt: skip
 
 
 def log_summary(summary: RunSummary, run_dir: Path) -> None:

@@ -28,6 +28,7 @@ from ..config import Config, DeviceKind, Role, TrainerConfig, config_to_plain, m
 from ..errors import UserError
 from .distributed import World
 from .evaluate import evaluate
+from .launch import Share
 from .run import Runtime, build, build_trainer, seed_everything
 
 log = logging.getLogger("resnet_train")
@@ -56,16 +57,6 @@ class Timing:
         return self.eval_batch_s * self.eval_batches
 
 
-@dataclass(frozen=True)
-class Placement:
-    """How the jobs are timed: `side_by_side` copies at once (the launcher's parallelism on this machine),
-    each with `threads` intra-op threads and, where there are GPUs, copy i on GPU i mod `gpus`."""
-
-    side_by_side: int = 1
-    threads: int | None = None  # None: torch's default (every core)
-    gpus: int = 0
-
-
 def timing_key(config: Config) -> tuple:
     """What decides a run's cost: its settings whose schema role is `experiment` or `cost` (runs differing
     only in the others share one timing)."""
@@ -88,7 +79,7 @@ def data_key(config: Config) -> tuple:
     )
 
 
-def time_configs(configs: list[Config], placement: Placement, steps: int) -> list[Timing | str]:
+def time_configs(configs: list[Config], share: Share, steps: int) -> list[Timing | str]:
     """One Timing per config (in order), `steps` timed training steps each, or the message with which the
     trainer refuses to build that run (an impossible net, schedule or batch: a UserError's message)."""
     groups: dict[tuple, list[int]] = {}
@@ -97,8 +88,8 @@ def time_configs(configs: list[Config], placement: Placement, steps: int) -> lis
     timings: list[Timing | str] = [""] * len(configs)
     for indices in groups.values():
         group = [configs[i] for i in indices]
-        ranks = rank_placement(placement, group[0].trainer)
-        if ranks.side_by_side == 1:
+        ranks = rank_share(share, group[0].trainer)
+        if ranks.jobs == 1:
             with quiet_project_log():
                 try:
                     measured = time_group(group, ranks, steps)
@@ -112,18 +103,18 @@ def time_configs(configs: list[Config], placement: Placement, steps: int) -> lis
     return timings
 
 
-def rank_placement(placement: Placement, trainer: TrainerConfig) -> Placement:
+def rank_share(share: Share, trainer: TrainerConfig) -> Share:
     """A run of `trainer.devices` local workers is timed as that many copies of one rank (its share of each
     batch, on its own GPU, or on CPU with its share of the cores as engine/launch.py's spawn_workers gives
     it), for each of the launcher's jobs side by side. The gradients' all-reduce is not timed."""
     if trainer.devices == 1:
-        return placement
-    threads = placement.threads
-    if trainer.device is DeviceKind.cpu or not placement.gpus:
+        return share
+    threads = share.threads
+    if trainer.device is DeviceKind.cpu or not share.gpus:
         threads = (
             None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // trainer.devices)
         )
-    return replace(placement, side_by_side=placement.side_by_side * trainer.devices, threads=threads)
+    return replace(share, jobs=share.jobs * trainer.devices, threads=threads)
 
 
 @contextmanager
@@ -140,20 +131,20 @@ def quiet_project_log():
 
 
 def time_group(
-    configs: list[Config], placement: Placement, steps: int, copy: int = 0, barrier=None
+    configs: list[Config], share: Share, steps: int, copy: int = 0, barrier=None
 ) -> list[Timing | str]:
     """Time `configs` (runs of one data key) in this process, as copy number `copy` of those side by side:
     the data loads once, then each net builds and runs. `barrier` (shared by the copies) starts the copies'
     timed steps together: every copy meets it once per net, whatever failed."""
     threads = torch.get_num_threads()
-    gpu = copy % placement.gpus if placement.gpus else 0
+    gpu = replace(share, job=copy).gpu
     first = configs[0].trainer
     try:
         with tempfile.TemporaryDirectory(prefix="resnet-plan-") as scratch:
             try:
                 # One rank's share of each batch and evaluation set, as rank 0 of trainer.devices processes
-                # sees it (rank_placement); the gradients' all-reduce is not timed.
-                rank = Runtime.resolve(first, World(0, first.devices, gpu), placement.threads)
+                # sees it (rank_share); the gradients' all-reduce is not timed.
+                rank = Runtime.resolve(first, World(0, first.devices, gpu), share.threads)
                 rank.enter()
                 seed_everything(first.seed)
                 started = time.perf_counter()
@@ -166,7 +157,7 @@ def time_group(
             timings: list[Timing | str] = []
             for i, config in enumerate(configs):
                 try:
-                    net = _NetUnderTest(config, data, Path(scratch) / str(i), gpu, placement.threads)
+                    net = _NetUnderTest(config, data, Path(scratch) / str(i), gpu, share.threads)
                 except UserError as error:  # this net only
                     _meet(barrier)
                     timings.append(str(error))
@@ -249,24 +240,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _copy_main(configs, placement, steps, copy, barrier, results) -> None:
+def _copy_main(configs, share, steps, copy, barrier, results) -> None:
     """A spawned copy: its timings, or the error that stopped it, on `results`."""
     logging.getLogger("resnet_train").setLevel(logging.ERROR)
     try:
-        results.put((copy, time_group(configs, placement, steps, copy, barrier), None))
+        results.put((copy, time_group(configs, share, steps, copy, barrier), None))
     except BaseException as error:  # reported by the parent, which stops the other copies
         barrier.abort()
         results.put((copy, None, str(error) if isinstance(error, UserError) else repr(error)))
 
 
-def time_side_by_side(configs: list[Config], placement: Placement, steps: int) -> list[Timing]:
-    """`placement.side_by_side` copies of `time_group` at once, each in a process of its own (as the
-    launcher's jobs are); each net's timing is the mean over the copies."""
+def time_side_by_side(configs: list[Config], share: Share, steps: int) -> list[Timing]:
+    """`share.jobs` copies of `time_group` at once, each in a process of its own (as the launcher's jobs
+    are); each net's timing is the mean over the copies."""
     context = multiprocessing.get_context("spawn")
-    copies = placement.side_by_side
+    copies = share.jobs
     barrier, results = context.Barrier(copies), context.Queue()
     processes = [
-        context.Process(target=_copy_main, args=(configs, placement, steps, copy, barrier, results))
+        context.Process(target=_copy_main, args=(configs, share, steps, copy, barrier, results))
         for copy in range(copies)
     ]
     for process in processes:

@@ -31,19 +31,16 @@ def model_from_config(m: ModelConfig, num_classes: int, input_size: int) -> torc
 
 @dataclass
 class Restored:
-    """What a checkpoint holds, ready to use. `classes` and `stats` are None for a checkpoint that does not
-    carry them (one assembled by hand; then the data's training set gives them)."""
+    """What a checkpoint holds, ready to use."""
 
     config: Config
     model: torch.nn.Module  # on the CPU, in eval mode, weights loaded strictly
-    classes: list[str] | None
-    stats: InputStats | None
+    classes: list[str]  # what each output means
+    stats: InputStats  # what the inputs were normalised with
     iteration: int | None
 
     def normalizer(self, device: torch.device | str = "cpu") -> Normalizer:
         """The input normalisation the net was trained with (uint8 images in, network inputs out)."""
-        if self.stats is None:
-            raise UserError("this checkpoint holds no input statistics")
         return Normalizer(self.stats, self.config.data.normalize, device)
 
 
@@ -56,16 +53,12 @@ def restore(
         source = source or str(checkpoint)
         checkpoint = load_checkpoint(Path(checkpoint).expanduser())
     source = source or "the checkpoint"
-    if "config" not in checkpoint:
-        raise UserError(f"{source} holds no config; it was not written by resnet-train")
     check_structure(checkpoint, source, WEIGHTS_KEYS)
     config = config_from_plain(checkpoint["config"], overrides, schema)
-    inputs = checkpoint.get("input")
-    classes = list(inputs["classes"]) if inputs else None
-    stats = InputStats.from_state_dict(inputs["stats"]) if inputs else None
-    num_classes = len(classes) if classes else checkpoint["model"]["fc.weight"].shape[0]
+    classes = list(checkpoint["input"]["classes"])
+    stats = InputStats.from_state_dict(checkpoint["input"]["stats"])
     try:
-        model = model_from_config(config.model, num_classes, config.data.image_size)
+        model = model_from_config(config.model, len(classes), config.data.image_size)
     except ValueError as error:  # an impossible net (a depth that is not 6n+2, ...)
         raise UserError(str(error)) from None
     try:

@@ -30,9 +30,9 @@ from ..config import (
 )
 from ..data import RunData, Shard, build_data
 from ..errors import UserError
-from ..models import count_parameters, model_name
+from ..models import count_parameters
 from . import distributed
-from .logger import RunLogger
+from .logger import RunLogger, log_loading, log_start
 from .loop import LoopSettings, Trainer
 from .restore import model_from_config
 from .rundir import check_data_identity, find_resume_checkpoint, run_complete
@@ -219,23 +219,17 @@ def train(
     `accepted()` runs on the main rank once the run directory's checkpoint, if any, was found, checked against
     the config and loaded: from there on the run is this config's (the CLI records it in `.hydra/`)."""
     rt = rt or Runtime.resolve(config.trainer)
-    m, d, t, main = config.model, config.data, config.trainer, rt.world.is_main
+    t, main = config.trainer, rt.world.is_main
     rt.enter()
     seed_everything(t.seed + rt.world.rank)
-    net = model_name(m.residual, m.depth)
     checkpoint = find_resume_checkpoint(t.resume, run_dir, config_to_plain(config))
     start = checkpoint["trainer"]["iteration"] if checkpoint else 0
     if main:
-        source = getattr(d, "root", "generated images")
-        log.info("%s in %s on %s: loading %s (%s) and building the net ...", net, rt.precision, rt.device,
-                 d.name, source)  # fmt: skip
-        if rt.emulated_bf16:
-            log.warning("trainer.precision=bf16 on a CPU without native bf16 (AVX512_BF16 or AMX): emulated, "
-                        "with bf16's rounding but about 5x slower than fp32")  # fmt: skip
+        log_loading(config, rt)
     loading = time.perf_counter()
     built = build(config, run_dir, rt)
     if checkpoint is not None:  # other data is refused before anything is written
-        check_data_identity(checkpoint, built.data.identity, getattr(d, "root", None), run_dir)
+        check_data_identity(checkpoint, built.data.identity, getattr(config.data, "root", None), run_dir)
     trainer = build_trainer(config, built, run_dir, rt, start)
     if main:
         log.info("data and model ready in %.1f s", time.perf_counter() - loading)
@@ -250,12 +244,7 @@ def train(
         log.info("the run in %s is already complete (%d iterations)", run_dir, start)
         return None
     if main:
-        log.info(
-            "%s on %s%s: %s parameters, %d iterations, batch %d on %d process(es), %s, precision %s%s",
-            net, d.name, " (SYNTHETIC)" if built.data.synthetic else "", f"{built.params:,}", t.max_iters,
-            t.batch_size, rt.world.world_size, rt.device, rt.precision,
-            f", compiled ({rt.compile_mode.torch_name})" if rt.compile else "",
-        )  # fmt: skip
+        log_start(config, rt, built.params, built.data.synthetic)
     try:
         trainer.fit()
     except BaseException:

@@ -191,22 +191,13 @@ def _describe(changes: dict[str, tuple]) -> str:
     return "\n".join(lines)
 
 
-def _revert(key: str, old) -> str:
-    if key == "trainer.precision" and old == "auto":  # stored before fp32 became the default
-        return (
-            "trainer.precision=bf16 or fp32, whichever the run's train.log names (precision=auto chose bf16 "
-            "on CUDA and on CPUs with native bf16, fp32 elsewhere)"
-        )
-    return f"{key}={override_text(old)}"
-
-
 def check_own_config(checkpoint: dict, config: dict, run_dir: Path) -> None:
     """Refuse to continue a run with a config that alters its trajectory; log the changes that do not."""
     changes = config_changes(checkpoint["config"], config)
     refused = {k: v for k, v in changes.items() if not harmless_change(k, *v, config, checkpoint)}
     allowed = {k: v for k, v in changes.items() if k not in refused}
     if refused:
-        revert = " ".join(_revert(key, old) for key, (old, _) in refused.items())
+        revert = " ".join(f"{key}={override_text(old)}" for key, (old, _) in refused.items())
         raise UserError(
             f"the run in {run_dir} was made with another config; resuming it with these changes would mix "
             f"two trajectories in one run:\n{_describe(refused)}\n"
