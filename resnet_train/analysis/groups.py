@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-from ..config import Role, role_of
+from ..config import Role, override_text, role_of
 from ..engine.rundir import flat, steers
 from .runs import Curve, Run
 
@@ -84,18 +84,10 @@ def differing(settings: Sequence[dict], ignore: Sequence[str] = ()) -> dict[str,
     for key in keys:
         if key in ignore:
             continue
-        values = list(dict.fromkeys(shown(s.get(key)) for s in settings))
+        values = list(dict.fromkeys(override_text(s.get(key)) for s in settings))
         if len(values) > 1:
             out[key] = values
     return out
-
-
-def shown(value) -> str:
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(map(shown, value)) + "]"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return "null" if value is None else str(value)
 
 
 def _sort_key(group: Group) -> tuple:
@@ -109,7 +101,7 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
     by_settings: dict[tuple, Group] = {}
     for run in runs:
         settings = experiment_settings(run)
-        key = tuple(sorted((k, shown(v)) for k, v in settings.items()))
+        key = tuple(sorted((k, override_text(v)) for k, v in settings.items()))
         by_settings.setdefault(key, Group("", settings, [])).runs.append(run)
     groups = list(by_settings.values())
     by_label: dict[str, list[Group]] = {}
@@ -181,7 +173,7 @@ def _suffix(settings: dict, differences: dict[str, list]) -> str:
     """ " B" for a shortcut option, then " (key=value, ...)" for the other settings that tell apart groups
     of one net."""
     suffix = f" {settings[SHORTCUT]}" if SHORTCUT in differences and settings.get(SHORTCUT) else ""
-    named = [f"{key}={shown(settings.get(key))}" for key in differences if key != SHORTCUT]
+    named = [f"{key}={override_text(settings.get(key))}" for key in differences if key != SHORTCUT]
     if len(named) > NAMED_KEYS:
         named = [*named[:NAMED_KEYS], f"+{len(named) - NAMED_KEYS} more"]
     return suffix + (f" ({', '.join(named)})" if named else "")

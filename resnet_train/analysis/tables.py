@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..config import parse_model_name
+from ..config import override_text, parse_model_name
 from ..errors import UserError
 from .claims import Measurement, Net
-from .groups import NET_KEYS, SHORTCUT, differing, seed_groups, shown
+from .groups import NET_KEYS, SHORTCUT, differing, seed_groups
 from .runs import Run, display_name
 
 # The paper's test errors in percent, by (dataset, model, shortcut option); plain nets have no option.
@@ -148,7 +148,7 @@ def claim_nets(rows: Sequence[Row]) -> list[Net]:
         split = "test" if row.test_error.values else "val"
         nets.append(Net(
             name=row.label, residual=row.residual, depth=row.depth, shortcut=row.shortcut,
-            family=", ".join(f"{key}={shown(family.get(key))}" for key in differences),
+            family=", ".join(f"{key}={override_text(family.get(key))}" for key in differences),
             train=_measurement(row.train_error, row.images.get("train")),
             test=_measurement(getattr(row, f"{split}_error"), row.images.get(split)), test_split=split,
             paper=row.paper, paper_source=PAPER_SOURCE.get(row.dataset or "", "").split(",")[0],

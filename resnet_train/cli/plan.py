@@ -35,9 +35,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, open_dict
 
-from ..analysis.groups import shown
 from ..checks import composing_error
-from ..config import Config, config_to_plain, model_name, walk
+from ..config import Config, config_to_plain, model_name, override_text, walk
 from ..engine.distributed import World
 from ..engine.estimate import evaluations, fit_iters, job_seconds, sweep_seconds
 from ..engine.launch import Share, check_launch
@@ -336,7 +335,7 @@ def print_fit(fit: dict, configs: list[Config]) -> None:
         for key, value, f in walk(config.sched, "sched."):
             if f.metadata.get("iterations") and value:
                 moved = [round(v * scale) for v in value] if isinstance(value, list) else round(value * scale)
-                print(f"  with {key}={shown(moved)}: the lr changes at the same fractions of the run")
+                print(f"  with {key}={override_text(moved)}: the lr changes at the same fractions of the run")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

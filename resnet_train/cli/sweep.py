@@ -28,6 +28,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from ..engine.signals import PREEMPTED_EXIT_CODE as STOPPED_EXIT_CODE
 from ..errors import UserError
 
 log = logging.getLogger("resnet_train")
@@ -36,7 +37,6 @@ OUTCOMES_ENV = "RESNET_TRAIN_SWEEP_OUTCOMES"
 FAILED_SWEEP_EXIT_CODE = 1
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
-STOPPED_EXIT_CODE = 75  # as a stopped run's own (engine/loop.py): checkpoints written, re-run to resume
 
 
 def job_error(job_return: JobReturn) -> str | None:

@@ -28,7 +28,7 @@ from ..config import Config, DeviceKind, Role, TrainerConfig, config_to_plain, m
 from ..errors import UserError
 from .distributed import World
 from .evaluate import evaluate
-from .launch import Share
+from .launch import Share, worker_threads
 from .run import Runtime, build, build_trainer, seed_everything
 
 log = logging.getLogger("resnet_train")
@@ -110,10 +110,9 @@ def rank_share(share: Share, trainer: TrainerConfig) -> Share:
     if trainer.devices == 1:
         return share
     threads = share.threads
-    if trainer.device is DeviceKind.cpu or not share.gpus:
-        threads = (
-            None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // trainer.devices)
-        )
+    if trainer.device is DeviceKind.cpu or not share.gpus:  # the rule of spawn_workers
+        omp = os.environ.get("OMP_NUM_THREADS")
+        threads = worker_threads(True, os.cpu_count() or 1, trainer.devices, omp)
     return replace(share, jobs=share.jobs * trainer.devices, threads=threads)
 
 
