@@ -1,10 +1,9 @@
 """The settings only the run or the machine can refuse, each in one line before anything is loaded.
 
-A key of another option never gets this far: each option's schema lacks it, so Hydra refuses it while it
-composes the config, and `composing_error` says in one line which options have it. What is left depends on
-the rest of the run: a setting that has no effect on this run (a shortcut option on a plain net, a compile
-mode with compiling off, ...) must hold its default, so a value that someone chose is never dropped in
-silence; and a piece named by a dotted path must exist.
+A key of another option never gets this far: Hydra refuses it while composing, and `composing_error` names
+the options that have it. What is left depends on the rest of the run: a setting with no effect on this run
+(a shortcut option on a plain net, a compile mode with compiling off, ...) must hold its default, so that a
+chosen value is never dropped in silence; and a piece named by a dotted path must exist.
 """
 
 from __future__ import annotations
@@ -24,14 +23,6 @@ from .errors import UserError
 def on_cuda(device: DeviceKind) -> bool:
     """Whether trainer.device puts this run on a GPU (`auto`: when CUDA is available)."""
     return device is DeviceKind.cuda or (device is DeviceKind.auto and torch.cuda.is_available())
-
-
-def processes(config: Config) -> int:
-    """The processes that train together: torchrun's or SLURM's world, else trainer.devices."""
-    from .engine.distributed import world_from_env
-
-    world = world_from_env()
-    return world.world_size if world is not None else config.trainer.devices
 
 
 def group_options(group: str) -> dict[str, type]:
@@ -58,15 +49,13 @@ def not_a_setting(key: str, schema: type | None = None) -> str:
         return f"{line}; it is a setting of {', '.join(f'{group}={option}' for option in have)}"
     names = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else []
     close = difflib.get_close_matches(name, names, n=1)
-    return f"{line}; " + (
-        f"did you mean {group}.{close[0]}?" if close else "`resnet-train --cfg job` lists them"
-    )
+    hint = f"did you mean {group}.{close[0]}?" if close else "`resnet-train --cfg job` lists them"
+    return f"{line}; {hint}"
 
 
 def composing_error(error: Exception) -> str:
-    """One line for a config Hydra could not compose: a key the chosen option's schema lacks names the
-    options that have it; anything else (an override Hydra cannot read, a missing option) is Hydra's own
-    first lines."""
+    """One line for a config Hydra could not compose: for a key the chosen option's schema lacks, the options
+    that have it; else Hydra's own first lines."""
     from hydra.errors import OverrideParseException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
@@ -77,46 +66,44 @@ def composing_error(error: Exception) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if isinstance(error, OverrideParseException):  # Hydra's grammar
         override = lines[0].partition(": ")[2] or lines[0]
-        return (
-            f"cannot read the override {override}: write ~ and non-ASCII characters in a quoted value, "
-            f"as in \"data.root='~/data'\""
-        )
+        return (f"cannot read the override {override}: write ~ and non-ASCII characters in a quoted value, "
+                f"as in \"data.root='~/data'\"")  # fmt: skip
     if isinstance(cause, Exception):
         lines.append(str(cause).strip().splitlines()[0])
     return " ".join(lines)
 
 
 def _extra_keys(config: Config) -> list[str]:
-    """Keys added past the schema (`+group.key=value`): nothing would read them, unless a class of one's
-    own (`_target_`) takes them."""
+    """Keys added past the schema (`+group.key=value`), which nothing but a class of one's own reads."""
     found = []
     for group in ("model", "data", "optim", "sched", "trainer"):
         node = getattr(config, group)
         fields = {f.name: f for f in dataclasses.fields(node)}
         if "_target_" in fields and node._target_ != fields["_target_"].default:
             continue  # the class of one's own is built with them, or refuses them (config.build_target)
-        found += [
-            not_a_setting(f"{group}.{key}", type(node)) for key in own_settings(node) if key not in fields
-        ]
+        found += [not_a_setting(f"{group}.{k}", type(node)) for k in own_settings(node) if k not in fields]
     return found
 
 
 def _ignored(config: Config) -> list[str]:
     """One sentence for every setting that would have no effect on this run."""
     from .data import data_problems
+    from .engine.distributed import world_from_env
     from .engine.schedules import uses_warmup
     from .models.resnet import has_bottlenecks
 
     m, s, t = config.model, config.sched, config.trainer
     compiled = t.compile if t.compile is not None else on_cuda(t.device)
     torchrun = int(os.environ["LOCAL_WORLD_SIZE"]) if "LOCAL_WORLD_SIZE" in os.environ else None
+    world = world_from_env()  # torchrun's or SLURM's, else trainer.devices processes train together
+    processes = world.world_size if world is not None else t.devices
     rules = [  # (keys, whether they act here, why not, where they do)
         (("model.shortcut", "model.zero_init_residual"), m.residual,
          "on a plain net (model.residual=false): it has no shortcuts or residual branches", "residual nets"),
         (("model.bottleneck_stride",), has_bottlenecks(m.family, m.depth),
          f"on a {m.family.name} net of depth {m.depth}: its blocks are basic blocks",
          "the bottleneck nets (model.family=imagenet, depth 50, 101, 152)"),
-        (("model.sync_bn",), processes(config) > 1 and on_cuda(t.device),
+        (("model.sync_bn",), processes > 1 and on_cuda(t.device),
          "on one process or off CUDA: SyncBatchNorm shares batch statistics among GPU processes",
          "runs of several processes on GPUs (trainer.devices=N, torchrun, SLURM)"),
         (("sched.warmup_lr", "sched.warmup_until_train_error"), uses_warmup(s.warmup, m.family, m.depth),

@@ -1,8 +1,5 @@
-"""Structured config schemas and the option enums they use.
-
-The dataclasses here are the schema Hydra validates every composed config against: an unknown key, a value
-of the wrong type or a value outside an enum is refused before anything runs. The enums are plain Python
-types, so the model, data and engine code import them without ever seeing a Hydra config.
+"""The config schemas Hydra validates every composed config against (an unknown key, a wrong type or value
+is refused before anything runs), one per option of a group, and the option enums they use.
 """
 
 from __future__ import annotations
@@ -43,9 +40,8 @@ def setting(
     default: Any, role: Role = Role.experiment, check: Check | None = None, named: bool = True,
     iterations: bool = False,
 ) -> Any:  # fmt: skip
-    """A schema field with its default, its role, its range (`check`), whether it names a run's directory
-    when given on the command line (`named`), and whether it counts iterations (a schedule's milestones:
-    resnet-plan moves them with a fitted length)."""
+    """A schema field: its default, role, range (`check`), whether it names a run's directory when given
+    (`named`), and whether it counts iterations (resnet-plan moves such milestones with a fitted length)."""
     metadata = {"role": role, "check": check, "named": named, "iterations": iterations}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
@@ -91,16 +87,11 @@ class Stem(Enum):
 
 
 class Loader(Enum):
-    """How images reach the loop: decoded once into memory (CIFAR-sized sets of one image size), or streamed
-    from files by DataLoader workers (ImageNet-sized trees of varied images)."""
-
     memory = "memory"
     stream = "stream"
 
 
-class Augment(Enum):
-    """Training augmentation of the streamed loader (the memory loader always uses the CIFAR recipe)."""
-
+class Augment(Enum):  # the streamed loader's (the memory loader always uses the CIFAR recipe)
     paper = "paper"  # Sec. 3.4: shorter side random in scale_range, random crop, flip, PCA lighting
     inception = "inception"  # RandomResizedCrop + flip (not in the paper)
 
@@ -120,9 +111,7 @@ class BadImage(Enum):
     error = "error"  # stop with the file's name
 
 
-class Crops(Enum):
-    """Test-time views (Sec. 3.4 / Table 3-5)."""
-
+class Crops(Enum):  # test-time views (Sec. 3.4, Tables 3-5)
     center = "center"  # resize to data.test_resize, one centre crop of data.image_size
     ten = "ten"  # four corners + centre and their flips, softmax scores averaged
     multiscale = "multiscale"  # whole image at every shorter side in data.test_scales, and its flip
@@ -142,26 +131,20 @@ class DeviceKind(Enum):
     cuda = "cuda"
 
 
-class Precision(Enum):
-    """The training arithmetic: fp32, the paper's, on every device (CUDA's default TF32 convolutions aside),
-    or bf16 / fp16 autocast, opt-ins that change the numbers (README, Precision)."""
-
+class Precision(Enum):  # fp32 (the paper's) or bf16/fp16 autocast, opt-ins that change the numbers
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
 
 
-class CompileMode(Enum):
-    """torch.compile modes: reduce_overhead adds CUDA graphs; max_autotune searches kernels (slow start)."""
-
+class CompileMode(Enum):  # torch.compile's modes
     default = "default"
     reduce_overhead = "reduce_overhead"
     max_autotune = "max_autotune"
     max_autotune_no_cudagraphs = "max_autotune_no_cudagraphs"
 
     @property
-    def torch_name(self) -> str:
-        """The mode as torch.compile spells it ("reduce-overhead")."""
+    def torch_name(self) -> str:  # "reduce-overhead"
         return self.value.replace("_", "-")
 
 
@@ -185,9 +168,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """What every dataset has. `name` is an entry of data/datasets.py's registry, or a dotted path to an
-    entry of one's own. The sets of this schema and of `ArchiveData` and `SyntheticData` are decoded into
-    memory (`loader`); a `FolderData` tree may also be streamed."""
+    """What every dataset has. `name`: an entry of data/datasets.py, or a dotted path to one's own."""
 
     name: str = setting("cifar10")
     num_classes: Optional[int] = setting(None, check=((lambda v: v >= 2), ">= 2"))  # fixed by an archive
@@ -198,9 +179,7 @@ class DataConfig:
 
 
 @dataclass
-class SyntheticData(DataConfig):
-    """Generated images (data=synthetic): nothing is read."""
-
+class SyntheticData(DataConfig):  # generated images: nothing is read
     name: str = setting("synthetic")
     num_classes: Optional[int] = setting(10, check=((lambda v: v >= 2), ">= 2"))
     train_size: int = setting(5000, check=COUNT)
@@ -209,8 +188,7 @@ class SyntheticData(DataConfig):
 
 @dataclass
 class ArchiveData(DataConfig):
-    """A torchvision dataset held in memory (CIFAR-10/100): its archive, or an image tree of train/ and
-    test/ under `root`."""
+    """A torchvision dataset held in memory (CIFAR-10/100): its archive, or a train/ and test/ tree."""
 
     root: str = setting("./data", Role.files)
     download: bool = setting(False, Role.files, named=False)  # only the archive can be fetched
@@ -218,8 +196,8 @@ class ArchiveData(DataConfig):
 
 @dataclass
 class FolderData(DataConfig):
-    """An ImageFolder tree (train/, and test/ or val/) under `root`, streamed file by file with ImageNet's
-    augmentation and test views (Sec. 3.4), or decoded into memory when its images have one size."""
+    """An ImageFolder tree (train/, and test/ or val/), streamed with ImageNet's augmentation and test views
+    (Sec. 3.4), or decoded into memory when its images have one size."""
 
     name: str = setting("imagefolder")
     root: str = setting(MISSING, Role.files)
@@ -245,8 +223,7 @@ DATA_SCHEMAS = {"archive": ArchiveData, "folder": FolderData, "synthetic": Synth
 
 @dataclass
 class OptimConfig:
-    """What every optimizer takes; `_target_` is the optimizer's class, built with the net's parameters
-    (engine/run.py `build_optimizer`), so `optim._target_=mylab.Lion` trains with one's own."""
+    """What every optimizer takes; `_target_` is its class (`optim._target_=mylab.Lion` for one's own)."""
 
     _target_: str = setting(MISSING)
     lr: float = setting(0.1, Role.numbers, POSITIVE)
@@ -303,7 +280,6 @@ class TrainerConfig:
 
 @dataclass
 class EvalConfig:
-    """`resnet-eval`'s own options (`eval.crops=ten`); the rest of its config comes from the checkpoint."""
 
     crops: Crops = Crops.center
     out: Optional[str] = None  # also write the JSON here
@@ -319,7 +295,6 @@ class Config:
 
 
 def schemas() -> dict[str, list[type]]:
-    """Each config group's schemas, one dataclass per option (the groups with one option have one)."""
     from .engine.schedules import SCHEDULES
 
     return {
@@ -329,7 +304,7 @@ def schemas() -> dict[str, list[type]]:
 
 
 def schema_field(key: str) -> dataclasses.Field | None:
-    """The field of a dotted key ("sched.milestones") in any schema of its group (None: no schema has it)."""
+    """The field of a dotted key ("sched.milestones") in any schema of its group, or None."""
     group, _, name = key.lstrip("+~").partition(".")
     for schema in schemas().get(group, []):
         for f in dataclasses.fields(schema):
@@ -339,20 +314,16 @@ def schema_field(key: str) -> dataclasses.Field | None:
 
 
 def role_of(key: str) -> Role:
-    """The role of a dotted key; a key no schema knows (a setting of one's own class) is taken to change the
-    numbers."""
+    """The role of a dotted key; a key no schema knows (one's own class's) is taken to change the numbers."""
     f = schema_field(key)
     return f.metadata.get("role", Role.experiment) if f is not None else Role.experiment
 
 
-def own_settings(node: Any) -> dict:
-    """The settings of a config object: its schema's fields and, for a class of one's own, the keys added
-    with `+group.key=value` (OmegaConf sets them as attributes)."""
+def own_settings(node: Any) -> dict:  # with the keys `+group.key=value` added (set as attributes)
     return dict(vars(node))
 
 
 def locate(path: str, key: str) -> Any:
-    """What a dotted path names (`mylab.schedules.LinearToZero`), given as the setting `key`."""
     module, _, name = path.rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
@@ -361,9 +332,8 @@ def locate(path: str, key: str) -> Any:
 
 
 def build_target(node: Any, *args: Any, **given: Any) -> Any:
-    """The object `node._target_` names (Hydra's convention), built with `args` and the node's settings,
-    `given` in place of any of them. For a class of one's own, a setting of the option it replaced that the
-    class does not take is left out while it holds the schema's default, and refused otherwise."""
+    """The object `node._target_` names, built with `args`, the node's settings and `given`. A class of one's
+    own is not given a setting it does not take while it holds the schema's default, and refused otherwise."""
     target, settings = node._target_, own_settings(node)
     del settings["_target_"]
     cls = locate(target, "_target_")
@@ -383,7 +353,6 @@ def build_target(node: Any, *args: Any, **given: Any) -> Any:
 
 
 def default_of(f: dataclasses.Field) -> Any:
-    """A schema field's default value."""
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
@@ -399,7 +368,6 @@ def override_text(value: Any) -> str:
 
 
 def walk(node: Any, prefix: str = "") -> Iterator[tuple[str, Any, dataclasses.Field]]:
-    """(dotted key, value, schema field) for every setting of a config object."""
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
         if dataclasses.is_dataclass(value):
@@ -409,8 +377,7 @@ def walk(node: Any, prefix: str = "") -> Iterator[tuple[str, Any, dataclasses.Fi
 
 
 def config_to_plain(config: Config) -> dict:
-    """The config as plain Python values (enums by name), as checkpoints store it: `torch.load(weights_only=
-    True)` reads it back, and `config_from_plain` turns it into a `Config` again."""
+    """The config as plain values (enums by name), as checkpoints store it (`config_from_plain`: back)."""
     from omegaconf import OmegaConf
 
     plain = OmegaConf.to_container(OmegaConf.structured(config), enum_to_str=True)
@@ -421,9 +388,8 @@ def config_to_plain(config: Config) -> dict:
 
 
 def schema_of(group: str, stored: dict | None) -> type:
-    """The schema a stored group's settings were written from: the first that has every stored key, one
-    whose `_target_` or `name` default is the stored one first (the group's first where nothing is stored);
-    else the one with the most fields, all stored (a class of one's own, with settings of its own)."""
+    """The schema a stored group's settings were written from: one that has every stored key, the one whose
+    `_target_` or `name` is the stored one first; else the largest all stored (a class of one's own)."""
     options, stored = schemas()[group], stored or {}
     names = [{f.name: f for f in dataclasses.fields(s)} for s in options]
     having = [s for s, fields in zip(options, names) if set(stored) <= set(fields)]
@@ -440,8 +406,8 @@ def schema_of(group: str, stored: dict | None) -> type:
 
 
 def config_from_plain(stored: dict, overrides: list[str] = (), schema: type | None = None) -> Any:
-    """A stored config (plain values, enums by name) with `overrides` (dotted key=value), validated by the
-    schema of each group's option (`schema` for the whole config: resnet-eval's adds `eval`)."""
+    """A stored config with `overrides` (key=value), validated by each group's schema (`schema`: the whole
+    config's, resnet-eval's adds `eval`)."""
     from omegaconf import OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
@@ -462,7 +428,7 @@ def config_from_plain(stored: dict, overrides: list[str] = (), schema: type | No
 
 
 def check_ranges(config: Config) -> None:
-    """Refuse every setting outside its range (its schema field's `check`), all of them in one line."""
+    """Refuse every setting outside its range (its field's `check`), all in one line."""
     wrong = [
         f"{key}={value} (must be {f.metadata['check'][1]})"
         for key, value, f in walk(config)
@@ -473,7 +439,7 @@ def check_ranges(config: Config) -> None:
 
 
 def config_dir() -> str:
-    """The `configs/` folder: the checkout's top-level one, or the copy shipped inside the wheel."""
+    """The checkout's `configs/`, or the copy shipped inside the wheel."""
     checkout = Path(__file__).resolve().parent.parent / "configs"
     if (checkout / "config.yaml").is_file():
         return str(checkout)
@@ -499,8 +465,7 @@ _NAME_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 
 
 def _split_overrides(overrides: str) -> list[str]:
-    """`a=1,b=[2,3]` -> ["a=1", "b=[2,3]"]: Hydra's override_dirname joins items with commas, and a list
-    value holds commas of its own."""
+    """`a=1,b=[2,3]` -> ["a=1", "b=[2,3]"] (Hydra's override_dirname joins items with commas)."""
     items, depth, current = [], 0, ""
     for char in overrides:
         depth += {"[": 1, "(": 1, "{": 1, "]": -1, ")": -1, "}": -1}.get(char, 0)
@@ -513,8 +478,8 @@ def _split_overrides(overrides: str) -> list[str]:
 
 
 def _safe_item(item: str) -> tuple[str, bool]:
-    """An override with its list brackets dropped (`m=[100,200]` -> `m=100_200`) and any other character a
-    shell would expand replaced by "_"; and whether such a replacement was needed."""
+    """An override with list brackets dropped (`m=[100,200]` -> `m=100_200`) and other characters a shell
+    would expand replaced by "_"; and whether one was."""
     key, _, value = item.partition("=")
     if value.startswith("[") and value.endswith("]"):
         value = value[1:-1].replace(",", "_")
@@ -530,17 +495,11 @@ def _named(key: str) -> bool:
 def run_name(
     overrides: str, residual: bool = True, depth: int = 20, dataset: str = "cifar10", sweep: bool = False
 ) -> str:
-    """A run directory's name: the net actually built and the dataset, then the other overrides
-    (`hydra.job.override_dirname`), e.g. `plain8-cifar10,model=plain20,trainer.seed=1`.
-
-    Stable (the same command lands in the same directory, to resume there) and unique: only what the first
-    part states is left out (model.depth, model.residual, and model=/data= where they name the same net and
-    dataset). No shell glob characters; a name that needed other characters replaced, or is too long, ends
-    in a digest of the overrides (and the seed).
-
-    data.root names a job of a sweep (`sweep`), whose jobs may differ only in it, but not a single run: the
-    same data in another place (a node's local copy) resumes the same run, and other data is refused there
-    (engine/rundir.py, data identity)."""
+    """A run directory's name: the net built and the dataset, then the other overrides, e.g.
+    `plain8-cifar10,model=plain20,trainer.seed=1`. Stable (the same command resumes there) and unique: only
+    what the first part states is left out. A name that needed characters replaced, or is too long, ends in
+    a digest of the overrides (and the seed). data.root names only a sweep's jobs (`sweep`): the same data
+    elsewhere resumes a single run."""
     net = model_name(residual, depth)
     items = [
         item for item in _split_overrides(overrides)
@@ -563,7 +522,7 @@ def run_name(
 
 
 def register_configs() -> None:
-    """Register the schema and the run-name resolver; call before Hydra composes a config."""
+    """Register the schemas and the run-name resolver, before Hydra composes a config."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 

@@ -1,8 +1,6 @@
-"""One log format for every console script.
-
-`resnet-train` logs through Hydra, whose logging configs (`configs/hydra/job_logging/resnet_train.yaml` and
-`hydra_logging/`) spell `FORMAT` out; the argparse tools (`resnet-info`, `-eval`, `-plot`, `-report`,
-`-responses`) and the workers spawned by `trainer.devices=N` call `setup_logging` with the same format.
+"""One log format for every console script: Hydra's logging configs (`configs/hydra/job_logging/`,
+`hydra_logging/`) spell `FORMAT` out for `resnet-train`; the argparse tools and the workers spawned by
+`trainer.devices=N` call `setup_logging`.
 """
 
 from __future__ import annotations
@@ -15,13 +13,12 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 class HeldFileHandler(logging.FileHandler):
-    """A run's log file (train.log) that receives nothing until `release_held_logs()`, called once the command
-    holds the run directory and its config was accepted: a refused command (another one running there, a
-    config that would change the run) leaves the file as it was, and says why on the console. The records
-    logged before the release are then written, in order."""
+    """A run's log file (train.log) that writes nothing until `release_held_logs()`, called once the command
+    holds the run directory and its config was accepted (a refused command leaves the file as it was); then
+    the records held, in order."""
 
-    def __init__(self, filename: str, mode: str = "a", encoding: str | None = None):
-        super().__init__(filename, mode, encoding, delay=True)  # delay: no file until the first record
+    def __init__(self, filename: str):
+        super().__init__(filename, delay=True)  # delay: no file until the first record
         self.held: list[logging.LogRecord] | None = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -44,9 +41,8 @@ def release_held_logs() -> None:
 
 
 def setup_logging(level: int = logging.INFO, file: Path | None = None, stream=None) -> None:
-    """Log to `stream` (stderr by default) and, if given, to `file` (held until `release_held_logs`), in the
-    project's format. Handlers already on the root logger (a caller's, or pytest's capture) are kept: then
-    this changes nothing."""
+    """Log to `stream` (stderr by default) and, if given, to `file` (held until `release_held_logs`). Handlers
+    already on the root logger (a caller's, or pytest's capture) are kept: then this changes nothing."""
     handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
     if file is not None:
         handlers.append(HeldFileHandler(str(file)))
@@ -54,8 +50,7 @@ def setup_logging(level: int = logging.INFO, file: Path | None = None, stream=No
 
 
 def name_job_lines(label: str) -> None:
-    """Begin every log line of this process's handlers with `label: `: the jobs of a sweep side by side
-    interleave their lines, and each must say whose it is."""
+    """Begin every log line of this process's handlers with `label: ` (jobs side by side interleave lines)."""
     prefixed = FORMAT.replace("%(message)s", label.replace("%", "%%") + ": %(message)s")
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter(prefixed, DATE_FORMAT))

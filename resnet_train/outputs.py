@@ -1,15 +1,8 @@
 """The one rule for the files the tools write (`--out`, `--json`, `--csv`, `eval.out`): a tool never destroys
-a run or its own input.
-
-- Never written over, not even with `--force`: a file the command reads (the checkpoint being exported or
-  evaluated), a checkpoint (any file in a run's `checkpoints/` folder: `last.pt`, `prev.pt`, `best.pt`, their
-  `.sha256` and `.tmp` files) and the files a run keeps beside them (`metrics.json`, `train.log`, `.lock`,
-  TensorBoard events, `.hydra/`).
-- Any other existing file is replaced only with `--force`.
-- A directory, or a parent folder that cannot be created, is one line and exit code 2.
-- The file is written under a temporary name in its own folder, flushed to disk and renamed when complete
-  (`atomic_output`, which a run's own files other than checkpoints use too: metrics.json, `.hydra/`, the
-  statistics cache), so a crash or a full disk leaves either the old file or the new one, never half of one.
+a run or its own input. Never written over, not even with `--force`: the command's input, any file of a run's
+`checkpoints/` or `.hydra/`, and a run's metrics.json, train.log, .lock and TensorBoard events. Any other
+existing file only with `--force`. Every file is written under a temporary name, flushed and renamed
+(`atomic_output`, which a run's own files use too), so a crash leaves the old file or the new one.
 """
 
 from __future__ import annotations
@@ -37,8 +30,7 @@ def _is_run_file(path: Path) -> bool:
 def check_output(
     out: Path, *, inputs: Iterable[Path] = (), force: bool = False, option: str = "--out"
 ) -> Path:
-    """`out` as it may be written, or a UserError saying why not (see the module's rules). `inputs` are the
-    files the command reads; `option` names the setting in the message."""
+    """`out` as it may be written, or a UserError saying why not; `inputs`: the files the command reads."""
     out = Path(out).expanduser()
     target = out.resolve()
     for source in inputs:
@@ -69,17 +61,15 @@ def check_output(
 
 
 def figure_path(out: Path) -> Path:
-    """A figure's file name as matplotlib's `savefig` would write it: `.png` added when it has no extension
-    (applied here, so that the checks and the log name the file actually written)."""
+    """A figure's file name as `savefig` writes it (`.png` added without an extension), to check and log."""
     out = Path(out)
     return out.with_name(out.name + ".png") if not out.suffix and not out.is_dir() else out
 
 
 @contextlib.contextmanager
 def atomic_output(out: Path) -> Iterator[Path]:
-    """A temporary path beside `out`, with the same extension (writers that pick the format from it, as
-    matplotlib's `savefig` does, see the right one); renamed to `out` when the block ends without an error,
-    removed otherwise. A failed write (disk full, permissions) becomes a UserError naming `out`."""
+    """A temporary path beside `out` with its extension (for `savefig`), renamed to `out` when the block ends
+    without an error, removed otherwise; a failed write becomes a UserError naming `out`."""
     out = Path(out).expanduser()
     # Named by the process (one write at a time), created by the writer itself with the usual permissions.
     partial = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
@@ -95,6 +85,5 @@ def atomic_output(out: Path) -> Iterator[Path]:
 
 
 def write_text(out: Path, text: str) -> None:
-    """Write `text` to `out` (already checked by `check_output`) through `atomic_output`."""
     with atomic_output(out) as partial:
         partial.write_text(text)

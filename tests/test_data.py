@@ -3,7 +3,8 @@ import torch
 from PIL import Image
 
 from resnet_train.data import ImageSet, InputStats, Normalizer, Shard, load_splits
-from resnet_train.data.memory import PAD, MemoryEvalBatches, MemoryTrainBatches, crop_and_flip
+from resnet_train.data.augment import PAD, crop_and_flip
+from resnet_train.data.memory import MemoryEvalBatches, MemoryTrainBatches
 from resnet_train.errors import UserError
 
 CPU = torch.device("cpu")

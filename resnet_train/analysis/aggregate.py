@@ -1,14 +1,10 @@
-"""TensorBoard event files of the mean over seeds, so that `tensorboard --logdir SWEEP` compares nets.
+"""TensorBoard runs of the mean over seeds, so that `tensorboard --logdir SWEEP` compares nets.
 
-TensorBoard draws one line per run and cannot average runs. This writes `SWEEP/aggregate/<group>/`, one
-TensorBoard run per group of seeds (analysis/groups.py), holding for every error curve `error/<split>` of
-its runs three curves: `error/<split>/mean`, `error/<split>/min` and `error/<split>/max` (the band edges),
-at every iteration all the group's seeds logged. Those tags exist in no seed's run, so their cards show one
-line per net; the Custom Scalars tab draws each mean with its min-max band ("Margin" charts). The seeds' own
-runs are still listed beside them (filter the run list with `aggregate` to see the nets alone).
-
-Writing replaces the whole folder, so re-running never doubles a point or keeps a group that is gone. The
-readers (analysis/runs.py) never take it for a run.
+TensorBoard draws one line per run and cannot average runs. This writes `SWEEP/aggregate/<group>/`, one run
+per group of seeds (analysis/groups.py), holding for every `error/<split>` curve of its runs the curves
+`error/<split>/mean`, `/min` and `/max` at every iteration all the group's seeds logged, and a Custom Scalars
+"Margin" chart of each mean with its band. Writing replaces the whole folder, so re-running never doubles a
+point or keeps a group that is gone; the readers (analysis/runs.py) never take it for a run.
 """
 
 from __future__ import annotations
@@ -21,7 +17,6 @@ from typing import Sequence
 from .groups import Group, band
 from .runs import AGGREGATE_DIR, stranger_in_aggregate
 
-ERROR_PREFIX = "error/"
 EDGES = ("mean", "min", "max")
 
 
@@ -30,29 +25,24 @@ def _folder_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=+-]+", "_", name).strip("_") or "group"
 
 
-def _check_ours(folder: Path) -> None:
-    """Refuse to replace a folder that holds anything but the event files this module writes."""
-    stranger = stranger_in_aggregate(folder)
-    if stranger:
-        raise ValueError(
-            f"{folder} holds files other than TensorBoard events ({stranger}); it is not an aggregate "
-            f"written by resnet-report, so it is left alone: move it away"
-        )
-
-
 def write_aggregate(groups: Sequence[Group], sweep: str | Path) -> Path:
     """Write `sweep/aggregate/<group>/` (replacing the folder) and return its path; ValueError if the
-    folder exists and holds anything else."""
+    folder exists and holds anything but the event files this writes."""
     from torch.utils.tensorboard import SummaryWriter
 
     out = Path(sweep) / AGGREGATE_DIR
     if out.exists():
-        _check_ours(out)
+        stranger = stranger_in_aggregate(out)
+        if stranger:
+            raise ValueError(
+                f"{out} holds files other than TensorBoard events ({stranger}); it is not an aggregate "
+                f"written by resnet-report, so it is left alone: move it away"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True)
     names: set[str] = set()
     for group in groups:
-        tags = sorted({tag for run in group.runs for tag in run.curves if tag.startswith(ERROR_PREFIX)})
+        tags = sorted({tag for run in group.runs for tag in run.curves if tag.startswith("error/")})
         if not tags:
             continue
         name = _folder_name(group.name)

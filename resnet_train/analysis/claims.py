@@ -6,16 +6,12 @@ Fig. 6 and Table 2 of He et al. 2016 make three claims about nets trained alike,
 - ResNets: the deeper net has the lower test error (Table 6, Fig. 6 right);
 - each net beside the paper's number.
 
-The rule. With two or more seeds per net, Welch's t-test (unequal variances, scipy's `ttest_ind`) gives the
-gap's 95% confidence interval, its degrees of freedom and p: "reproduced" when the interval lies wholly on the
-paper's side of zero, "reversed" when it lies wholly on the other side, otherwise "not resolved"; beside a
-claim not resolved, the seeds per net that would resolve a gap of the observed size at the observed spread
-(95%, power 0.8, from the noncentral t). With one seed on a side there is no test and no verdict: the claim
-gives the gap's direction and its size in units of the sampling floor (the binomial noise of the images the
-errors counted, which is smaller than the spread between seeds).
-
-Everything here takes plain numbers (errors in percent), so it can be checked by hand and used on any table of
-per-seed numbers (`resnet-report --seeds FILE.csv`).
+With two or more seeds per net, Welch's t-test (unequal variances, scipy's `ttest_ind`) gives the gap's 95%
+confidence interval, df and p: "reproduced" when the interval lies wholly on the paper's side of zero,
+"reversed" when wholly on the other, otherwise "not resolved", with the seeds per net that would resolve a gap
+of the observed size at the observed spread (95%, power 0.8, from the noncentral t). With one seed on a side
+there is no test and no verdict: the gap's direction and its size in sampling floors (the binomial noise of
+the images the errors counted, smaller than the spread between seeds). Inputs are plain errors in percent.
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import Sequence
 
@@ -87,7 +83,7 @@ class Comparison:
 
 def seeds_needed(gap: float, variances: tuple[float, float]) -> int | None:
     """The seeds per net with which Welch's test at LEVEL finds a true gap of `gap` at these per-net
-    variances with probability POWER; None beyond MOST_SEEDS."""
+    variances with probability POWER (noncentral t); None beyond MOST_SEEDS."""
     total, squares = sum(variances), sum(v * v for v in variances)
     for n in range(2, MOST_SEEDS + 1):
         df = (n - 1) * total**2 / squares
@@ -114,9 +110,7 @@ def compare(higher: Measurement, lower: Measurement) -> Comparison:
         test = stats.ttest_ind(higher.values, lower.values, equal_var=False)
     ci = test.confidence_interval(LEVEL)
     found = Comparison(gap, (float(ci.low), float(ci.high)), float(test.df), float(test.pvalue))
-    if found.verdict != UNRESOLVED:
-        return found
-    return Comparison(gap, found.interval, found.df, found.p, seeds_needed(gap, variances))
+    return found if found.verdict != UNRESOLVED else replace(found, seeds_needed=seeds_needed(gap, variances))
 
 
 @dataclass(frozen=True)
@@ -152,31 +146,24 @@ class Claim:
 def claims(nets: Sequence[Net]) -> list[Claim]:
     """Every comparison of the paper's three claims that `nets` allow, family by family."""
     found = []
-    families = dict.fromkeys(net.family for net in nets)
-    for family in families:
+    for family in dict.fromkeys(net.family for net in nets):
         members = sorted((n for n in nets if n.family == family), key=lambda n: (n.residual, n.depth))
         plain = [n for n in members if not n.residual]
         residual = [n for n in members if n.residual]
         for shallow, deep in combinations(plain, 2):
             if shallow.train and deep.train and shallow.depth < deep.depth:
-                found.append(Claim(
-                    f"plain nets: {deep.name} has a higher training error than {shallow.name}",
-                    deep.train, shallow.train, family,
-                ))  # fmt: skip
+                text = f"plain nets: {deep.name} has a higher training error than {shallow.name}"
+                found.append(Claim(text, deep.train, shallow.train, family))
         for net in residual:
             twin = next((p for p in plain if p.depth == net.depth), None)
             if twin and twin.train and net.train:
-                found.append(Claim(
-                    f"equal depth: {net.name} has a lower training error than {twin.name}",
-                    twin.train, net.train, family,
-                ))  # fmt: skip
+                text = f"equal depth: {net.name} has a lower training error than {twin.name}"
+                found.append(Claim(text, twin.train, net.train, family))
         for shallow, deep in combinations(residual, 2):
             alike = shallow.shortcut == deep.shortcut and shallow.depth < deep.depth
             if alike and shallow.test and deep.test:
-                found.append(Claim(
-                    f"ResNets: {deep.name} has a lower {deep.test_split} error than {shallow.name}",
-                    shallow.test, deep.test, family,
-                ))  # fmt: skip
+                text = f"ResNets: {deep.name} has a lower {deep.test_split} error than {shallow.name}"
+                found.append(Claim(text, shallow.test, deep.test, family))
     return found
 
 
@@ -208,25 +195,15 @@ def _interval(interval: tuple[float, float] | None) -> str:
     return "" if interval is None else f"[{interval[0]:+.2f}, {interval[1]:+.2f}]"
 
 
-def _one_seed(gap: float, floors: float | None) -> str:
-    """A claim with one seed on a side: no verdict, the gap's direction and its size in sampling floors."""
-    side = "the paper's direction" if gap > 0 else "against the paper's direction" if gap < 0 else "no gap"
-    size = "" if floors is None else f", {abs(floors):.1f} sampling floors"
-    return f"no verdict ({side}{size}); {ONE_SEED}"
-
-
 def _verdict(c: Comparison) -> str:
-    if c.one_seed:
-        return _one_seed(c.gap, c.floors)
+    if c.one_seed:  # no verdict: the gap's direction and its size in sampling floors
+        side = ("the paper's direction" if c.gap > 0 else
+                "against the paper's direction" if c.gap < 0 else "no gap")  # fmt: skip
+        size = "" if c.floors is None else f", {abs(c.floors):.1f} sampling floors"
+        return f"no verdict ({side}{size}); {ONE_SEED}"
     if c.interval is None:
         return f"{UNRESOLVED} (the seeds agree exactly: no spread to test)"
     return c.verdict
-
-
-def _needed(c: Comparison) -> str:
-    if c.one_seed or c.verdict != UNRESOLVED or c.interval is None:
-        return ""
-    return f"more than {MOST_SEEDS}" if c.seeds_needed is None else str(c.seeds_needed)
 
 
 def to_markdown(nets: Sequence[Net]) -> str:
@@ -258,9 +235,11 @@ def to_markdown(nets: Sequence[Net]) -> str:
             family = f" [{claim.family}]" if claim.family else ""
             df = "" if c.df is None else f"{c.df:.2f}"
             p = "" if c.p is None else f"{c.p:.3g}"
+            more = f"more than {MOST_SEEDS}" if c.seeds_needed is None else str(c.seeds_needed)
+            more = "" if c.one_seed or c.verdict != UNRESOLVED or c.interval is None else more
             lines.append(
                 f"| {claim.text}{family} | {_ours(claim.higher)} vs {_ours(claim.lower)} | {c.gap:+.2f} | "
-                f"{_interval(c.interval)} | {df} | {p} | {_verdict(c)} | {_needed(c)} |"
+                f"{_interval(c.interval)} | {df} | {p} | {_verdict(c)} | {more} |"
             )
         most = max(needed)
         if most > 1:

@@ -1,14 +1,6 @@
-"""The paper's figures, drawn from runs read back by `runs.py`.
-
-- Fig. 4 / Fig. 6 style error curves (`plot_error_curves`): training error dashed, test error bold, x in units
-  of 1e4 iterations (plain iterations for runs shorter than that), y in percent on one range for both panels,
-  one colour per depth, plain nets and ResNets side by side; the seeds of one experiment as their mean with a
-  min-max band; the precision in the caption.
-- Fig. 7 style layer responses (`plot_responses`): the std of each 3x3 layer's response, in layer order and
-  sorted by magnitude.
-
-Figures are built on `matplotlib.figure.Figure` directly, without pyplot: no global backend or figure state,
-and `savefig` picks the format (PNG, SVG, PDF, ...) from the file name's extension.
+"""The paper's figures from runs read back by `runs.py`: Fig. 4 / Fig. 6 style error curves and Fig. 7 style
+layer responses. Built on `matplotlib.figure.Figure` without pyplot: no global backend or figure state, and
+`savefig` picks the format (PNG, SVG, PDF, ...) from the file name's extension.
 """
 
 from __future__ import annotations
@@ -27,7 +19,6 @@ from .runs import Run
 
 log = logging.getLogger("resnet_train")
 
-TRAIN_TAG = TRAIN_ERROR  # the tags the trainer writes (engine/logger.py)
 EVAL_TAGS = (eval_tags("test")[0], eval_tags("val")[0])  # the bold curve: test error, else validation error
 ITERATION_UNIT = 1e4  # the paper's x axis is "iter. (1e4)"
 COLOURS = [
@@ -44,11 +35,6 @@ def _colour_key(group: Group) -> str:
     return depth + group.name[len(run.label) :]
 
 
-def _marker(steps: Sequence[int]) -> str | None:
-    """A run that has logged one point so far shows it as a dot (a line needs two)."""
-    return "o" if len(steps) == 1 else None
-
-
 def _panels(items: Sequence) -> list[tuple[str, list]]:
     """Plain nets and ResNets (runs or groups of runs), each in a panel when both are present."""
     plain = [item for item in items if item.residual is False]
@@ -62,13 +48,6 @@ def _eval_tag(run: Run) -> str | None:
     return next((tag for tag in EVAL_TAGS if tag in run.curves), None)
 
 
-def _x_unit(runs: Sequence[Run]) -> tuple[float, str]:
-    """The paper's "iter. (1e4)" once a run reaches 1e4 iterations; plain iterations below, where 1e4 units
-    would read 0.0025."""
-    longest = max(step for run in runs for points in run.curves.values() for step, _ in points)
-    return (ITERATION_UNIT, "iter. (1e4)") if longest >= ITERATION_UNIT else (1.0, "iter.")
-
-
 def _draw_band(ax, group: Group, tag: str, style: str, colour: str, linewidth: float, x_unit: float) -> None:
     """The mean over the group's seeds as a line, their min-max as a shaded band (one seed: its line)."""
     points = band([run.curves[tag] for run in group.runs if tag in run.curves])
@@ -77,7 +56,8 @@ def _draw_band(ax, group: Group, tag: str, style: str, colour: str, linewidth: f
         return
     steps, means, lows, highs = zip(*points)
     x = [step / x_unit for step in steps]
-    ax.plot(x, [100 * v for v in means], style, color=colour, linewidth=linewidth, marker=_marker(steps))
+    marker = "o" if len(steps) == 1 else None  # one point so far: a dot (a line needs two)
+    ax.plot(x, [100 * v for v in means], style, color=colour, linewidth=linewidth, marker=marker)
     if any(low != high for low, high in zip(lows, highs)):
         ax.fill_between(x, [100 * v for v in lows], [100 * v for v in highs], color=colour, alpha=0.2,
                         linewidth=0)  # fmt: skip
@@ -86,25 +66,21 @@ def _draw_band(ax, group: Group, tag: str, style: str, colour: str, linewidth: f
 def plot_error_curves(
     runs: Sequence[Run], out: str | Path, *, title: str | None = None, ymax: float | None = None
 ) -> Path:
-    """Draw the runs' error curves as the paper's Fig. 4 and Fig. 6 and save them to `out`; returns the path
-    written. Raises ValueError if no run has a curve (see `error_figure`)."""
+    """Save `error_figure` to `out` and return the path; ValueError if no run has a curve."""
     return _save(error_figure(runs, title=title, ymax=ymax), out)
 
 
 def error_figure(runs: Sequence[Run], *, title: str | None = None, ymax: float | None = None) -> Figure:
-    """The runs' error curves, one panel for plain nets and one for ResNets, on one y range.
+    """The runs' error curves (Fig. 4 / 6): one panel for plain nets and one for ResNets, on one y range.
 
-    Colour = net, line style = split (training error dashed, test error bold), as in the paper. The seeds
-    of one experiment (analysis/groups.py) are one curve: their mean, with a min-max band, and n in the
-    legend. The caption under the title says the precision (and when the runs mix precisions) and what the
-    band is. Runs that differ in more than the net are named in a warning (one line, the settings that
-    differ); runs without any error curve, a finished run without its final errors and seeds shorter than
-    their group's longest (analysis/groups.py) are left out with one. Raises ValueError if no run has a
-    curve.
+    Colour = net, training error dashed, test error bold. The seeds of one experiment (analysis/groups.py)
+    are one curve: their mean, with a min-max band and n in the legend; the caption says the precision and
+    what the band is. Runs without an error curve, finished ones without final errors and short seeds are
+    left out with a warning, as are settings besides the net that differ. ValueError if no run has a curve.
     """
     drawable = []
     for run in comparable(runs):
-        if TRAIN_TAG in run.curves or _eval_tag(run):
+        if TRAIN_ERROR in run.curves or _eval_tag(run):
             drawable.append(run)
         else:
             log.warning("run %s: no error curves to draw; left out of the figure", run.path)
@@ -125,7 +101,9 @@ def error_figure(runs: Sequence[Run], *, title: str | None = None, ymax: float |
     ]
     if seeded:
         keys.append(Patch(color="black", alpha=0.2, label=f"band: {BAND}"))
-    x_unit, x_label = _x_unit(drawable)
+    # The paper's "iter. (1e4)" once a run reaches 1e4 iterations; plain iterations below (not 0.0025 units).
+    longest = max(step for run in drawable for points in run.curves.values() for step, _ in points)
+    x_unit, x_label = (ITERATION_UNIT, "iter. (1e4)") if longest >= ITERATION_UNIT else (1.0, "iter.")
 
     panels = _panels(groups)
     figure = Figure(figsize=(6.0 * len(panels), 4.5), layout="constrained")
@@ -137,16 +115,12 @@ def error_figure(runs: Sequence[Run], *, title: str | None = None, ymax: float |
             colour = colour_of[_colour_key(group)]
             n = len(group.runs)
             nets.append(Patch(color=colour, label=group.name + (f" (n={n})" if n > 1 else "")))
-            _draw_band(ax, group, TRAIN_TAG, "--", colour, 0.9, x_unit)  # training error dashed, thin
+            _draw_band(ax, group, TRAIN_ERROR, "--", colour, 0.9, x_unit)  # training error dashed, thin
             eval_tag = next((_eval_tag(run) for run in group.runs if _eval_tag(run)), None)
             if eval_tag:  # test (or validation) error bold
                 _draw_band(ax, group, eval_tag, "-", colour, 2.2, x_unit)
-        ax.set_xlabel(x_label)
-        ax.set_ylabel("error (%)")
-        ax.set_xlim(left=0)
+        ax.set(xlabel=x_label, ylabel="error (%)", xlim=(0, None), title=panel_title)
         ax.grid(True, alpha=0.3)
-        if panel_title:
-            ax.set_title(panel_title)
         ax.legend(handles=[*nets, *keys], fontsize="small")
     axes[0].set_ylim(bottom=0, top=ymax)  # shared by every panel
     caption = precision_note(drawable) + (f"; lines: mean over seeds, band: {BAND}" if seeded else "")
@@ -154,31 +128,21 @@ def error_figure(runs: Sequence[Run], *, title: str | None = None, ymax: float |
     return figure
 
 
-def plot_responses(results: Sequence[dict], out: str | Path, *, title: str | None = None) -> Path:
-    """Fig. 7: each result's layer std by layer index (top) and sorted by magnitude (bottom).
-
-    `results` are `responses.ResponseResult.as_dict()` values: {"label", "layers": [{"index", "std"}, ...]}.
-    """
+def plot_responses(results: Sequence[dict], out: str | Path) -> Path:
+    """Fig. 7: each result's (`ResponseResult.as_dict()`) layer std by layer index (top) and sorted by
+    magnitude (bottom)."""
     figure = Figure(figsize=(7.0, 7.0), layout="constrained")
     top, bottom = figure.subplots(2, 1)
     for index, result in enumerate(results):
         colour = COLOURS[index % len(COLOURS)]
         stds = [layer["std"] for layer in result["layers"]]
         style = "--" if result.get("residual") is False else "-"
-        top.plot(range(1, len(stds) + 1), stds, style, color=colour, label=result["label"])
-        bottom.plot(
-            range(1, len(stds) + 1), sorted(stds, reverse=True), style, color=colour, label=result["label"]
-        )
-    top.set_xlabel("layer index (original)")
-    bottom.set_xlabel("layer index (sorted by magnitude)")
-    for ax in (top, bottom):
-        ax.set_ylabel("std")
-        ax.set_xlim(left=0)
-        ax.set_ylim(bottom=0)
+        for ax, values in ((top, stds), (bottom, sorted(stds, reverse=True))):
+            ax.plot(range(1, len(stds) + 1), values, style, color=colour, label=result["label"])
+    for ax, order in ((top, "original"), (bottom, "sorted by magnitude")):
+        ax.set(xlabel=f"layer index ({order})", ylabel="std", xlim=(0, None), ylim=(0, None))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
-    if title:
-        figure.suptitle(title)
     return _save(figure, out)
 
 

@@ -1,16 +1,13 @@
 """Which runs are seeds of one experiment, and their curves as a mean with a band.
 
 Two runs are seeds of one experiment when their stored configs agree on every setting that changes the
-numbers a run computes: the whole config less `trainer.seed` and the keys that only say where the files are,
-how the run is watched, saved or executed (the schema's roles, which also decide the changes a resume
-accepts; `trainer.max_iters` counts: a longer run ends elsewhere). `trainer.precision` counts as the
-precision the run recorded in metrics.json.
+numbers: the whole config less `trainer.seed` and the keys whose schema role says they only place, watch,
+save or execute the run (`trainer.max_iters` counts: a longer run ends elsewhere); `trainer.precision` is the
+precision recorded in metrics.json. A group is named by its net ("ResNet-56"), plus the settings that tell
+apart groups of one net ("ResNet-56 (optim.lr=0.05)", "ResNet-34 B" for a shortcut option).
 
-A group is shown as its net's name ("ResNet-56"); where several groups share a net, each name adds the
-settings that tell them apart ("ResNet-56 (optim.lr=0.05)", or "ResNet-34 B" for a shortcut option).
-
-The band over seeds is min-max: with the two to five seeds a sweep has, it shows where every seed went,
-which a ±1 std band (one std estimated from two or three values) would not.
+The band over seeds is min-max: with two to five seeds it shows where every seed went, which a ±1 std band
+(one std estimated from two or three values) would not.
 """
 
 from __future__ import annotations
@@ -35,10 +32,9 @@ BAND = "min-max over seeds"
 
 
 def experiment_settings(run: Run) -> dict:
-    """Every setting of `run` that changes its numbers, flat: its stored config less the seed and the keys
-    whose schema role leaves the numbers alone (unless they steer this run: engine/rundir.py `steers`). A
-    run without a stored config is known by the identity its metrics.json or directory gives, and says so
-    (`config: unknown`)."""
+    """Every setting of `run` that changes its numbers, flat (a key of another role counts where it steers
+    this run: engine/rundir.py `steers`). A run without a stored config is known by its metrics.json's or
+    directory's identity, and says so (`config: unknown`)."""
     if run.config is None:
         return {
             "config": "unknown", "model": run.model, "data.name": run.dataset, SHORTCUT: run.shortcut,
@@ -77,27 +73,15 @@ class Group:
 
 
 def differing(settings: Sequence[dict], ignore: Sequence[str] = ()) -> dict[str, list]:
-    """key -> the distinct values (in order of appearance) of every key whose value is not the same in all
-    of `settings`."""
-    keys = dict.fromkeys(key for s in settings for key in s)
-    out = {}
-    for key in keys:
-        if key in ignore:
-            continue
-        values = list(dict.fromkeys(override_text(s.get(key)) for s in settings))
-        if len(values) > 1:
-            out[key] = values
-    return out
-
-
-def _sort_key(group: Group) -> tuple:
-    run = group.first
-    return (run.dataset or "", run.residual is not False, run.depth or 1 << 30, group.name)
+    """key -> its distinct values (in order of appearance), for every key not the same in all `settings`."""
+    keys = dict.fromkeys(key for s in settings for key in s if key not in ignore)
+    values = {key: list(dict.fromkeys(override_text(s.get(key)) for s in settings)) for key in keys}
+    return {key: v for key, v in values.items() if len(v) > 1}
 
 
 def group_runs(runs: Sequence[Run]) -> list[Group]:
-    """The runs grouped by their experiment settings, sorted plain before residual and by depth, each with
-    its display name. Two runs of one group with the same seed are named in a warning."""
+    """The runs grouped by their experiment settings, plain before residual and by depth, each with its
+    display name. Two runs of one group with the same seed are named in a warning."""
     by_settings: dict[tuple, Group] = {}
     for run in runs:
         settings = experiment_settings(run)
@@ -115,12 +99,11 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
         seeds = [seed for seed in group.seeds if seed is not None]
         repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
         if repeated:
-            log.warning(
-                "%s: %d runs share seed %s (%s); they count as separate runs",
-                group.name, len(group.runs), ", ".join(map(str, repeated)),
-                ", ".join(str(run.path) for run in group.runs),
-            )  # fmt: skip
-    return sorted(groups, key=_sort_key)
+            paths = ", ".join(str(run.path) for run in group.runs)
+            log.warning("%s: %d runs share seed %s (%s); they count as separate runs",
+                        group.name, len(group.runs), ", ".join(map(str, repeated)), paths)  # fmt: skip
+    return sorted(groups, key=lambda g: (g.first.dataset or "", g.residual is not False,
+                                         g.first.depth or 1 << 30, g.name))  # fmt: skip
 
 
 def _finite(value) -> bool:
@@ -128,9 +111,8 @@ def _finite(value) -> bool:
 
 
 def comparable(runs: Sequence[Run]) -> list[Run]:
-    """`runs` less the finished ones whose metrics.json lacks a finite training error and a finite test or
-    validation error (or holds a non-finite one): those are named in one warning and left out of every mean,
-    n, band and verdict."""
+    """`runs` less the finished ones without a finite training error and finite test or validation errors:
+    those are named in one warning and left out of every mean, n, band and verdict."""
     kept, left_out = [], []
     for run in runs:
         m = run.metrics
@@ -138,40 +120,33 @@ def comparable(runs: Sequence[Run]) -> list[Run]:
         whole = m is None or (_finite(m.get("train_error")) and errors and all(map(_finite, errors)))
         (kept if whole else left_out).append(run)
     if left_out:
-        log.warning(
-            "left out %s: metrics.json lacks a finite training and test (or validation) error",
-            ", ".join(str(run.path) for run in left_out),
-        )
+        log.warning("left out %s: metrics.json lacks a finite training and test (or validation) error",
+                    ", ".join(str(run.path) for run in left_out))  # fmt: skip
     return kept
 
 
 def equal_length(groups: Sequence[Group]) -> list[Group]:
-    """Each group with only the runs that reached its longest run's length, so that a mean, a band or a test
-    is over runs of one length. Runs that stopped earlier (a pre-empted seed not yet resumed) or whose length
-    is unknown are named in a warning and left out."""
+    """Each group with only the runs of its longest run's length, so that a mean, band or test is over runs of
+    one length; the others (a pre-empted seed not yet resumed, an unknown length) are named in a warning."""
     kept = []
     for group in groups:
         longest = max((run.iterations for run in group.runs if run.iterations is not None), default=None)
         short = [run for run in group.runs if run.iterations != longest]
         if short and longest is not None:
-            log.warning(
-                "%s: left out %s: shorter than its seeds' %d iterations",
-                group.name, ", ".join(f"{run.path} (at {run.iterations})" for run in short), longest,
-            )  # fmt: skip
+            log.warning("%s: left out %s: shorter than its seeds' %d iterations", group.name,
+                        ", ".join(f"{run.path} (at {run.iterations})" for run in short), longest)  # fmt: skip
             group = replace(group, runs=[run for run in group.runs if run.iterations == longest])
         kept.append(group)
     return kept
 
 
 def seed_groups(runs: Sequence[Run]) -> list[Group]:
-    """The groups of `runs` that a table, a band or a verdict is over: runs with their final errors
-    (`comparable`), grouped, each group's seeds of one length (`equal_length`)."""
+    """The groups a table, band or verdict is over: `comparable` runs, grouped, cut by `equal_length`."""
     return equal_length(group_runs(comparable(runs)))
 
 
 def _suffix(settings: dict, differences: dict[str, list]) -> str:
-    """ " B" for a shortcut option, then " (key=value, ...)" for the other settings that tell apart groups
-    of one net."""
+    """ " B" for a shortcut option, then " (key=value, ...)" for the other settings that differ."""
     suffix = f" {settings[SHORTCUT]}" if SHORTCUT in differences and settings.get(SHORTCUT) else ""
     named = [f"{key}={override_text(settings.get(key))}" for key in differences if key != SHORTCUT]
     if len(named) > NAMED_KEYS:
@@ -180,9 +155,8 @@ def _suffix(settings: dict, differences: dict[str, list]) -> str:
 
 
 def mixed_settings(settings: Sequence[dict]) -> str | None:
-    """One line naming the settings besides the net (depth, plain or residual, shortcut option) in which
-    groups of runs differ, or None when they differ in the net alone. Groups without a readable config
-    (named when it was read: analysis/runs.py) are left out of the comparison and counted."""
+    """One line naming the settings besides the net in which groups differ, or None. Groups without a
+    readable config are left out of the comparison and counted."""
     known = [s for s in settings if "config" not in s]
     unknown = len(settings) - len(known)
     differences = differing(known, ignore=(*NET_KEYS, SHORTCUT))
@@ -194,22 +168,18 @@ def mixed_settings(settings: Sequence[dict]) -> str | None:
 
 
 def band(curves: Sequence[Curve]) -> list[tuple[int, float, float, float]]:
-    """(iteration, mean, min, max) over `curves` at every iteration that all of them logged: the mean of a
+    """(iteration, mean, min, max) over `curves` at every iteration all of them logged: the mean of a
     changing set of seeds would jump where one of them stops."""
     if not curves:
         return []
     values = [dict(curve) for curve in curves]
     common = sorted(set(values[0]).intersection(*values[1:]))
-    return [
-        (step, statistics.fmean(v[step] for v in values), min(v[step] for v in values),
-         max(v[step] for v in values))
-        for step in common
-    ]  # fmt: skip
+    return [(step, statistics.fmean(v[step] for v in values), min(v[step] for v in values),
+             max(v[step] for v in values)) for step in common]  # fmt: skip
 
 
 def precision_note(runs: Sequence[Run]) -> str:
-    """The numerics of `runs` in a few words: "precision fp32", or every precision with its run count when
-    they are mixed ("MIXED precision: fp32 (4 runs), bf16 (2 runs)")."""
+    """The runs' numerics: "precision fp32", or when mixed each with its run count ("MIXED precision: …")."""
     counts = Counter(run.precision or "unknown" for run in runs)
     if len(counts) == 1:
         return f"precision {next(iter(counts))}"

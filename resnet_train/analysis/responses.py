@@ -1,18 +1,17 @@
-"""Layer responses (Fig. 7): the standard deviation of each 3x3 layer's output, after BN and before the
-addition and the ReLU, over a test set.
+"""Layer responses (Fig. 7): the std of each 3x3 layer's output, after BN and before the addition and the
+ReLU, over a test set.
 
-The definition used here: for each layer, the standard deviation of ALL elements of its response over the
-whole set (every image, channel and position pooled into one population, divisor N, not N - 1), with the
-model in eval mode, so BN uses its running statistics. It is accumulated batch by batch in float64 with
-Chan et al.'s pairwise update of (count, mean, sum of squared deviations), which does not lose precision to
-cancellation as a plain sum of squares would. The paper does not say which std it plots; this one measures
-how far a layer moves the signal, which is its point (ResNets' responses are smaller than plain nets').
+For each layer: the std of ALL elements of its response over the whole set (every image, channel and
+position pooled, divisor N, not N - 1), in eval mode (BN uses its running statistics), accumulated in
+float64 with Chan et al.'s pairwise update, which does not lose precision to cancellation as a plain sum of
+squares would. The paper does not say which std it plots; this one measures how far a layer moves the
+signal, which is its point (ResNets' responses are smaller than plain nets').
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Iterable
 
 import torch
@@ -62,26 +61,18 @@ class ResponseResult:
     residual: bool
     dataset: str
     images: int
-    layers: list[LayerResponse] = field(default_factory=list)
+    layers: list[LayerResponse]
 
     def as_dict(self) -> dict:
-        return {
-            "source": self.source,
-            "model": self.model,
-            "label": self.label,
-            "residual": self.residual,
-            "dataset": self.dataset,
-            "images": self.images,
-            "layers": [{"index": layer.index, "name": layer.name, "std": layer.std} for layer in self.layers],
-        }
+        return asdict(self)
 
 
 @torch.no_grad()
 def layer_responses(
     model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], max_images: int | None = None
 ) -> tuple[list[LayerResponse], int]:
-    """The std of each response layer of `model` (its `response_layers()`: every 3x3 conv's BN) over
-    `batches` (or their first `max_images` images); returns the layers and the number of images seen."""
+    """The std of each of `model.response_layers()` (every 3x3 conv's BN) over `batches` (or their first
+    `max_images` images), and the number of images seen; ValueError if there are none."""
     layers = model.response_layers()
     running = [RunningStd() for _ in layers]
     handles = [
@@ -115,7 +106,7 @@ def checkpoint_responses(
     max_images: int | None = None, batch_size: int = 500, device: torch.device | str = "cpu",
 ) -> ResponseResult:  # fmt: skip
     """Fig. 7's numbers for one checkpoint, on the data its run was tested on (`data_root` replaces the
-    stored root), normalised as in training."""
+    stored root)."""
     from ..data import build_eval_set
     from ..engine.restore import restore
     from ..models import model_name
@@ -129,12 +120,5 @@ def checkpoint_responses(
     )
     layers, seen = layer_responses(restored.model.to(device), evals.batches, max_images)
     name = model_name(m.residual, m.depth)
-    return ResponseResult(
-        source=source,
-        model=name,
-        label=display_name(name, m.residual, m.depth),
-        residual=m.residual,
-        dataset=d.name,
-        images=seen,
-        layers=layers,
-    )
+    label = display_name(name, m.residual, m.depth)
+    return ResponseResult(source, name, label, m.residual, d.name, seen, layers)

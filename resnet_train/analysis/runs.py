@@ -1,10 +1,8 @@
-"""Reading finished and running runs back: where they are, what they are, and what they logged.
+"""Reading runs back: where they are, what they are, and what they logged.
 
-A run is a directory holding TensorBoard event files or a `metrics.json` (the final summary), as
-`resnet-train` leaves it (one per job of a sweep). A sweep's `aggregate/` folder (the mean over seeds that
-`resnet-report --tensorboard` writes, analysis/aggregate.py) is not a run and is never read as one.
-Everything here tolerates runs that are still going, were killed, or left a damaged file: such a run is
-reported with a warning that names it and read as far as it can be, never a crash.
+A run is a directory holding TensorBoard event files or a `metrics.json` (the final summary); a sweep's
+`aggregate/` folder (analysis/aggregate.py) is not one. A run still going, killed, or with a damaged file is
+named in a warning and read as far as it can be, never a crash.
 """
 
 from __future__ import annotations
@@ -21,8 +19,7 @@ from ..config import model_name, parse_model_name
 
 log = logging.getLogger("resnet_train")
 
-# Folders inside a run that never hold another run: not worth walking into.
-RUN_INTERNALS = {"checkpoints", ".hydra", ".submitit"}
+RUN_INTERNALS = {"checkpoints", ".hydra", ".submitit"}  # folders inside a run that never hold another run
 AGGREGATE_DIR = "aggregate"  # a sweep's mean-over-seeds curves (analysis/aggregate.py): not a run
 EVENTS = "events.out.tfevents.*"  # TensorBoard's event file names
 
@@ -51,15 +48,14 @@ class Run:
 
     @property
     def iterations(self) -> int | None:
-        """How far the run got: metrics.json's iterations, else the last iteration its curves logged."""
+        """metrics.json's iterations, else the last iteration its curves logged."""
         if self.metrics and isinstance(self.metrics.get("iterations"), int):
             return self.metrics["iterations"]
         return max((curve[-1][0] for curve in self.curves.values() if curve), default=None)
 
     @property
     def precision(self) -> str | None:
-        """The numerics the run trained in: metrics.json's resolved precision, else the config's unless it is
-        left to the machine ("auto"); None when nothing says."""
+        """metrics.json's resolved precision, else the config's unless "auto"; None when nothing says."""
         if self.metrics and isinstance(self.metrics.get("precision"), str):
             return self.metrics["precision"]
         configured = ((self.config or {}).get("trainer") or {}).get("precision")
@@ -73,8 +69,8 @@ def display_name(model: str, residual: bool | None, depth: int | None) -> str:
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
-    """Every run directory at or below `paths`, sorted, without duplicates. A path that does not exist
-    raises FileNotFoundError; one that holds no run gives an empty contribution (the caller decides)."""
+    """Every run directory at or below `paths`, sorted, without duplicates; FileNotFoundError for a path
+    that is not a directory."""
     found: set[Path] = set()
     for path in map(Path, paths):
         if not path.is_dir():
@@ -93,8 +89,8 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def stranger_in_aggregate(folder: Path) -> Path | None:
-    """A file in `folder` other than the event files `resnet-report --tensorboard` writes there, if any: an
-    `aggregate/` folder that holds one (a run of one's own of that name) is read like any other."""
+    """A file in `folder` other than event files, if any: an `aggregate/` folder holding one is not
+    `resnet-report --tensorboard`'s and is read like any other."""
     return next((p for p in folder.rglob("*") if p.is_file() and not p.match(EVENTS)), None)
 
 
@@ -115,20 +111,18 @@ def read_metrics(run_dir: Path) -> dict | None:
 
 
 def read_run_config(run_dir: Path) -> dict | None:
-    """The run's stored config as a plain dict: the composed config Hydra saved (.hydra/config.yaml), else
-    the one its last checkpoint carries (a run started without Hydra); None if neither can be read."""
-    path = run_dir / ".hydra" / "config.yaml"
+    """The run's stored config as a plain dict: .hydra/config.yaml, else its last checkpoint's (a run
+    started without Hydra); None if neither can be read."""
+    path, checkpoint = run_dir / ".hydra" / "config.yaml", run_dir / "checkpoints" / "last.pt"
     if path.is_file():
-        try:
-            from omegaconf import OmegaConf
+        from omegaconf import OmegaConf
 
+        try:
             config = OmegaConf.to_container(OmegaConf.load(path))
         except Exception as error:  # any YAML or OmegaConf error: the file is damaged
             log.warning("run %s: cannot read .hydra/config.yaml (%s)", run_dir, error)
             return None
-        return config if isinstance(config, dict) else None
-    checkpoint = run_dir / "checkpoints" / "last.pt"
-    if checkpoint.is_file():
+    elif checkpoint.is_file():
         from ..engine.checkpoint import CheckpointError, load_checkpoint
 
         try:
@@ -136,16 +130,16 @@ def read_run_config(run_dir: Path) -> dict | None:
         except CheckpointError as error:
             log.warning("run %s: cannot read the config of its checkpoint (%s)", run_dir, error)
             return None
-        return config if isinstance(config, dict) else None
-    return None
+    else:
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def read_curves(run_dir: Path) -> dict[str, Curve]:
     """Every scalar in the run's TensorBoard events, tag -> [(iteration, value)], sorted by iteration.
 
-    All of the folder's event files are read (a resumed run may have several); where an iteration was
-    logged twice the later value wins. A missing or empty folder gives a warning naming the run; a file cut
-    short (a run still writing, or killed) gives the points before the cut, as TensorBoard's reader does.
+    All event files are read (a resumed run may have several); an iteration logged twice keeps the later
+    value; a file cut short (a run still writing, or killed) gives the points before the cut.
     """
     files = sorted(run_dir.glob(EVENTS))
     if not files:
@@ -170,7 +164,7 @@ def read_curves(run_dir: Path) -> dict[str, Curve]:
 
 
 def _from_config(config: dict | None) -> dict:
-    """The identifying fields of a run, from its saved Hydra config (enum values are stored by name)."""
+    """The identifying fields of a run, from its stored config (enum values are stored by name)."""
     if not config:
         return {}
     model, data, trainer = config.get("model") or {}, config.get("data") or {}, config.get("trainer") or {}
@@ -178,9 +172,7 @@ def _from_config(config: dict | None) -> dict:
     if isinstance(model.get("residual"), bool) and isinstance(model.get("depth"), int):
         found.update(residual=model["residual"], depth=model["depth"])
         found["model"] = model_name(model["residual"], model["depth"])
-        found["shortcut"] = (
-            str(model.get("shortcut")) if model["residual"] and model.get("shortcut") else None
-        )
+        found["shortcut"] = str(model["shortcut"]) if model["residual"] and model.get("shortcut") else None
     if data.get("name") is not None:
         found["dataset"] = str(data["name"])
     if isinstance(trainer.get("seed"), int):
@@ -199,10 +191,7 @@ def _from_metrics(metrics: dict | None) -> dict:
             found["residual"] = parse_model_name(model)[0]
     if isinstance(depth, int):
         found["depth"] = depth
-    for key in ("shortcut", "dataset", "seed"):
-        if key in metrics:
-            found[key] = metrics[key]
-    return found
+    return found | {key: metrics[key] for key in ("shortcut", "dataset", "seed") if key in metrics}
 
 
 def load_run(run_dir: Path, *, curves: bool = True) -> Run:
@@ -210,7 +199,6 @@ def load_run(run_dir: Path, *, curves: bool = True) -> Run:
     run_dir = Path(run_dir)
     metrics, config = read_metrics(run_dir), read_run_config(run_dir)
     fields = {"model": run_dir.name, **_from_config(config), **_from_metrics(metrics)}
-    run = Run(path=run_dir, metrics=metrics, config=config, **fields)
-    if curves:
-        run.curves = read_curves(run_dir)
-    return run
+    return Run(
+        path=run_dir, metrics=metrics, config=config, curves=read_curves(run_dir) if curves else {}, **fields
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -20,24 +20,17 @@ from .runs import Run, display_name
 # Only a run of the same dataset, model and option is compared with a number.
 PAPER_TEST_ERROR: dict[tuple[str, str, str | None], float] = {
     # Table 6: CIFAR-10 test error, option A. ResNet-110: best of 5 runs (mean 6.61 +- 0.16).
-    ("cifar10", "resnet20", "A"): 8.75,
-    ("cifar10", "resnet32", "A"): 7.51,
-    ("cifar10", "resnet44", "A"): 7.17,
-    ("cifar10", "resnet56", "A"): 6.97,
-    ("cifar10", "resnet110", "A"): 6.43,
-    ("cifar10", "resnet1202", "A"): 7.93,
+    ("cifar10", "resnet20", "A"): 8.75, ("cifar10", "resnet32", "A"): 7.51,
+    ("cifar10", "resnet44", "A"): 7.17, ("cifar10", "resnet56", "A"): 6.97,
+    ("cifar10", "resnet110", "A"): 6.43, ("cifar10", "resnet1202", "A"): 7.93,
     # Table 2: ImageNet validation top-1 error, 10-crop testing; the ResNets use option A.
-    ("imagenet", "plain18", None): 27.94,
-    ("imagenet", "plain34", None): 28.54,
-    ("imagenet", "resnet18", "A"): 27.88,
-    ("imagenet", "resnet34", "A"): 25.03,
+    ("imagenet", "plain18", None): 27.94, ("imagenet", "plain34", None): 28.54,
+    ("imagenet", "resnet18", "A"): 27.88, ("imagenet", "resnet34", "A"): 25.03,
     # Table 3: ImageNet validation top-1 error, 10-crop testing.
-    ("imagenet", "resnet34", "B"): 24.52,
-    ("imagenet", "resnet34", "C"): 24.19,
-    ("imagenet", "resnet50", "B"): 22.85,
-    ("imagenet", "resnet101", "B"): 21.75,
+    ("imagenet", "resnet34", "B"): 24.52, ("imagenet", "resnet34", "C"): 24.19,
+    ("imagenet", "resnet50", "B"): 22.85, ("imagenet", "resnet101", "B"): 21.75,
     ("imagenet", "resnet152", "B"): 21.43,
-}
+}  # fmt: skip
 PAPER_SOURCE = {
     "cifar10": "Table 6",
     "imagenet": "Tables 2-3, 10-crop top-1 (a run's single-crop error is expected to be higher)",
@@ -84,8 +77,8 @@ class Row:
     test_error: Stats
     val_error: Stats
     paper: float | None
-    settings: dict = field(default_factory=dict)
-    images: dict = field(default_factory=dict)  # split -> images one run's final error counted, if known
+    settings: dict
+    images: dict  # split -> images one run's final error counted, if known
 
     @property
     def runs(self) -> int:
@@ -103,31 +96,21 @@ def _images(members: Sequence[Run], split: str) -> int | None:
 
 
 def summarize(runs: Sequence[Run]) -> list[Row]:
-    """One row per group of finished runs (those with metrics.json): seeds of one experiment on one net, of
-    one length, each with its final errors (analysis/groups.py `comparable`, `equal_length`)."""
+    """One row per group of finished runs (with metrics.json), as analysis/groups.py `seed_groups`."""
     rows = []
     for group in seed_groups([run for run in runs if run.metrics is not None]):
         first, members = group.first, group.runs
         params = {m.metrics.get("params") for m in members} - {None}
-        rows.append(
-            Row(
-                model=first.model,
-                label=group.name,
-                dataset=first.dataset,
-                shortcut=first.shortcut,
-                depth=first.depth,
-                residual=first.residual,
-                params=params.pop() if len(params) == 1 else None,
-                iterations=sorted({m.metrics.get("iterations") for m in members} - {None}),
-                seeds=group.seeds,
-                train_error=Stats(_percent(m.metrics.get("train_error") for m in members)),
-                test_error=Stats(_percent(m.metrics.get("test_error") for m in members)),
-                val_error=Stats(_percent(m.metrics.get("val_error") for m in members)),
-                paper=paper_test_error(first.dataset, first.model, first.shortcut),
-                settings=group.settings,
-                images={split: _images(members, split) for split in ("train", "test", "val")},
-            )
-        )
+        rows.append(Row(
+            model=first.model, label=group.name, dataset=first.dataset, shortcut=first.shortcut,
+            depth=first.depth, residual=first.residual, params=params.pop() if len(params) == 1 else None,
+            iterations=sorted({m.metrics.get("iterations") for m in members} - {None}), seeds=group.seeds,
+            train_error=Stats(_percent(m.metrics.get("train_error") for m in members)),
+            test_error=Stats(_percent(m.metrics.get("test_error") for m in members)),
+            val_error=Stats(_percent(m.metrics.get("val_error") for m in members)),
+            paper=paper_test_error(first.dataset, first.model, first.shortcut), settings=group.settings,
+            images={split: _images(members, split) for split in ("train", "test", "val")},
+        ))  # fmt: skip
     return rows
 
 
@@ -136,8 +119,7 @@ def _measurement(stats: Stats, images: int | None) -> Measurement | None:
 
 
 def claim_nets(rows: Sequence[Row]) -> list[Net]:
-    """The rows as the claims need them (analysis/claims.py). Nets are compared within a family: rows whose
-    settings agree on everything but the depth, plain or residual, and shortcut option."""
+    """The rows as analysis/claims.py's nets; a family is the rows whose settings agree on all but the net."""
     net_keys = (*NET_KEYS, SHORTCUT)
     family_of = [{k: v for k, v in r.settings.items() if k not in net_keys} for r in rows]
     differences = differing([f for f in family_of if "config" not in f])  # an unknown config: by its net
@@ -157,21 +139,14 @@ def claim_nets(rows: Sequence[Row]) -> list[Net]:
     return nets
 
 
-def _number(value: float | None, digits: int = 2) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 def _mean_std(stats: Stats) -> str:
     if stats.mean is None:
         return "–"
     return _number(stats.mean) if stats.std is None else f"{stats.mean:.2f} ± {stats.std:.2f}"
-
-
-def _iterations(row: Row) -> str:
-    if not row.iterations:
-        return ""
-    low, high = row.iterations[0], row.iterations[-1]
-    return f"{low:,}" if low == high else f"{low:,}–{high:,}"
 
 
 def to_markdown(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
@@ -183,9 +158,11 @@ def to_markdown(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
     ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
+        low, high = (r.iterations[0], r.iterations[-1]) if r.iterations else (None, None)
+        iterations = "" if low is None else f"{low:,}" if low == high else f"{low:,}–{high:,}"
         cells = [
             r.label, r.dataset or "", r.shortcut or "–", "" if r.depth is None else str(r.depth),
-            "" if r.params is None else f"{r.params:,}", _iterations(r), str(r.runs),
+            "" if r.params is None else f"{r.params:,}", iterations, str(r.runs),
             _mean_std(r.train_error), _mean_std(r.test_error), _number(r.test_error.best) or "–",
             _number(r.paper) or "–",
         ]  # fmt: skip
@@ -207,8 +184,6 @@ CSV_FIELDS = [
     "train_error_mean", "train_error_std", "test_error_mean", "test_error_std", "test_error_best",
     "paper_test_error", "name", "seeds",
 ]  # fmt: skip
-
-
 CSV_DIGITS = 3  # errors in percent to 0.001: finer than one image of a 10k test set (0.01%)
 
 
@@ -222,27 +197,15 @@ def to_csv(rows: Sequence[Row]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow(
-            {
-                "model": r.model,
-                "dataset": r.dataset,
-                "shortcut": r.shortcut,
-                "depth": r.depth,
-                "params": r.params,
-                "iterations": r.iterations[-1]
-                if len(r.iterations) == 1
-                else "/".join(map(str, r.iterations)),
-                "runs": r.runs,
-                "train_error_mean": _rounded(r.train_error.mean),
-                "train_error_std": _rounded(r.train_error.std),
-                "test_error_mean": _rounded(r.test_error.mean),
-                "test_error_std": _rounded(r.test_error.std),
-                "test_error_best": _rounded(r.test_error.best),
-                "paper_test_error": r.paper,
-                "name": r.label,
-                "seeds": "/".join(map(str, r.seeds)),
-            }
-        )
+        iterations = r.iterations[-1] if len(r.iterations) == 1 else "/".join(map(str, r.iterations))
+        writer.writerow({
+            "model": r.model, "dataset": r.dataset, "shortcut": r.shortcut, "depth": r.depth,
+            "params": r.params, "iterations": iterations, "runs": r.runs,
+            "train_error_mean": _rounded(r.train_error.mean), "train_error_std": _rounded(r.train_error.std),
+            "test_error_mean": _rounded(r.test_error.mean), "test_error_std": _rounded(r.test_error.std),
+            "test_error_best": _rounded(r.test_error.best), "paper_test_error": r.paper, "name": r.label,
+            "seeds": "/".join(map(str, r.seeds)),
+        })  # fmt: skip
     return buffer.getvalue()
 
 
@@ -267,8 +230,7 @@ def seed_table(path: Path) -> list[Net]:
     column, an unknown net, a repeated seed or a cell that is not a number is a UserError naming the line."""
     try:
         with open(path, newline="") as file:
-            reader = csv.DictReader(file)
-            rows = list(reader)
+            rows = list(reader := csv.DictReader(file))
     except OSError as error:
         raise UserError(f"{path}: cannot read it ({error.strerror})") from None
     missing = [column for column in SEED_COLUMNS if column not in (reader.fieldnames or ())]

@@ -2,15 +2,13 @@
 
     resnet-eval CHECKPOINT [key=value ...] [--out FILE] [--force]
 
-The config is the one stored in the checkpoint; `key=value` overrides change it (`data.root=DIR`,
-`trainer.device=cpu`, `data.workers=4`) and set this tool's own options: `eval.crops=center|ten|multiscale`
-and `eval.out=FILE`. Values are validated against the same schema as training (resnet_train/config.py).
-Prints the errors as JSON on stdout (logs go to stderr) and writes them to --out / eval.out (a new file, or
-any file but a checkpoint with --force: outputs.py).
+The config is the checkpoint's; `key=value` overrides change it (`data.root=DIR`, `trainer.device=cpu`)
+and set this tool's options `eval.crops=center|ten|multiscale` and `eval.out=FILE`, validated against the
+training schema. Prints the errors as JSON on stdout and writes them to --out / eval.out (outputs.py).
 
-Every checkpoint carries its class names and input statistics, so nothing is recomputed from the training
-set: streamed datasets (data=imagenet, data=imagefolder) are evaluated on the test split folder alone
-(imagenet: val/), in-memory datasets (CIFAR) on the original test images, centre view only (Sec. 4.2).
+The checkpoint carries its class names and input statistics, so nothing is recomputed from the training
+set: streamed datasets (imagenet, imagefolder) are evaluated on the test split folder alone (imagenet:
+val/), CIFAR on the original test images, centre view only (Sec. 4.2).
 """
 
 from __future__ import annotations
@@ -34,8 +32,6 @@ log = logging.getLogger("resnet_train")
 
 @dataclass
 class EvalSettings(Config):
-    """The training schema plus resnet-eval's own `eval` group."""
-
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
@@ -47,23 +43,19 @@ def restore_for_eval(path: Path, overrides: list[str]):
     restored = restore(path, overrides, schema=EvalSettings)
     wanted, predicted = restored.config.data.num_classes, restored.model.fc.out_features
     if wanted is not None and wanted != predicted:
-        raise UserError(
-            f"data.num_classes={wanted}, but the net in {path} predicts {predicted} classes; leave "
-            f"data.num_classes out (the checkpoint's classes are used)"
-        )
+        raise UserError(f"data.num_classes={wanted}, but the net in {path} predicts {predicted} classes; "
+                        "leave data.num_classes out (the checkpoint's classes are used)")  # fmt: skip
     return restored
 
 
-def evaluate_checkpoint(path: Path, overrides: list[str], restored=None) -> tuple[dict, EvalSettings]:
-    """The errors of the checkpoint at `path` (or of `restored`, what `restore_for_eval` gave for it) as a
-    JSON-ready dict, and the settings used."""
+def evaluate_checkpoint(path: Path, restored) -> dict:
+    """The errors of `restored` (`restore_for_eval` of the checkpoint at `path`) as a JSON-ready dict."""
     from ..data import build_eval_set
     from ..engine.distributed import World
     from ..engine.evaluate import evaluate
     from ..engine.run import Runtime
     from ..models import model_name
 
-    restored = restored or restore_for_eval(path, overrides)
     settings = restored.config
     m, d, crops = settings.model, settings.data, settings.eval.crops
     rt = Runtime.resolve(settings.trainer, World())  # the training rule for the device and precision
@@ -71,26 +63,16 @@ def evaluate_checkpoint(path: Path, overrides: list[str], restored=None) -> tupl
         d, stats=restored.stats, classes=restored.classes, crops=crops,
         batch_size=settings.trainer.eval_batch_size_per_process, device=rt.device,
     )  # fmt: skip
-    model = restored.model.to(rt.device)
     log.info("evaluating %s (%s views) on %d images of %s", path, crops.value, evals.images, d.name)
-    result = evaluate(model, evals.batches, rt.device, rt.amp_dtype)
-    report = {
-        "checkpoint": str(path),
-        "model": model_name(m.residual, m.depth),
-        "dataset": d.name,
-        "split": "test",
-        "folder": evals.folder,
-        "iteration": restored.iteration,
-        "crops": crops.value,
+    result = evaluate(restored.model.to(rt.device), evals.batches, rt.device, rt.amp_dtype)
+    return {
+        "checkpoint": str(path), "model": model_name(m.residual, m.depth), "dataset": d.name, "split": "test",
+        "folder": evals.folder, "iteration": restored.iteration, "crops": crops.value,
         "scales": list(d.test_scales) if crops is Crops.multiscale else None,
-        "images": evals.images - evals.bad_images.count,
-        "skipped_images": evals.bad_images.count,
-        "top1_error": result.error,
-        "top5_error": result.top5_error,
-        "loss": result.loss,
+        "images": evals.images - evals.bad_images.count, "skipped_images": evals.bad_images.count,
+        "top1_error": result.error, "top5_error": result.top5_error, "loss": result.loss,
         "device": torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else "cpu",
-    }
-    return report, settings
+    }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,8 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         if out is not None:  # refused before the evaluation, not after it
             option = "--out" if args.out else "eval.out"
             check_output(out, inputs=[args.checkpoint], force=args.force, option=option)
-        report, _ = evaluate_checkpoint(args.checkpoint, args.overrides, restored)
-        text = json.dumps(report, indent=2)
+        text = json.dumps(evaluate_checkpoint(args.checkpoint, restored), indent=2)
         print(text)
         if out is not None:
             write_text(out, text + "\n")

@@ -2,11 +2,9 @@
 
     resnet-export CHECKPOINT --format state_dict|torchvision --out FILE
 
-`state_dict` writes the net's own state_dict (load it into `resnet_train.models.build_model(...)` with the
-run's model settings, or use `resnet_train.load_model(CHECKPOINT)` directly). `torchvision` writes it under
-torchvision's names, for the nets torchvision has (ImageNet stem, option B, v1.5 bottlenecks):
-`torchvision.models.resnetNN(num_classes=K).load_state_dict(torch.load(FILE), strict=True)` then computes the
-same outputs. Any other net is refused with the reason. Inputs are normalised as in training either way.
+`state_dict` writes the net's own state_dict (for `resnet_train.models.build_model(...)`, or use
+`resnet_train.load_model(CHECKPOINT)`); `torchvision` writes it under torchvision's names for the nets it has
+(models/export.py), refusing any other with the reason. Either way inputs are normalised as in training.
 """
 
 from __future__ import annotations
@@ -27,12 +25,11 @@ log = logging.getLogger("resnet_train")
 
 
 def export(checkpoint: Path, form: str, out: Path, force: bool = False) -> str:
-    """Write the weights of `checkpoint` to `out` in `form` (never over the checkpoint or another run's file;
-    over an existing file only with `force`, see outputs.py); returns the line that loads them again."""
+    """Write the weights of `checkpoint` to `out` in `form` (outputs.py decides what may be replaced);
+    returns the line that loads them again."""
     from ..engine.restore import restore
 
     check_output(out, inputs=[checkpoint], force=force)
-
     restored = restore(checkpoint)
     model, classes = restored.model, restored.model.fc.out_features
     if form == "torchvision":

@@ -1,11 +1,10 @@
 """`<run>/.hydra/`: the composed config of the command that trains in a run directory, written only once that
 command holds the directory and its config was accepted.
 
-Hydra writes `.hydra/config.yaml`, `hydra.yaml` and `overrides.yaml` before the job starts, so a command that
-is then refused (another one holds the lock, or the config would change the run's trajectory) would already
-have replaced the record of the run with its own. `configs/config.yaml` therefore sets
-`hydra.output_subdir: null` (Hydra writes nothing), and the training job writes the same three files, with
-the same text, once the run is its own (`engine/run.py`, `train(..., accepted=...)`).
+Hydra would write `.hydra/{config,hydra,overrides}.yaml` before the job starts, so a command then refused
+(the lock is held, or the config would change the run's trajectory) would have replaced the run's record with
+its own: `configs/config.yaml` sets `hydra.output_subdir: null`, and the training job writes the same three
+files, with the same text, once the run is its own (`engine/run.py`, `train(..., accepted=...)`).
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ from omegaconf import DictConfig, OmegaConf
 from ..errors import UserError
 from ..outputs import atomic_output
 
-HYDRA_SUBDIR = ".hydra"
-
 
 @dataclass(frozen=True)
 class HydraRecord:
@@ -29,8 +26,7 @@ class HydraRecord:
 
     @classmethod
     def of_job(cls, task_config: DictConfig, hydra_config: DictConfig) -> HydraRecord:
-        """`task_config` is what the task receives, `hydra_config` Hydra's `{hydra: ...}` node
-        (`HydraConfig.instance().cfg`), as hydra.core.utils.run_job saves them."""
+        """`task_config` is what the task receives, `hydra_config` is `HydraConfig.instance().cfg`."""
         return cls((
             ("config.yaml", OmegaConf.to_yaml(task_config)),
             ("hydra.yaml", OmegaConf.to_yaml(hydra_config)),
@@ -39,7 +35,7 @@ class HydraRecord:
 
     def write(self, run_dir: Path) -> None:
         """Write the files into `run_dir/.hydra/`, each whole (temporary file, then rename)."""
-        folder = Path(run_dir) / HYDRA_SUBDIR
+        folder = Path(run_dir) / ".hydra"
         try:
             folder.mkdir(exist_ok=True)
         except OSError as error:  # a file in its place, a read-only copy

@@ -3,21 +3,18 @@
     resnet-plan experiment=cifar_plain_vs_resnet_cpu data.root=cifar10-jpeg
     resnet-plan model=plain20,plain56 trainer.seed=0,1,2 hydra/launcher=side_by_side --budget 60
 
-It takes the overrides of `resnet-train -m` and composes every job of that sweep as Hydra's basic sweeper
-does (the preset's `hydra.sweeper.params`, then the command line), each with its run directory. It says
-which jobs are finished, which resume and from which iteration, which are new, and which the trainer would
-refuse (and why); then it times each distinct net of the jobs to run on this machine (engine/probe.py: the
-data loaded, a few training steps and one evaluation batch, with the threads or GPU each job will have and as
-many copies side by side as the launcher runs at once) and prints each job's and the whole sweep's
-wall-clock estimate (engine/estimate.py). `--budget MINUTES` adds the largest `trainer.max_iters` with which
-the whole sweep, every job from iteration 0 and keeping its number of evaluations, fits the budget.
+It composes every job of `resnet-train -m OVERRIDES` as Hydra's basic sweeper does and says which jobs are
+finished, which resume and from which iteration, which are new, and which the trainer would refuse (and why).
+Then it times each distinct net to run on this machine (the data loaded, a few training steps and one
+evaluation batch, with the threads or GPU each job will have and as many copies side by side as the launcher
+runs at once) and prints each job's and the whole sweep's wall-clock estimate. `--budget MINUTES` adds the
+largest `trainer.max_iters` with which the whole sweep, every job from iteration 0 and keeping its number of
+evaluations, fits the budget.
 
-The launchers: Hydra's basic one (one job after another, on the whole machine), joblib
-(`hydra/launcher=side_by_side`: n_jobs at once, sharing the cores or GPUs as cli/train.py's job_share gives
-them out) and SLURM through submitit (each job on an allocation of its own, up to array_parallelism at once;
-timed here with cpus_per_task threads, and the queue's wait is not in the estimate). Nothing is written in
-the sweep's directories (the timed runs write into a temporary folder); --json FILE writes the plan (a new
-file, or with --force any file but one of a run: outputs.py).
+Launchers: Hydra's basic one (one job after another), joblib (`hydra/launcher=side_by_side`: n_jobs at once,
+sharing the cores or GPUs) and SLURM through submitit (up to array_parallelism at once; timed with
+cpus_per_task threads, without the queue's wait). Nothing is written in the sweep's directories; --json FILE
+writes the plan (a new file, or with --force any file but one of a run).
 """
 
 from __future__ import annotations
@@ -53,7 +50,7 @@ log = logging.getLogger("resnet_train")
 
 @dataclass
 class PlannedJob:
-    """One job of the sweep: where it runs, what it would do there, and its estimate."""
+    """One job of the sweep: where it runs, what it would do there, and its estimate (seconds)."""
 
     num: int
     overrides: list[str]
@@ -81,15 +78,10 @@ class LauncherPlan:
     note: str  # how it runs them, in a line
     label: str  # the same in a few words
 
-    @property
-    def scheduled(self) -> bool:
-        """The jobs run on a scheduler's nodes, not on this machine."""
-        return self.name == "slurm"
-
 
 def compose_sweep(overrides: list[str]) -> tuple[DictConfig, list[DictConfig]]:
-    """The sweep's own config (its `hydra` node: launcher, sweeper, sweep.dir) and each job's composed
-    config with its `hydra` node, numbered as Hydra numbers them, in the order it launches them."""
+    """The sweep's own config and each job's composed config (with its `hydra` node), as Hydra numbers and
+    launches them."""
     from hydra import initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra
@@ -106,9 +98,8 @@ def compose_sweep(overrides: list[str]) -> tuple[DictConfig, list[DictConfig]]:
         sweep = hydra.compose_config("config", overrides, run_mode=RunMode.MULTIRUN)
         sweeper = sweep.hydra.sweeper
         if not sweeper._target_.endswith("BasicSweeper"):
-            raise UserError(
-                f"resnet-plan expands sweeps as Hydra's basic sweeper does, not {sweeper._target_}"
-            )
+            raise UserError("resnet-plan expands sweeps as Hydra's basic sweeper does, not "
+                            f"{sweeper._target_}")  # fmt: skip
         params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
         parser = OverridesParser.create(config_loader=hydra.config_loader)
         parsed = parser.parse_overrides(params + list(sweep.hydra.overrides.task))
@@ -122,41 +113,27 @@ def compose_sweep(overrides: list[str]) -> tuple[DictConfig, list[DictConfig]]:
     return sweep, jobs
 
 
-def job_run_dir(job: DictConfig) -> Path:
-    """The job's run directory, as Hydra's launchers resolve it (sweep.dir / sweep.subdir)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    HydraConfig.instance().set_config(job)
-    return Path(job.hydra.sweep.dir) / job.hydra.sweep.subdir
-
-
 def launcher_plan(sweep: DictConfig, jobs: list[DictConfig], to_time: int) -> LauncherPlan:
-    """How the sweep's launcher will run its jobs, and so how to time them (`to_time` jobs: as many copies
-    side by side as will run at once)."""
+    """How the launcher runs the jobs, and so how to time `to_time` of them (as many side by side as run
+    at once)."""
     launcher = sweep.hydra.launcher
     target = launcher.get("_target_") or ""
     gpus = torch.cuda.device_count()
     if target == BASIC_LAUNCHER:
-        placement = Share(1, None, gpus)
         note = "one job after another, each on the whole machine"
-        return LauncherPlan("basic", 1, placement, note, "one job after another")
+        return LauncherPlan("basic", 1, Share(1, None, gpus), note, "one job after another")
     if target == JOBLIB_LAUNCHER:
         share = job_share(jobs[0].hydra)
-        copies = max(1, min(share.jobs, to_time))
-        placement = Share(copies, share.threads, gpus)
+        placement = Share(max(1, min(share.jobs, to_time)), share.threads, gpus)
         where = f"{share.threads} thread(s)" + (f", {gpus} GPU(s) shared" if gpus else "") + " each"
         note = f"{share.jobs} side by side, {where}"
         return LauncherPlan("joblib", share.jobs, placement, note, f"{share.jobs} side by side")
     if "submitit" in target:
         slots = launcher.get("array_parallelism", 256)
         threads = min(launcher.get("cpus_per_task") or os.cpu_count() or 1, os.cpu_count() or 1)
-        note = (
-            f"SLURM, up to {slots} jobs at once, each on its own allocation; timed on this machine with "
-            f"{threads} thread(s), without the queue's wait"
-        )
-        return LauncherPlan(
-            "slurm", slots, Share(1, threads, gpus), note, f"SLURM, up to {slots} at once"
-        )
+        note = (f"SLURM, up to {slots} jobs at once, each on its own allocation; timed on this machine with "
+                f"{threads} thread(s), without the queue's wait")  # fmt: skip
+        return LauncherPlan("slurm", slots, Share(1, threads, gpus), note, f"SLURM, up to {slots} at once")
     raise UserError(f"resnet-plan knows the basic, joblib and submitit launchers, not {target}")
 
 
@@ -164,6 +141,7 @@ def plan_job(job: DictConfig, scheduled: bool = False) -> tuple[PlannedJob, Conf
     """What the job would do in its run directory: the trainer's own checks and resume rules, read only.
     `scheduled`: a scheduler places its workers (their count is the cluster's to refuse, not this
     machine's)."""
+    from hydra.core.hydra_config import HydraConfig
     from omegaconf.errors import OmegaConfBaseException
 
     planned = PlannedJob(job.hydra.job.num, list(job.hydra.overrides.task), "", "new")
@@ -171,8 +149,9 @@ def plan_job(job: DictConfig, scheduled: bool = False) -> tuple[PlannedJob, Conf
     with open_dict(task):
         del task["hydra"]
     try:
-        try:
-            run_dir = job_run_dir(job)
+        try:  # as Hydra's launchers resolve it
+            HydraConfig.instance().set_config(job)
+            run_dir = Path(job.hydra.sweep.dir) / job.hydra.sweep.subdir
         except OmegaConfBaseException as error:
             raise UserError(str(error).strip().splitlines()[0]) from None
         planned.run_dir = str(run_dir)
@@ -207,7 +186,7 @@ def time_jobs(planned: list[PlannedJob], configs: list[Config | None], launcher:
     by_key = dict(zip(distinct, timings))
     for i in chosen:
         job, timing = planned[i], by_key[timing_key(configs[i])]
-        if isinstance(timing, str) and launcher.scheduled:  # e.g. no GPU on this login node
+        if isinstance(timing, str) and launcher.name == "slurm":  # e.g. no GPU on this login node
             job.reason = f"not timed on this machine: {timing}"
             continue
         if isinstance(timing, str):  # the trainer would refuse to build this net
@@ -219,14 +198,12 @@ def time_jobs(planned: list[PlannedJob], configs: list[Config | None], launcher:
     return time.perf_counter() - started
 
 
-def budget_fit(
-    planned: list[PlannedJob], slots: int, budget_s: float, spent_s: float = 0.0, min_iters: int = 0
-) -> dict:
-    """The largest trainer.max_iters (one for every job, a multiple of 4 and of each job's evaluation count,
-    so that the schedule's fractions and the evaluations fall on whole iterations) with which the whole
-    sweep, every job trained from iteration 0 with as many evaluations as now, fits what is left of
-    `budget_s` once `spent_s` (the plan's own time) is taken from it. Fewer than `min_iters` is a UserError
-    naming the budget that `min_iters` needs."""
+def budget_fit(planned: list[PlannedJob], slots: int, budget_s: float, spent_s: float = 0.0,
+               min_iters: int = 0) -> dict:  # fmt: skip
+    """The largest trainer.max_iters (a multiple of 4 and of each job's evaluation count, so that the
+    schedule's fractions and the evaluations fall on whole iterations) with which the whole sweep, every job
+    from iteration 0 with as many evaluations as now, fits `budget_s` less `spent_s` (the plan's own time).
+    Fewer than `min_iters` is a UserError naming the budget that `min_iters` needs."""
     jobs = [job for job in planned if job.timing is not None]
     if not jobs:
         raise UserError("no job of the sweep can run, so no length fits the budget")
@@ -234,17 +211,14 @@ def budget_fit(
     left_s = budget_s - spent_s
 
     def sweep_time(iters: int) -> float:
-        return sweep_seconds(
-            [job_seconds(job.timing, 0, iters, max(1, iters // count)) for job, count in zip(jobs, counts)],
-            slots,
-        )
+        jobs_s = [job_seconds(job.timing, 0, iters, max(1, iters // n)) for job, n in zip(jobs, counts)]
+        return sweep_seconds(jobs_s, slots)
 
-    iters = fit_iters(sweep_time, left_s, multiple=math.lcm(4, *counts))
+    multiple = math.lcm(4, *counts)
+    iters = fit_iters(sweep_time, left_s, multiple=multiple)
     if iters is None:
-        raise UserError(
-            f"not even {math.lcm(4, *counts)} iterations a job fit a budget of {budget_s / 60:g} min "
-            f"({spent_s:.0f} s of it went to this plan)"
-        )
+        raise UserError(f"not even {multiple} iterations a job fit a budget of {budget_s / 60:g} min "
+                        f"({spent_s:.0f} s of it went to this plan)")  # fmt: skip
     if iters < min_iters:
         needed = math.ceil((sweep_time(min_iters) + spent_s) / 60)
         raise UserError(
@@ -269,14 +243,6 @@ def duration(seconds: float | None) -> str:
     return f"{int(seconds // 3600)} h {round(seconds % 3600 / 60):02d} min"
 
 
-def state_text(job: PlannedJob) -> str:
-    if job.state == "resumes":
-        return f"resumes at {job.start}"
-    if job.state == "finished":
-        return f"finished ({job.start})"
-    return job.state
-
-
 def print_plan(plan: dict, planned: list[PlannedJob], configs: list, launcher: LauncherPlan) -> None:
     """The plan as a table, a job a line, then what was timed, the whole sweep and the budget's fit."""
     if len(planned) > 1:
@@ -286,16 +252,17 @@ def print_plan(plan: dict, planned: list[PlannedJob], configs: list, launcher: L
         names = [model_name(config.model.residual, config.model.depth) if config else "the job"]
     width = max(3, *(len(name) for name in names))
     print(f"{len(planned)} job(s) in {plan['sweep_dir']}; {launcher.note}")
-    columns = ("state", "iterations", "step", "evaluation", "setup", "estimate")
-    print(f"  #  {'job':<{width}}  {columns[0]:<18} {columns[1]:>13} {columns[2]:>9} " + " ".join(
-        f"{name:>10}" for name in columns[3:]))  # fmt: skip
+    print(f"  #  {'job':<{width}}  {'state':<18} {'iterations':>13} {'step':>9} "
+          f"{'evaluation':>10} {'setup':>10} {'estimate':>10}")  # fmt: skip
     for job, name in zip(planned, names):
         t = job.timing if job.to_run else None
         iterations = f"{job.start} -> {job.max_iters}" if job.to_run else ""
         step = f"{t.step_s:.3f} s" if t else ""
         figures = [duration(t.eval_s), duration(t.setup_s)] if t else ["", ""]
         figures.append(duration(job.estimate_s) if job.to_run else "")
-        print(f"{job.num:>3}  {name:<{width}}  {state_text(job):<18} {iterations:>13} {step:>9} "
+        states = {"resumes": f"resumes at {job.start}", "finished": f"finished ({job.start})"}
+        state = states.get(job.state, job.state)
+        print(f"{job.num:>3}  {name:<{width}}  {state:<18} {iterations:>13} {step:>9} "
               + " ".join(f"{figure:>10}" for figure in figures))  # fmt: skip
     for job in planned:
         if job.state == "refused":
@@ -321,12 +288,10 @@ def print_plan(plan: dict, planned: list[PlannedJob], configs: list, launcher: L
 
 
 def print_fit(fit: dict, configs: list[Config]) -> None:
-    """The budget's length, and the settings that go with it: the evaluations, and the schedule's settings
-    that count iterations (milestones), which move with the length (scripts/fig6.sh moves them)."""
-    print(
-        f"budget {duration(fit['budget_s'])} left: trainer.max_iters={fit['max_iters']} fits (the sweep "
-        f"{duration(fit['sweep_s'])}, every job from iteration 0)"
-    )
+    """The budget's length, and the settings that move with it: the evaluations and the schedule's
+    iteration counts (milestones; scripts/fig6.sh moves them)."""
+    print(f"budget {duration(fit['budget_s'])} left: trainer.max_iters={fit['max_iters']} fits (the sweep "
+          f"{duration(fit['sweep_s'])}, every job from iteration 0)")  # fmt: skip
     if "eval_every" in fit:
         evaluations = f"{fit['evaluations']} evaluation{'s' if fit['evaluations'] > 1 else ''}"
         print(f"  with trainer.eval_every={fit['eval_every']}: {evaluations} a job, as now")
@@ -339,18 +304,15 @@ def print_fit(fit: dict, configs: list[Config]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="resnet-plan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(prog="resnet-plan", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="the overrides of `resnet-train -m`")
     parser.add_argument("-m", "--multirun", action="store_true", help="accepted as resnet-train takes it")
     parser.add_argument("--steps", type=int, default=10, help="training steps timed per net (default 10)")
-    parser.add_argument(
-        "--budget", type=float, metavar="MINUTES", help="the largest trainer.max_iters that fits"
-    )
-    parser.add_argument(
-        "--min-iters", type=int, default=0, metavar="N", help="with --budget: refuse a fit below N iterations"
-    )
+    parser.add_argument("--budget", type=float, metavar="MINUTES",
+                        help="the largest trainer.max_iters that fits")  # fmt: skip
+    parser.add_argument("--min-iters", type=int, default=0, metavar="N",
+                        help="with --budget: refuse a fit below N iterations")  # fmt: skip
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the plan here")
     parser.add_argument("--force", action="store_true", help="replace --json if it exists")
     args = parser.parse_intermixed_args(argv)

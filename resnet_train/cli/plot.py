@@ -2,14 +2,10 @@
 
     resnet-plot RUN_OR_SWEEP_DIR... [--out FILE] [--force] [--title TEXT] [--ymax PERCENT]
 
-Every run at or below the given directories is drawn (a run is a directory with TensorBoard events or a
-metrics.json): training error dashed, test error bold (validation error if the run has no test curve), x in
-1e4 iterations (in iterations for runs shorter than 1e4), y in percent, one colour per depth, plain nets and
-ResNets in two panels on one y range when both are present. The seeds of one experiment (runs whose configs
-agree on every setting but the seed and where files go, analysis/groups.py) are one curve: their mean, with
-a min-max band and n in the legend; the caption says the precision, and when the runs mix precisions. Runs
-still in progress are drawn as far as they got; a run whose events are missing or damaged is named in a
-warning and drawn as far as it can be read, or left out.
+Every run at or below the given directories is drawn (analysis/figures.py `error_figure`): training error
+dashed, test (else validation) error bold, plain nets and ResNets in two panels on one y range, the seeds of
+one experiment as their mean with a min-max band. Runs still going are drawn as far as they got; a run whose
+events are missing or damaged is named in a warning and drawn as far as it can be read, or left out.
 """
 
 from __future__ import annotations
@@ -29,41 +25,30 @@ from ..outputs import atomic_output, check_output, figure_path
 log = logging.getLogger("resnet_train")
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def main(argv: Sequence[str] | None = None) -> int:
+    # Our messages at INFO, other libraries' (TensorBoard's reader is chatty) only from WARNING.
+    setup_logging(logging.WARNING)
+    log.setLevel(logging.INFO)
     parser = argparse.ArgumentParser(
         prog="resnet-plot", description="The paper's error-curve figure from runs' TensorBoard events."
     )
     parser.add_argument(
         "dirs", nargs="+", metavar="RUN_OR_SWEEP_DIR", help="run directories or sweep folders"
     )
-    parser.add_argument(
-        "--out", type=Path, default=None,
-        help="the figure; its extension picks the format (png, svg, pdf; none: .png is added); "
-        "default: FIRST_DIR/errors.png",
-    )  # fmt: skip
+    parser.add_argument("--out", type=Path, help="the figure; its extension picks the format (png, svg, pdf; "
+                        "none: .png is added); default: FIRST_DIR/errors.png")  # fmt: skip
     parser.add_argument("--force", action="store_true", help="replace the figure if it exists")
-    parser.add_argument("--title", default=None, help="a title above the panels")
-    parser.add_argument(
-        "--ymax", type=float, default=None, help="top of the error axis in percent (the paper's Fig. 6: 20)"
-    )
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    # Our messages at INFO, other libraries' (TensorBoard's reader is chatty) only from WARNING.
-    setup_logging(logging.WARNING)
-    log.setLevel(logging.INFO)
-    args = parse_args(argv)
+    parser.add_argument("--title", help="a title above the panels")
+    parser.add_argument("--ymax", type=float,
+                        help="top of the error axis in percent (the paper's Fig. 6: 20)")  # fmt: skip
+    args = parser.parse_args(argv)
     out = figure_path(args.out or Path(args.dirs[0]) / "errors.png")
     try:
         check_output(out, force=args.force)
         run_dirs = find_runs(args.dirs)
-    except UserError as error:
+    except (UserError, FileNotFoundError) as error:
         log.error("%s", error)
-        return error.exit_code
-    except FileNotFoundError as error:
-        log.error("%s", error)
-        return 2
+        return getattr(error, "exit_code", 2)
     if not run_dirs:
         log.error("no runs (folders with TensorBoard events or metrics.json) under %s", ", ".join(args.dirs))
         return 2
@@ -71,12 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with atomic_output(out) as partial:
             plot_error_curves(runs, partial, title=args.title, ymax=args.ymax)
-    except ValueError as error:  # no drawable run, or a file format matplotlib does not know
+    except (ValueError, UserError) as error:  # ValueError: no drawable run, or a format matplotlib lacks
         log.error("%s", error)
-        return 2
-    except UserError as error:
-        log.error("%s", error)
-        return error.exit_code
+        return getattr(error, "exit_code", 2)
     log.info("%d run(s) -> %s", len(runs), out)
     return 0
 

@@ -4,24 +4,15 @@ paper's claims with a verdict each.
     resnet-report SWEEP_DIR... [--format markdown|csv] [--out FILE] [--force] [--tensorboard]
     resnet-report --seeds FILE.csv [--out FILE] [--force]
 
-Reads every run at or below the given directories and prints one row per group of runs whose configs agree
-on every setting but the seed and where files go (analysis/groups.py): layers, parameters, final training
-and test error in percent as mean ± sample std over the n runs (seeds), the best (lowest) test error, and the
-paper's test error for that net where it has one (CIFAR-10 numbers only for dataset cifar10, ImageNet ones
-only for imagenet). The footer says the precision the runs trained in (and when they mix precisions) and the
-settings the groups differ in besides the net. The markdown ends with the paper's claims (the deeper plain
-net trains worse, a ResNet below its plain twin, the deeper ResNet tests better, each net beside the paper),
-each with our numbers, the gap, its noise and a verdict (analysis/claims.py).
+One row per group of seeds (analysis/groups.py): layers, parameters, final training and test error in percent
+as mean ± sample std over the n seeds, the best test error, and the paper's for that net and dataset
+(analysis/tables.py); the footer says the precision and the settings the groups differ in besides the net.
+The markdown ends with the paper's claims, each with a verdict (analysis/claims.py). Runs without a
+metrics.json, without a finite final error, or shorter than their group's longest are left out with a warning.
 
-`--tensorboard` also writes FIRST_DIR/aggregate/<group>/: TensorBoard runs of the mean and min-max band of
-every error curve over each group's seeds (analysis/aggregate.py), replaced on every call.
-
-Runs without a metrics.json (still going, or failed) are named in a warning and left out of the table; so are
-finished runs without a finite final error, and seeds that stopped before the others of their group.
-
-`--seeds FILE.csv` prints the claims from a table of per-seed errors instead of runs (columns net, seed,
-train_error, test_error in percent, optionally train_images and test_images), so that published numbers or
-another framework's runs are judged by the same rule.
+`--tensorboard` also writes FIRST_DIR/aggregate/<group>/, each group's mean and min-max band over seeds
+(analysis/aggregate.py). `--seeds FILE.csv` judges the claims on a table of per-seed errors instead (columns
+net, seed, train_error, test_error in percent, optionally train_images and test_images).
 """
 
 from __future__ import annotations
@@ -48,19 +39,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Our messages at INFO, other libraries' (TensorBoard's reader is chatty) only from WARNING.
     setup_logging(logging.WARNING)
     log.setLevel(logging.INFO)
-    parser = argparse.ArgumentParser(
-        prog="resnet-report",
-        description="A Table 6-style table of runs over seeds beside the paper's, and the paper's claims.",
-    )
+    parser = argparse.ArgumentParser(prog="resnet-report", description="A Table 6-style table of runs over "
+                                     "seeds beside the paper's, and the paper's claims.")  # fmt: skip
     parser.add_argument("dirs", nargs="*", metavar="SWEEP_DIR", help="sweep folders or run directories")
     parser.add_argument("--seeds", type=Path, metavar="FILE.csv", help="the claims from per-seed errors")
     parser.add_argument("--format", choices=["markdown", "csv"], default="markdown", help="default: markdown")
-    parser.add_argument("--out", type=Path, default=None, help="write the table here instead of stdout")
+    parser.add_argument("--out", type=Path, help="write the table here instead of stdout")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
-    parser.add_argument(
-        "--tensorboard", action="store_true",
-        help="also write FIRST_DIR/aggregate/<group>/: each group's mean and min-max band over seeds",
-    )  # fmt: skip
+    parser.add_argument("--tensorboard", action="store_true", help="also write FIRST_DIR/aggregate/<group>/: "
+                        "each group's mean and min-max band over seeds")  # fmt: skip
     args = parser.parse_args(argv)
     if bool(args.dirs) == bool(args.seeds):
         parser.error("give SWEEP_DIR... or --seeds FILE.csv")
@@ -73,12 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.seeds:
             return _emit(claims.to_markdown(seed_table(args.seeds)), args.out)
         run_dirs = find_runs(args.dirs)
-    except UserError as error:
+    except (UserError, FileNotFoundError) as error:
         log.error("%s", error)
-        return error.exit_code
-    except FileNotFoundError as error:
-        log.error("%s", error)
-        return 2
+        return getattr(error, "exit_code", 2)
     runs = [load_run(path, curves=args.tensorboard) for path in run_dirs]
     for run in runs:
         if run.metrics is None:
@@ -87,14 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not rows:
         log.error("no finished runs (with metrics.json) under %s", ", ".join(args.dirs))
         return 2
-    finished = [run for run in runs if run.metrics is not None]
     mixed = mixed_settings([row.settings for row in rows])
     if mixed:
         log.warning("%s", mixed)
     if args.format == "csv":
         text = to_csv(rows)
     else:
-        precision = precision_note(finished)
+        precision = precision_note([run for run in runs if run.metrics is not None])
         notes = [precision[0].upper() + precision[1:], *([mixed] if mixed else [])]
         text = to_markdown(rows, notes) + "\n" + claims.to_markdown(claim_nets(rows))
     if args.tensorboard:

@@ -3,13 +3,10 @@
     resnet-responses CHECKPOINT... [--data-root DIR] [--split test|val] [--max-images N] [--batch-size N]
                      [--device cpu|cuda] [--out FILE] [--json FILE] [--csv FILE] [--force]
 
-Each checkpoint's stored config says which net and dataset it is: the net is rebuilt and loaded, and run in
-eval mode over the test set its run was tested on (normalised with its training set's statistics, as in
-training). The response of a layer is its output after BN, before the addition and the ReLU; its std is over
-all elements (images, channels, positions) of the set, see resnet_train/analysis/responses.py. The figure
-shows the stds by layer index and sorted by magnitude (the paper's top and bottom panels); --json and --csv
-write the numbers (new files, or with --force any file but a checkpoint: outputs.py). With no output
-option, the numbers are printed as CSV.
+Each checkpoint's net is rebuilt from its stored config and run in eval mode over the test set its run was
+tested on, normalised as in training; the std is over all elements of each response (after BN, before the
+addition and the ReLU: analysis/responses.py). The figure shows the stds by layer index and sorted by
+magnitude; --json and --csv write the numbers (outputs.py); with no output option they are printed as CSV.
 """
 
 from __future__ import annotations
@@ -33,31 +30,6 @@ from ..outputs import atomic_output, check_output, figure_path, write_text
 log = logging.getLogger("resnet_train")
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="resnet-responses", description="Fig. 7: std of each 3x3 layer's response, after BN."
-    )
-    parser.add_argument(
-        "checkpoints", nargs="+", type=Path, metavar="CHECKPOINT", help="e.g. RUN/checkpoints/last.pt"
-    )
-    parser.add_argument(
-        "--data-root", default=None, help="where the data is, instead of the root stored in the checkpoint"
-    )
-    parser.add_argument(
-        "--split", choices=["test", "val"], default="test", help="default: test (as the paper)"
-    )
-    parser.add_argument(
-        "--max-images", type=int, default=None, help="use only the first N images of the split"
-    )
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--out", type=Path, default=None, help="the figure (png, svg, pdf by extension)")
-    parser.add_argument("--json", type=Path, default=None, help="write the numbers as JSON")
-    parser.add_argument("--csv", type=Path, default=None, help="write the numbers as CSV")
-    parser.add_argument("--force", action="store_true", help="replace --out, --json or --csv if it exists")
-    return parser.parse_args(argv)
-
-
 def to_csv(results: list[dict]) -> str:
     """One row per layer of every checkpoint: its index in layer order and its rank by magnitude."""
     buffer = io.StringIO()
@@ -68,13 +40,8 @@ def to_csv(results: list[dict]) -> str:
         by_size = sorted(result["layers"], key=lambda layer: -layer["std"])
         rank = {layer["index"]: position + 1 for position, layer in enumerate(by_size)}
         for layer in result["layers"]:
-            writer.writerow(
-                {
-                    **{key: result[key] for key in ("source", "model", "dataset", "images")},
-                    **layer,
-                    "rank": rank[layer["index"]],
-                }
-            )
+            ids = {key: result[key] for key in ("source", "model", "dataset", "images")}
+            writer.writerow({**ids, **layer, "rank": rank[layer["index"]]})
     return buffer.getvalue()
 
 
@@ -82,13 +49,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Our messages at INFO, other libraries' (TensorBoard's reader is chatty) only from WARNING.
     setup_logging(logging.WARNING)
     log.setLevel(logging.INFO)
-    args = parse_args(argv)
+    parser = argparse.ArgumentParser(
+        prog="resnet-responses", description="Fig. 7: std of each 3x3 layer's response, after BN."
+    )
+    parser.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT",
+                        help="e.g. RUN/checkpoints/last.pt")  # fmt: skip
+    parser.add_argument("--data-root", help="where the data is, instead of the root stored in the checkpoint")
+    parser.add_argument("--split", choices=["test", "val"], default="test",
+                        help="default: test (as the paper)")  # fmt: skip
+    parser.add_argument("--max-images", type=int, help="use only the first N images of the split")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--out", type=Path, help="the figure (png, svg, pdf by extension)")
+    parser.add_argument("--json", type=Path, help="write the numbers as JSON")
+    parser.add_argument("--csv", type=Path, help="write the numbers as CSV")
+    parser.add_argument("--force", action="store_true", help="replace --out, --json or --csv if it exists")
+    args = parser.parse_args(argv)
     results = []
     if args.out is not None:
         args.out = figure_path(args.out)
     try:
-        outputs = {"--out": args.out, "--json": args.json, "--csv": args.csv}
-        for option, out in outputs.items():
+        for option, out in {"--out": args.out, "--json": args.json, "--csv": args.csv}.items():
             if out is not None:
                 check_output(out, inputs=args.checkpoints, force=args.force, option=option)
         for path in args.checkpoints:
@@ -99,9 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 checkpoint, str(path), data_root=args.data_root, split=args.split, max_images=args.max_images,
                 batch_size=args.batch_size, device=args.device,
             )  # fmt: skip
-            log.info(
-                "%s (%s): %d layers over %d images", result.label, path, len(result.layers), result.images
-            )
+            log.info("%s (%s): %d layers over %d images",
+                     result.label, path, len(result.layers), result.images)  # fmt: skip
             results.append(result.as_dict())
     except (UserError, ValueError, RuntimeError) as error:  # bad file, missing data, weights that do not fit
         # The data's messages name the config key; this tool's way to set it is --data-root.

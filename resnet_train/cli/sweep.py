@@ -1,17 +1,14 @@
 """The end of a sweep (`resnet-train -m ...`): one line per failed job, a summary, and a non-zero exit.
 
-Hydra records every job's outcome in a `JobReturn` and hands it to the callbacks' `on_job_end`, in the process
-that ran the job: the sweep's own process under the basic launcher, a worker process under the joblib
-launcher, another machine under SLURM. Each outcome is therefore appended to a small file in the sweep
-directory (named by the environment, which launchers pass on to their jobs), and `on_multirun_end` reads it.
-A job that ends in a UserError returns {"error": message} instead of raising, so Hydra's sweeper goes on
-to the end rather than stopping the sweep with that job's traceback. A SLURM job stopped by a signal
-(scancel) returns {"error": message, "exit_code": 75}: the summary lists it as stopped, to resume.
+Hydra hands each job's `JobReturn` to `on_job_end` in the process that ran the job (the sweep's own, a joblib
+worker, another machine under SLURM), so each outcome is appended to a file in the sweep directory, named by
+the environment that launchers pass on to their jobs, and `on_multirun_end` reads it. A job that ends in a
+UserError returns {"error": message} instead of raising, so that Hydra's sweeper goes on to the end; a job
+stopped by a signal (scancel) returns {"error": message, "exit_code": 75}, listed as stopped, to resume.
 
 `hydra.callbacks.sweep_summary.fail_fast=true` ends the sweep at the first failed job, with the summary of
-the jobs run so far, instead of running every job first. Only Hydra's basic launcher runs the jobs one after
-another, so that the next one can be held back; with the joblib or SLURM launcher the jobs are already
-started side by side or queued together, and the option is refused.
+the jobs run so far. Only Hydra's basic launcher runs the jobs one after another, so that the next one can be
+held back; with the joblib or SLURM launcher the option is refused.
 """
 
 from __future__ import annotations
@@ -64,17 +61,14 @@ def unknown_choices(overrides: list[str]) -> list[str]:
     unknown = []
     for override in OverridesParser.create().parse_overrides(overrides):
         options = loader.get_group_options(override.key_or_group)  # empty: not a config group
-        if not options or not override.is_choice_sweep():
-            continue
-        for value in override.sweep_string_iterator():
-            if value not in options:
-                unknown.append(f"{override.key_or_group}={value} (one of {', '.join(options)})")
+        if options and override.is_choice_sweep():
+            unknown += [f"{override.key_or_group}={value} (one of {', '.join(options)})"
+                        for value in override.sweep_string_iterator() if value not in options]  # fmt: skip
     return unknown
 
 
 def remove_stale_outcomes(sweep_dir: Path, host: str) -> None:
-    """Remove the outcome files that sweeps on this host left when they were killed (their process is gone);
-    those of running sweeps, here or on other hosts, stay."""
+    """Remove the outcome files of sweeps on this host whose process is gone (killed)."""
     for path in sweep_dir.glob(".outcomes-*.jsonl"):
         owner, _, pid = path.stem.removeprefix(".outcomes-").rpartition("-")  # `.outcomes-PID` before hosts
         if owner not in ("", host) or not pid.isdigit():
@@ -88,8 +82,7 @@ def remove_stale_outcomes(sweep_dir: Path, host: str) -> None:
 
 
 def sweep_stopped() -> bool:
-    """Whether a job of this sweep has stopped on a signal (its outcome says so): the jobs side by side that
-    start after it do not train."""
+    """Whether a job of this sweep has stopped on a signal (the jobs side by side after it do not train)."""
     path = os.environ.get(OUTCOMES_ENV)
     if not path or not Path(path).is_file():
         return False
@@ -98,9 +91,9 @@ def sweep_stopped() -> bool:
 
 
 def _wait_for_jobs(signum: int, frame) -> None:
-    """The sweep process's handler for SIGINT and SIGTERM while its jobs run side by side: the jobs, which
-    the signal to the process group reaches too, finish their step and their checkpoint and return; the
-    sweep then ends with its summary (exit code 75) instead of tearing them down mid-save."""
+    """The sweep process's SIGINT and SIGTERM handler while its jobs run side by side: the jobs (the signal
+    reaches the process group) finish their checkpoint and return, and the sweep ends with its summary
+    instead of tearing them down mid-save."""
     name = signal.Signals(signum).name
     log.warning("received %s: each job finishes its checkpoint, then the sweep stops", name)
 
@@ -112,11 +105,9 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         launcher = config.hydra.launcher.get("_target_")
         if self.fail_fast and launcher != BASIC_LAUNCHER:
-            log.error(
-                "hydra.callbacks.sweep_summary.fail_fast=true needs jobs run one after another (the basic "
-                "launcher); %s starts them together, so no failure could hold the others back",
-                launcher,
-            )
+            log.error("hydra.callbacks.sweep_summary.fail_fast=true needs jobs run one after another (the "
+                      "basic launcher); %s starts them together, so no failure could hold the others back",
+                      launcher)  # fmt: skip
             sys.exit(UserError.exit_code)
         unknown = unknown_choices(list(config.hydra.overrides.task))
         if unknown:
@@ -144,11 +135,8 @@ class SweepSummary(Callback):
             return
         value = job_return.return_value if job_return.status is JobStatus.COMPLETED else None
         exit_code = value.get("exit_code") if isinstance(value, dict) else None
-        outcome = {
-            "overrides": list(job_return.overrides or []),
-            "error": job_error(job_return),
-            "exit_code": exit_code,
-        }
+        outcome = {"overrides": list(job_return.overrides or []), "error": job_error(job_return),
+                   "exit_code": exit_code}  # fmt: skip
         with open(path, "a") as file:  # one short append per job: whole lines even from parallel jobs
             file.write(json.dumps(outcome) + "\n")
         if self.fail_fast and outcome["error"] is not None:
@@ -177,9 +165,8 @@ class SweepSummary(Callback):
         failed = [f"{name}: {o['error']}" for name, o in ended if o.get("exit_code") != STOPPED_EXIT_CODE]
         report = [f"{len(outcomes) - len(ended)} of {len(outcomes)} jobs finished"]
         if stopped:
-            report.append(
-                f"stopped (exit code {STOPPED_EXIT_CODE}; re-run the sweep to resume): {'; '.join(stopped)}"
-            )
+            report.append(f"stopped (exit code {STOPPED_EXIT_CODE}; re-run the sweep to resume): "
+                          f"{'; '.join(stopped)}")  # fmt: skip
         if failed:
             report.append(f"failed: {'; '.join(failed)}")
         if note:

@@ -1,10 +1,8 @@
 """`resnet-train`: compose the config with Hydra, validate it, and start one or more training workers.
 
-This is the only place that reads a Hydra config: it becomes plain dataclasses (`resnet_train.config.Config`)
-before anything else sees it; engine/launch.py starts the workers (one process, `trainer.devices=N` spawned
-workers, or a rank of torchrun or SLURM). A sweep may also run several one-process jobs side by side
-(`hydra/launcher=joblib hydra.launcher.n_jobs=N`): each takes its share of the cores, or one GPU by its job
-number (`job_share`).
+The only reader of a Hydra config: it becomes plain dataclasses (`resnet_train.config.Config`) before anything
+else sees it; engine/launch.py starts the workers. Jobs of a sweep side by side (`hydra/launcher=joblib
+hydra.launcher.n_jobs=N`) each take a share of the cores, or one GPU by job number (`job_share`).
 """
 
 from __future__ import annotations
@@ -44,25 +42,22 @@ def job_share(hydra_config: DictConfig) -> Share | None:
     from joblib import effective_n_jobs
 
     jobs = effective_n_jobs(launcher.n_jobs)  # joblib's reading: -1 is one job per core
-    gpus = torch.cuda.device_count()
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    return Share(jobs, threads, gpus, hydra_config.job.num)
+    return Share(jobs, max(1, (os.cpu_count() or 1) // jobs), torch.cuda.device_count(), hydra_config.job.num)
 
 
 class OutputDirCheck(Callback):
     """Refuse an output directory that cannot be created or written, in one line, before Hydra tries."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        HydraConfig.instance().set_config(config)
-        self._check(config.hydra.run.dir)
+        self._check(config, "run")
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        HydraConfig.instance().set_config(config)
-        self._check(config.hydra.sweep.dir)
+        self._check(config, "sweep")
 
     @staticmethod
-    def _check(directory: str) -> None:
-        path = Path(directory).absolute()
+    def _check(config: DictConfig, mode: str) -> None:
+        HydraConfig.instance().set_config(config)
+        path = Path(config.hydra[mode].dir).absolute()
         existing = next(p for p in (path, *path.parents) if p.exists())
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             what = "is not a directory" if not existing.is_dir() else "is not writable"
@@ -71,9 +66,8 @@ class OutputDirCheck(Callback):
 
 
 def warn_unswept(cfg: DictConfig, hydra_config: DictConfig) -> None:
-    """An experiment preset defines a sweep (`hydra.sweeper.params`) that only `-m` runs; without it, one
-    job trains. That can be intended (one net with a preset's settings), so this warns in one line, naming
-    the job it trains and the command that runs the whole sweep, and goes on."""
+    """A preset's sweep (`hydra.sweeper.params`) runs only with `-m`; one job may be intended, so this warns
+    in one line, naming the job it trains and the command of the whole sweep, and goes on."""
     params = hydra_config.sweeper.get("params")
     if not params:
         return
@@ -89,39 +83,27 @@ def warn_unswept(cfg: DictConfig, hydra_config: DictConfig) -> None:
 
 
 def job_label(cfg: DictConfig, overrides: list[str]) -> str:
-    """A sweep job's name in its log lines: the net it builds, and its seed where the sweep sets one
-    ("plain56", "resnet20 seed 1")."""
+    """A sweep job's name in its log lines: "plain56", or "resnet20 seed 1" where the sweep sets seeds."""
     label = model_name(cfg.model.residual, cfg.model.depth)
     seeded = any(override.lstrip("+").startswith("trainer.seed=") for override in overrides)
     return f"{label} seed {cfg.trainer.seed}" if seeded else label
 
 
-def run_job(
-    cfg: DictConfig, run_dir: Path, share: Share | None = None, record: HydraRecord | None = None
-) -> RunSummary | None:
-    """One job of `resnet-train` from its composed config (without the `hydra` node): check it, then train
-    in `run_dir`. Returns the run's summary (None where spawned workers trained, or where the run was already
-    complete); raises UserError for a bad setting and Preempted for a signal, leaving exit codes to the
-    caller."""
+def run_job(cfg: DictConfig, run_dir: Path, share: Share | None = None,
+            record: HydraRecord | None = None) -> RunSummary | None:  # fmt: skip
+    """One job from its composed config (without the `hydra` node): check it, then train in `run_dir`.
+    Returns the run's summary (None where spawned workers trained, or the run was already complete); raises
+    UserError for a bad setting and Preempted for a signal, leaving exit codes to the caller."""
     return launch(job_config(cfg), run_dir, share, record)
 
 
 def job_config(cfg: DictConfig) -> Config:
-    """A job's composed config (without the `hydra` node) as the plain dataclasses the rest of the project
-    takes, checked: UserError for a value out of range, a key the schema lacks, or a setting with no effect
-    on this run."""
+    """A job's composed config (without the `hydra` node) as plain dataclasses, checked: UserError for a
+    value out of range, a key the schema lacks, or a setting with no effect on this run."""
     config: Config = OmegaConf.to_object(cfg)
     check_ranges(config)
     check_settings(config)
     return config
-
-
-def scheduled_job(hydra_config: DictConfig) -> bool:
-    """A sweep job that a scheduler runs as a job of its own (hydra-submitit-launcher): a signal that stops it
-    (scancel, pre-emption without requeue) stops this job only. Under the basic and joblib launchers the jobs
-    run in the sweep's own processes, and a signal stops the whole sweep."""
-    target = hydra_config.launcher.get("_target_") or ""
-    return hydra_config.mode is RunMode.MULTIRUN and "submitit" in target
 
 
 register_configs()
@@ -147,10 +129,12 @@ def hydra_main(cfg: DictConfig) -> dict | None:
         if callable(handler) and handler is not signal.default_int_handler:
             # A launcher's own handler (submitit's requeue on USR2) runs now that the checkpoint is safe.
             signal.raise_signal(stop.signum)
-        # Only this job stopped (scancel): the sweep records it and goes on. On USR2 submitit has requeued
-        # the job (rank 0 asks SLURM) and the job's next run reports instead.
-        # A job side by side returns, so that its worker lives on and the sweep ends with its summary.
-        if share is not None or scheduled_job(HydraConfig.get()) and stop.signum != signal.SIGUSR2:
+        # A job that a scheduler runs on its own (submitit) stopped alone (scancel): the sweep records it and
+        # goes on; on USR2 submitit has requeued it and its next run reports instead. A job side by side
+        # returns, so that its worker lives on and the sweep ends with its summary. Under the basic launcher
+        # the signal stops the whole sweep.
+        scheduled = multirun and "submitit" in (HydraConfig.get().launcher.get("_target_") or "")
+        if share is not None or scheduled and stop.signum != signal.SIGUSR2:
             return {"error": str(stop), "exit_code": PREEMPTED_EXIT_CODE}
         sys.exit(PREEMPTED_EXIT_CODE)
     except UserError as error:

@@ -1,13 +1,10 @@
 """The image operations of the paper's two recipes: CIFAR's pad, crop and flip (Sec. 4.2), a batch at a time
-on the device (the in-memory backend); ImageNet's training augmentation, test views and lighting (Sec. 3.4).
+on the device; ImageNet's training augmentation, test views and lighting (Sec. 3.4).
 
-Geometry (resize, crop, flip) is torchvision.transforms.v2 applied to uint8 tensors, in DataLoader workers
-(data.decode=cpu) or on the GPU (data.decode=gpu): the same code in both places. Colour work (PCA lighting,
-mean subtraction, scaling) happens on the training device, once per batch, after the uint8 transfer
-(normalize.py).
-
-Every random choice for one training image comes from one per-sample seed (drawn by the sampler from
-(seed, epoch)), so a run's images do not depend on the number of workers, the decode path or a resume.
+Geometry is torchvision.transforms.v2 on uint8 tensors, the same code in DataLoader workers (data.decode=cpu)
+and on the GPU (data.decode=gpu); colour work runs on the training device after the uint8 transfer. Every
+random choice for one training image comes from one per-sample seed drawn from (seed, epoch), so a run's
+images do not depend on the number of workers, the decode path or a resume.
 """
 
 from __future__ import annotations
@@ -32,11 +29,9 @@ def draw_crops_and_flips(count: int, generator: torch.Generator) -> tuple[torch.
 
 
 def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
-    """Zero-pad by PAD, then crop each image at its (row, col) offset and mirror the flipped ones.
-
-    Padding comes after normalisation, so padded pixels hold the mean image's value (zero). The crop and the
-    flip are one gather: a flipped image reads its columns right to left.
-    """
+    """Zero-pad by PAD, then crop each image at its (row, col) offset and mirror the flipped ones. Padding
+    comes after normalisation, so padded pixels hold the mean image's value (zero). The crop and the flip are
+    one gather: a flipped image reads its columns right to left."""
     batch, channels, height, width = images.shape
     padded = F.pad(images, (PAD, PAD, PAD, PAD))
     rows = offsets[:, 0, None] + torch.arange(height, device=images.device)
@@ -53,13 +48,9 @@ def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tens
 # eigenvalues and eigenvectors of the 3x3 RGB covariance of ImageNet's pixels. AlexNet does not publish them;
 # these are the values in common use (fb.resnet.torch), for RGB in [0, 1]; columns of the matrix are p_i.
 PCA_EIGENVALUES = torch.tensor([0.2175, 0.0188, 0.0045])
-PCA_EIGENVECTORS = torch.tensor(
-    [
-        [-0.5675, 0.7192, 0.4009],
-        [-0.5808, -0.0045, -0.8140],
-        [-0.5836, -0.6948, 0.4203],
-    ]
-)
+PCA_EIGENVECTORS = torch.tensor([[-0.5675, 0.7192, 0.4009],
+                                 [-0.5808, -0.0045, -0.8140],
+                                 [-0.5836, -0.6948, 0.4203]])  # fmt: skip
 
 
 def train_transform(augment: Augment, size: int, scale_range: tuple[int, int]) -> Callable:
@@ -70,19 +61,15 @@ def train_transform(augment: Augment, size: int, scale_range: tuple[int, int]) -
             raise ValueError(f"data.scale_range {scale_range} must satisfy image_size {size} <= low <= high")
         # Sec. 3.4: "The image is resized with its shorter side randomly sampled in [256, 480] for scale
         # augmentation. A 224x224 crop is randomly sampled from an image or its horizontal flip".
-        shorter_sides = list(range(low, high + 1))
-        return v2.Compose(
-            [v2.RandomShortestSize(shorter_sides), v2.RandomCrop(size), v2.RandomHorizontalFlip()]
-        )
+        sides = list(range(low, high + 1))  # the shorter side's choices
+        return v2.Compose([v2.RandomShortestSize(sides), v2.RandomCrop(size), v2.RandomHorizontalFlip()])
     # Not in the paper: the Inception-style random-size, random-aspect crop (Szegedy et al. 2015).
     return v2.Compose([v2.RandomResizedCrop(size), v2.RandomHorizontalFlip()])
 
 
 def augment_sample(image: torch.Tensor, seed: int, transform: Callable, lighting: float):
-    """One training image's geometry and its lighting coefficients, all drawn from `seed`.
-
-    torchvision's transforms draw from the global generator: it is forked so the caller's state is untouched.
-    """
+    """One training image's geometry and its lighting coefficients, all drawn from `seed` (torchvision's
+    transforms draw from the global generator: it is forked so the caller's state is untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         image = transform(image)
@@ -108,6 +95,4 @@ def scale_views(image: torch.Tensor, scales: list[int]) -> list[torch.Tensor]:
 
 def lighting_offsets(alphas: torch.Tensor) -> torch.Tensor:
     """(B, 3) RGB offsets in pixel units (0-255) for the per-image coefficients `alphas` (B, 3)."""
-    eigenvalues = PCA_EIGENVALUES.to(alphas.device)
-    eigenvectors = PCA_EIGENVECTORS.to(alphas.device)
-    return (alphas * eigenvalues) @ eigenvectors.T * 255.0
+    return (alphas * PCA_EIGENVALUES.to(alphas.device)) @ PCA_EIGENVECTORS.to(alphas.device).T * 255.0

@@ -1,9 +1,6 @@
-"""The one way from a data config to batches: `build_data` for training (training batches, evaluation sets,
-class names and input statistics) and `build_eval_set` for the tools that evaluate stored weights.
-
-The data root is resolved here, once, and the backend looked up once: `memory` (decoded
-once, held on the device) or `stream` (read from files batch by batch). Everything else is the same for both:
-the hold-out (split.Splits), the data's identity, normalisation and the channels_last layout.
+"""The one way from a data config to batches: `build_data` for training and `build_eval_set` for the tools
+that evaluate stored weights. The data root is resolved and the backend (`memory` or `stream`) looked up here,
+once; the hold-out, identity, normalisation and channels_last layout are the same for both.
 """
 
 from __future__ import annotations
@@ -32,8 +29,7 @@ BACKENDS: dict[Loader, type] = {Loader.memory: MemoryBackend, Loader.stream: Str
 
 
 def data_root(d: DataConfig) -> Path:
-    """data.root as a path, `~` expanded: the one place the data package resolves it (generated sets have
-    none)."""
+    """data.root, `~` expanded: the one place the data package resolves it (generated sets have none)."""
     return Path(getattr(d, "root", "")).expanduser()
 
 
@@ -60,7 +56,7 @@ def build_data(
 
 
 def _identity(d: DataConfig, splits: Splits, source: Source) -> dict:
-    """The data's identity (identity.py), with the image count per split said once in the log."""
+    """The data's identity, with the image count per split said once in the log."""
     val = len(splits.val) if splits.val is not None else 0
     images = {"train": len(splits.train), "val": val, "test": len(splits.test)}
     held_out = f", {images['val']} validation" if splits.val is not None else ""
@@ -73,8 +69,8 @@ def _identity(d: DataConfig, splits: Splits, source: Source) -> dict:
 
 @dataclass
 class EvalSet:
-    """One evaluation split for a tool: its batches, how many images it holds, where they were read from and
-    the unreadable ones met (counted while the batches are consumed)."""
+    """One evaluation split for a tool: its batches, image count, folder (None in memory) and the unreadable
+    images met (counted while the batches are consumed)."""
 
     batches: Any
     images: int

@@ -72,7 +72,7 @@ def dataset(name: str) -> Dataset:
 
 
 def is_image_tree(root: Path) -> bool:
-    """Whether `root` holds an ImageFolder tree (train/ and test/), which is read rather than an archive."""
+    """Whether `root` holds train/ and test/, read rather than an archive."""
     return (root / "train").is_dir() and (root / "test").is_dir()
 
 

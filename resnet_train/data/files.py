@@ -1,12 +1,6 @@
-"""ImageFolder trees as lists of files, and decoding that names (and by choice skips) unreadable images.
-
-Both backends scan and decode here: the in-memory one decodes a whole tree once (`decode_all`), the
-streamed one a file at a time in DataLoader workers (`read_bytes`, `decode_rgb`), or a batch at a time on the
-GPU (`decode_batch`, which `decode_all` uses too).
-
-The layout is torchvision's ImageFolder (and ImageNet's): `root/train/<class>/<image>` and
-`root/val/<class>/<image>` (or `root/test/...`). Labels are the positions of the training class folders in
-sorted order; an evaluation folder is labelled with the training set's classes, by name.
+"""ImageFolder trees (`root/train/<class>/<image>`, `root/test/...` or `root/val/...`) as lists of files,
+and decoding that names (and by choice skips) unreadable images. Labels are the positions of the sorted
+training class folders; an evaluation folder is labelled with the training set's classes, by name.
 """
 
 from __future__ import annotations
@@ -47,11 +41,11 @@ class ImageFiles:
 
 
 def scan_folder(folder: str | Path, classes: list[str] | None = None) -> ImageFiles:
-    """The images under `folder`, one sub-folder per class, found by torchvision's ImageFolder
-    (`make_dataset`: images in sub-folders of a class folder belong to that class, said in one warning).
-    With `classes` (the training set's), every sub-folder must be one of them and is labelled by its position
-    there; otherwise the sorted sub-folders are the classes. Hidden folders and files (`.ipynb_checkpoints`,
-    macOS's `._photo.jpg`) are skipped at every level, and a class folder without images is refused."""
+    """The images under `folder`, one sub-folder per class, found by torchvision's `make_dataset` (images in
+    sub-folders of a class folder belong to that class, said in one warning). With `classes` (the training
+    set's) every sub-folder must be one of them and is labelled by its position there; otherwise the sorted
+    sub-folders are the classes. Hidden folders and files (`.ipynb_checkpoints`, macOS's `._photo.jpg`) are
+    skipped at every level; a class folder without images is refused."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"image folder {folder} does not exist")
@@ -82,9 +76,8 @@ def scan_folder(folder: str | Path, classes: list[str] | None = None) -> ImageFi
 
 
 def label_index(found: list[str], classes: list[str], where: str | Path) -> dict[str, int]:
-    """The label of each class name `found` in a tree (or an archive): its position in `classes` (the
-    training set's, or a checkpoint's). Labels go by name, so a tree whose class folders differ from
-    `classes` is refused rather than labelled by position."""
+    """Each name `found`'s position in `classes` (the training set's, or a checkpoint's): labels go by name,
+    so a tree with other class folders is refused rather than labelled by position."""
     unknown = sorted(set(found) - set(classes))
     if unknown:
         raise UserError(
@@ -97,8 +90,8 @@ def label_index(found: list[str], classes: list[str], where: str | Path) -> dict
 
 
 def eval_folder(root: str | Path, choices: tuple[str, ...] = ("test", "val")) -> Path:
-    """The folder of the test split: the first of `choices` (the dataset's: ImageNet's is `val/`, its test
-    labels are not public) under `root`."""
+    """The test split's folder: the first of `choices` under `root` (ImageNet's is `val/`, its test labels
+    are not public)."""
     root = Path(root)
     for choice in choices:
         if (root / choice).is_dir():
@@ -125,29 +118,23 @@ def read_bytes(path: str) -> torch.Tensor | None:
 
 
 def decode_rgb(data: torch.Tensor | None) -> tuple[torch.Tensor | None, str]:
-    """Decode JPEG/PNG/... bytes to a uint8 (3, H, W) RGB tensor (greyscale and CMYK converted), or return
-    (None, reason)."""
+    """(uint8 (3, H, W) RGB tensor, "") for image bytes (greyscale and CMYK converted), or (None, reason)."""
     if data is None:
         return None, "cannot read the file"
     if data.numel() == 0:
         return None, "empty file"
     try:
         return decode_image(data, mode=ImageReadMode.RGB), ""
-    except (RuntimeError, ValueError) as error:
-        return None, decode_error_reason(error)
-
-
-def decode_error_reason(error: Exception) -> str:
-    """The decoder's message without its source location ("decode_jpeg, .../decode_jpeg.cpp:171, ...")."""
-    lines = str(error).strip().splitlines()
-    return re.sub(r"^.*\.cpp:\d+,\s*", "", lines[0]) if lines else type(error).__name__
+    except (RuntimeError, ValueError) as error:  # the message without its source location (".../x.cpp:171, ")
+        lines = str(error).strip().splitlines()
+        return None, re.sub(r"^.*\.cpp:\d+,\s*", "", lines[0]) if lines else type(error).__name__
 
 
 def decode_batch(datas: list[torch.Tensor | None], device: torch.device | None = None) -> list[tuple]:
-    """Decode a batch of file bytes: [(uint8 (3, H, W) RGB image or None, reason)], on `device` (None: the
-    CPU). JPEGs are decoded in one call (nvJPEG on a CUDA `device`); a batch holding a file that call refuses
-    (ImageNet has a PNG and CMYK JPEGs among its .JPEG files), an empty or an unreadable file is decoded file
-    by file, on the CPU where the device's decoder refuses it."""
+    """[(uint8 (3, H, W) RGB image or None, reason)] on `device` (None: the CPU). JPEGs are decoded in one
+    call (nvJPEG on a CUDA `device`); a batch holding a file that call refuses (ImageNet has a PNG and CMYK
+    JPEGs among its .JPEG files), an empty or unreadable file, is decoded file by file, on the CPU where the
+    device's decoder refuses it."""
     if all(data is not None and data.numel() for data in datas):
         try:
             images = decode_jpeg(datas, mode=ImageReadMode.RGB, device=device or "cpu")
@@ -168,8 +155,7 @@ def _decode_one(data: torch.Tensor | None, device: torch.device | None) -> tuple
 
 
 def decode_all(paths: list[str], chunk: int = 4096) -> list[torch.Tensor]:
-    """Decode every file to uint8 (3, H, W) RGB, `chunk` at a time (decode_batch). An unreadable image stops
-    with its name (a set held in memory has no gaps)."""
+    """Every file as uint8 (3, H, W) RGB; an unreadable image stops with its name (no gaps in memory)."""
     images: list[torch.Tensor] = []
     for start in range(0, len(paths), chunk):
         part = paths[start : start + chunk]
@@ -181,8 +167,8 @@ def decode_all(paths: list[str], chunk: int = 4096) -> list[torch.Tensor]:
 
 
 class BadImages:
-    """The unreadable images the loaders met: each named in a warning the first time it is skipped and
-    counted, or the run stopped with its name (data.on_bad_image=error). Never a crash deep in a worker."""
+    """The unreadable images met: each named in a warning the first time it is skipped, or the run stopped
+    with its name (data.on_bad_image=error). Never a crash deep in a worker."""
 
     def __init__(self, policy: BadImage):
         self.policy, self.paths = policy, []

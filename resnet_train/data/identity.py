@@ -1,20 +1,12 @@
 """What identifies a dataset, so that a run never goes on with other data than it started with.
 
-A `DataIdentity` is a plain dict (it travels in every checkpoint, loadable with `weights_only=True`):
-
-    dataset   the data config's name ("cifar10", "imagefolder", ...)
-    classes   the class names, in label order
-    images    the image count per split: {"train": ..., "val": ..., "test": ...}
-    source    where the images come from: "files" (an ImageFolder tree), "archive" (the official CIFAR
-              python batches) or "generator" (data=synthetic)
-    digest    SHA-256 of what the source holds: for a tree, its sorted file list (paths relative to data.root)
-              with each file's size and the digest of its bytes; for the official archive, the MD5s
-              torchvision checks its batch files against; for generated images, their pixels and labels
-
-A tree's files are read once: their digests are cached beside the data by (relative path, size, modification
-time), so a later run costs one `stat` per file and reads only new or rewritten files. Paths are relative, so
-the same data moved or copied elsewhere has the same identity; a renamed class, an added, removed, resized or
-replaced file does not.
+The identity is a plain dict (it travels in every checkpoint, loadable with `weights_only=True`): `dataset`
+(data.name), `classes` (in label order), `images` (count per split), `source` ("files", "archive" or
+"generator") and `digest`, a SHA-256 of what the source holds: a tree's sorted relative paths with each file's
+size and bytes' digest; the MD5s torchvision checks the official archive against; generated pixels and labels.
+A tree's file digests are cached by (relative path, size, mtime), so a later run reads only new or rewritten
+files; a moved or copied tree keeps its identity, a renamed class or an added, removed or changed file does
+not.
 """
 
 from __future__ import annotations
@@ -32,8 +24,6 @@ from ..errors import UserError
 from ..outputs import atomic_output
 
 log = logging.getLogger("resnet_train")
-
-DataIdentity = dict  # the plain dict described above
 
 
 @dataclass(frozen=True)
@@ -70,10 +60,8 @@ def _file_digest(path: str) -> str:
 
 
 def tree_digest(paths: list[str], root: str | Path) -> str:
-    """SHA-256 over `paths` (image files under `root`) in sorted order of their paths relative to `root`:
-    each one's relative path, size and the digest of its bytes. A file's digest is read from the cache
-    beside the data (keyed by relative path, size and modification time) where it is there, so only new or
-    rewritten files are read; a moved or copied tree is the same data."""
+    """The digest of the image files `paths` under `root` (see above), each file's from the cache where it
+    is there."""
     root = Path(root)
     prefix = os.path.join(str(root), "")
     cache = _cache_path(root)
@@ -98,11 +86,6 @@ def tree_digest(paths: list[str], root: str | Path) -> str:
     return total.hexdigest()
 
 
-def files_source(paths: list[str], root: str | Path) -> Source:
-    """An ImageFolder tree: its image files (every split's, before any hold-out)."""
-    return Source("files", tree_digest(paths, root))
-
-
 def archive_source(dataset_class) -> Source:
     """The official CIFAR python batches: torchvision checks each file's MD5 when it reads them, so the
     known MD5s stand for the files' content."""
@@ -118,14 +101,9 @@ def generated_source(*tensors: torch.Tensor) -> Source:
     return Source("generator", digest.hexdigest())
 
 
-def data_identity(dataset: str, classes: list[str], images: dict[str, int], source: Source) -> DataIdentity:
-    return {
-        "dataset": dataset,
-        "classes": list(classes),
-        "images": dict(images),
-        "source": source.kind,
-        "digest": source.digest,
-    }
+def data_identity(dataset: str, classes: list[str], images: dict[str, int], source: Source) -> dict:
+    return {"dataset": dataset, "classes": list(classes), "images": dict(images), "source": source.kind,
+            "digest": source.digest}  # fmt: skip
 
 
 SOURCES = {"files": "an ImageFolder tree", "archive": "the official archive", "generator": "generated images"}
@@ -151,7 +129,7 @@ def class_differences(stored: list[str], current: list[str]) -> str | None:
     return "classes differ (" + "; ".join(parts) + ")"
 
 
-def identity_differences(stored: DataIdentity, current: DataIdentity) -> list[str]:
+def identity_differences(stored: dict, current: dict) -> list[str]:
     """What differs between two identities, the classes first, as short phrases (empty: the same data)."""
     differences = []
     classes = class_differences(stored.get("classes", []), current["classes"])
@@ -160,11 +138,7 @@ def identity_differences(stored: DataIdentity, current: DataIdentity) -> list[st
     if stored.get("dataset") != current["dataset"]:
         differences.append(f"dataset {stored.get('dataset')} -> {current['dataset']}")
     old, new = stored.get("images", {}), current["images"]
-    counts = [
-        f"{split} {old.get(split, 0)} -> {count}"
-        for split, count in new.items()
-        if old.get(split, 0) != count
-    ]
+    counts = [f"{split} {old.get(split, 0)} -> {n}" for split, n in new.items() if old.get(split, 0) != n]
     if counts:
         differences.append("images " + ", ".join(counts))
     if stored.get("source") != current["source"]:

@@ -1,10 +1,9 @@
 """What the data gives the loop (`RunData`), and the channels_last view of a backend's batches.
 
-A backend (build.BACKENDS: memory.MemoryBackend or stream.StreamBackend) gives training batches whose
-`epoch(epoch, start)` yields one rank's share of each global batch as (images, labels) on the training
-device, the same for the same (seed, epoch), so that a resumed run sees what the uninterrupted run would
-have seen; and evaluation sets, iterables of (views, labels) with a length, in order and unaugmented, where
-views is (B, 3, H, W), (B, V, 3, H, W) for V crops, or a list of lists of (3, H, W) for several scales.
+A backend's training batches' `epoch(epoch, start)` yields this rank's share of each global batch as (images,
+labels) on the device, the same for the same (seed, epoch), so a resumed run sees what the uninterrupted run
+would have; its evaluation sets are iterables of (views, labels) with a length, in order and unaugmented,
+views being (B, 3, H, W), (B, V, 3, H, W) for V crops, or a list of lists of (3, H, W) for several scales.
 """
 
 from __future__ import annotations
@@ -30,8 +29,7 @@ class ChannelsLastTrain:
 
 
 class ChannelsLastEval:
-    """Evaluation batches with their (B, 3, H, W) views in the channels_last memory format (other views, ten
-    crops or several scales, as they are)."""
+    """Evaluation batches with their (B, 3, H, W) views in channels_last (other views as they are)."""
 
     def __init__(self, batches):
         self.batches = batches
@@ -55,11 +53,11 @@ class RunData:
     """A dataset ready to train on: training batches, evaluation sets by split name ("test", and "val"
     with data.val_size > 0), the class names, and the input statistics the images are normalised with."""
 
-    train: Any  # a backend's training batches
-    evals: dict[str, Any]  # its evaluation sets by split
+    train: Any
+    evals: dict[str, Any]
     classes: list[str]
     stats: InputStats
-    identity: dict  # what identifies the data (identity.py), checked when a run resumes
+    identity: dict  # identity.py, checked when a run resumes
     synthetic: bool = False
 
     @property
@@ -67,10 +65,7 @@ class RunData:
         return len(self.classes)
 
     def checkpoint_state(self) -> dict:
-        """What using the weights needs besides the config: the class names (what each output means) and
-        the statistics the inputs are normalised with; and the data's identity, so that a resume can refuse
-        other data. Stored in every checkpoint, for every dataset."""
-        return {
-            "input": {"classes": list(self.classes), "stats": self.stats.state_dict()},
-            "data_identity": self.identity,
-        }
+        """What using the weights needs besides the config (class names, input statistics), and the data's
+        identity so that a resume can refuse other data. Stored in every checkpoint."""
+        inputs = {"classes": list(self.classes), "stats": self.stats.state_dict()}
+        return {"input": inputs, "data_identity": self.identity}

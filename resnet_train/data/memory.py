@@ -1,10 +1,6 @@
-"""The in-memory backend (data.loader=memory): the whole dataset decoded once into uint8 tensors (readers.py)
-and served in batches from the training device, with the paper's CIFAR augmentation (augment.crop_and_flip).
-
-The uint8 images live on the device (on the GPU when training on a GPU); each batch is gathered, normalised,
-padded, cropped and flipped there in a few tensor operations, with no per-sample Python work. The sample
-order and every sample's crop offset and flip are drawn at the start of an epoch from (seed, epoch)
-(split.epoch_generator).
+"""The in-memory backend (data.loader=memory): the whole dataset decoded once into uint8 tensors held on the
+training device, each batch gathered, normalised, padded, cropped and flipped there (Sec. 4.2) in a few tensor
+operations. The order and every sample's crop offset and flip are drawn per epoch from (seed, epoch).
 """
 
 from __future__ import annotations
@@ -18,7 +14,7 @@ import torch
 
 from ..config import BadImage, Crops, DataConfig
 from ..errors import UserError
-from .augment import PAD, crop_and_flip, draw_crops_and_flips
+from .augment import crop_and_flip, draw_crops_and_flips
 from .datasets import dataset
 from .files import BadImages
 from .identity import Source
@@ -26,8 +22,6 @@ from .normalize import Normalizer
 from .readers import ImageSet, read_image_folder, read_splits
 from .split import ONE_CPU_PROCESS, RankShare, Shard, Splits, epoch_generator, eval_shard
 from .stats import InputStats
-
-__all__ = ["PAD", "MemoryBackend", "MemoryEvalBatches", "MemoryTrainBatches", "crop_and_flip"]
 
 
 class MemoryBackend:
@@ -40,8 +34,7 @@ class MemoryBackend:
         self._source: Source | None = None
 
     def splits(self, classes: list[str] | None = None, *, need_train: bool = True) -> Splits[ImageSet]:
-        """With need_train=False (a checkpoint's `classes` label the test set), an image tree's train/ is
-        not read: an evaluation needs its test split alone."""
+        """With need_train=False (a checkpoint's `classes` label the test set), train/ is not read."""
         entry = dataset(self.d.name)
         if not need_train and entry.read is None and not entry.generated:
             folders = [self.root / name for name in entry.eval_folders if (self.root / name).is_dir()]
@@ -49,17 +42,14 @@ class MemoryBackend:
                 return Splits(None, None, read_image_folder(folders[0], None, classes))
         splits, self._source = read_splits(self.d, self.root)
         if classes is None:
-            return splits
-        # Labelled by a checkpoint's class names, by name, as a streamed tree is.
+            return splits  # else labelled by a checkpoint's class names, by name, as a streamed tree is
         relabel = functools.partial(ImageSet.relabel, classes=classes, where=self.root)
         return replace(splits, train=relabel(splits.train), test=relabel(splits.test))
 
     def source(self) -> Source:
         return self._source
 
-    def stats(
-        self, train: ImageSet, *, shard: Shard, run_dir: Path | None = None
-    ) -> InputStats:
+    def stats(self, train: ImageSet, *, shard: Shard, run_dir: Path | None = None) -> InputStats:
         """Of every training image; each rank holds them all, so there is nothing to add across ranks."""
         return InputStats.fit(train.images)
 
@@ -77,9 +67,8 @@ class MemoryBackend:
 
     def eval_batches(
         self, images: ImageSet, normalize: Normalizer, batch_size: int, *, shard: Shard,
-        crops: Crops = Crops.center,
+        crops: Crops = Crops.center,  # checked by build_eval_set (check_crops)
     ) -> MemoryEvalBatches:  # fmt: skip
-        self.check_crops(crops)
         return MemoryEvalBatches(images, normalize, batch_size, shard=shard)
 
 
@@ -87,26 +76,16 @@ class MemoryTrainBatches:
     """One rank's share (split.RankShare) of each global batch of the training set, augmented on `device`."""
 
     def __init__(
-        self,
-        data: ImageSet,
-        normalize: Normalizer,
-        global_batch: int,
-        *,
-        seed: int,
-        shard: Shard = ONE_CPU_PROCESS,
-        augment: bool = True,
-    ):
+        self, data: ImageSet, normalize: Normalizer, global_batch: int, *, seed: int,
+        shard: Shard = ONE_CPU_PROCESS, augment: bool = True,
+    ):  # fmt: skip
         self.share = RankShare(len(data), global_batch, rank=shard.rank, world_size=shard.world_size)
         self.device = device = shard.device
-        self.images = data.images.to(device)
-        self.labels = data.labels.to(device)
-        self.normalize = normalize.to(device)
-        self.seed = seed
-        self.augment = augment
+        self.images, self.labels = data.images.to(device), data.labels.to(device)
+        self.normalize, self.seed, self.augment = normalize.to(device), seed, augment
         self.iters_per_epoch = self.share.iters_per_epoch
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The batches of `epoch`, beginning at batch index `start`."""
         count = len(self.labels)
         generator = epoch_generator(self.seed, epoch)
         order = torch.randperm(count, generator=generator)
@@ -125,12 +104,7 @@ class MemoryEvalBatches:
     """A test or validation set in order, unaugmented; this rank's shard (split.eval_shard)."""
 
     def __init__(
-        self,
-        data: ImageSet,
-        normalize: Normalizer,
-        batch_size: int,
-        *,
-        shard: Shard = ONE_CPU_PROCESS,
+        self, data: ImageSet, normalize: Normalizer, batch_size: int, *, shard: Shard = ONE_CPU_PROCESS
     ):
         part = eval_shard(len(data), shard.rank, shard.world_size)
         self.images = data.images[part.start :: part.step].to(shard.device)

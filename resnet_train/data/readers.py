@@ -1,9 +1,5 @@
-"""Readers that turn a dataset on disk (or a seed) into uint8 image tensors held in memory.
-
-CIFAR is small (150 MB as uint8), so the whole set is decoded once and served from memory: from the official
-python archives through torchvision, or from an ImageFolder tree of image files (such as the CIFAR-10 JPEG
-tree), decoded in batches by torchvision.io.
-"""
+"""Readers that turn a dataset on disk (the official CIFAR archives or an ImageFolder tree), or a seed, into
+uint8 image tensors held in memory (CIFAR is 150 MB as uint8)."""
 
 from __future__ import annotations
 
@@ -17,7 +13,7 @@ from ..config import ArchiveData, DataConfig, FolderData, Loader, SyntheticData
 from ..errors import UserError
 from .datasets import dataset, is_image_tree
 from .files import check_class_count, decode_all, eval_folder, label_index, scan_folder
-from .identity import Source, archive_source, files_source, generated_source
+from .identity import Source, archive_source, generated_source, tree_digest
 from .split import Splits
 
 
@@ -79,14 +75,8 @@ def _from_arrays(dataset) -> ImageSet:
     return ImageSet(images, torch.tensor(dataset.targets, dtype=torch.int64), list(dataset.classes))
 
 
-def read_image_folder(
-    folder: str | Path, num_classes: int | None, classes: list[str] | None = None
-) -> ImageSet:
-    """Decode every image of an ImageFolder tree (one sub-folder per class; see files.scan_folder, which
-    labels an evaluation tree by the training set's `classes`).
-
-    All images must have one size (as CIFAR's do); images of varied sizes go through the streamed loader.
-    """
+def read_image_folder(folder: Path, num_classes: int | None, classes: list[str] | None = None) -> ImageSet:
+    """Every image of an ImageFolder tree (files.scan_folder), decoded: all of one size (as CIFAR's)."""
     files = scan_folder(folder, classes)
     check_class_count(files, num_classes)
     images = decode_all(files.paths)
@@ -101,19 +91,16 @@ def read_image_folder(
     return ImageSet(torch.stack(images), labels, files.classes, files.paths)
 
 
-def synthetic(
-    num_classes: int, size: int, train_size: int, test_size: int, seed: int = 0
-) -> tuple[ImageSet, ImageSet]:
+def synthetic(num_classes: int, size: int, train_size: int, test_size: int) -> tuple[ImageSet, ImageSet]:
     """Class-conditional random images that a small net learns gradually, never perfectly.
 
     Each class has a smooth pattern; each image is its class's pattern at a random contrast, on top of a
     random smooth background of about the same strength and pixel noise. So the classes overlap, and a
     ResNet-8 on 16x16 images goes from about 65% to about 25% test error over its first 200 iterations
-    (batch 64) instead of separating them at once. A tenth of the labels (train and test
-    alike) are redrawn at random, so no net gets below about 9% test error: a curve that reaches zero means
-    something is wrong."""
+    (batch 64) instead of separating them at once. A tenth of the labels (train and test alike) are redrawn
+    at random, so no net gets below about 9% test error: a curve reaching zero means something is wrong."""
     contrast_low, contrast_high, clutter, noise, label_noise = 0.25, 0.75, 0.4, 0.15, 0.1
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(0)
     interpolate = torch.nn.functional.interpolate
 
     def smooth(count: int) -> torch.Tensor:  # random fields with 4x4 degrees of freedom, zero mean
@@ -136,8 +123,7 @@ def synthetic(
 
 
 def read_splits(d: DataConfig, root: Path) -> tuple[Splits[ImageSet], Source]:
-    """The dataset of `d` read into memory (its training set whole: split.Splits.held_out holds out a
-    validation set), and what identifies its images."""
+    """The dataset of `d` read into memory (nothing held out yet), and what identifies its images."""
     entry = dataset(d.name)
     if entry.torchvision is not None:
         train, test = read_archive(entry.torchvision, root, d.download, d.num_classes or entry.num_classes)
@@ -146,8 +132,8 @@ def read_splits(d: DataConfig, root: Path) -> tuple[Splits[ImageSet], Source]:
     else:
         train = read_image_folder(root / "train", d.num_classes)
         test = read_image_folder(eval_folder(root, entry.eval_folders), d.num_classes, train.classes)
-    if train.paths is not None:
-        source = files_source(train.paths + test.paths, root)
+    if train.paths is not None:  # every split's files, before any hold-out
+        source = Source("files", tree_digest(train.paths + test.paths, root))
     elif entry.torchvision is not None:
         source = archive_source(entry.torchvision)
     else:  # generated, or read by a reader of one's own: the pixels themselves

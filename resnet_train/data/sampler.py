@@ -11,11 +11,8 @@ from .split import RankShare, epoch_generator
 
 class EpochSampler:
     """Batch sampler: rank r's part (split.RankShare) of each global batch of epoch `epoch`, from batch
-    `start` on, as (index, seed) pairs.
-
-    The epoch's order and one seed per image are drawn from (seed, epoch). Resuming at `start` skips
-    start x global_batch images without reading them.
-    """
+    `start` on, as (index, seed) pairs; the order and one seed per image are drawn from (seed, epoch).
+    Resuming at `start` skips start x global_batch images without reading them."""
 
     def __init__(self, count: int, global_batch: int, *, seed: int, rank: int = 0, world_size: int = 1):
         self.share = RankShare(count, global_batch, rank=rank, world_size=world_size)

@@ -63,9 +63,8 @@ def ignore_preemption_signals(worker_id: int) -> None:
 def make_loader(
     dataset: Dataset, workers: int, pin: bool, collate_fn: Callable, persistent: bool = False, **sampling
 ) -> DataLoader:
-    """`persistent`: the workers stay alive across epochs (a new epoch only resets the sampler), for the
-    training set; evaluation sets start theirs at each evaluation. uint8 batches are pinned when `pin`, for
-    an asynchronous copy to the GPU."""
+    """`persistent`: the workers stay alive across epochs (the training set's; evaluation sets start theirs
+    at each evaluation). `pin`: uint8 batches are pinned, for an asynchronous copy to the GPU."""
     return DataLoader(
         dataset, num_workers=workers, pin_memory=pin, persistent_workers=persistent and workers > 0,
         prefetch_factor=4 if workers > 0 else None, collate_fn=collate_fn,

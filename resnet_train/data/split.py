@@ -1,14 +1,11 @@
-"""Splitting and sharding, the same for both backends: a dataset's splits and the validation hold-out, each
-rank's part of a global training batch, each rank's shard of an evaluation set, and the per-epoch generator.
-
-Randomness is a pure function of (seed, epoch): a run resumed at (epoch, batch) sees exactly the batches the
-uninterrupted run would have seen, with nothing but two integers to store.
+"""Splitting and sharding, the same for both backends. Randomness is a pure function of (seed, epoch): a run
+resumed at (epoch, batch) sees exactly the batches the uninterrupted run would have, with two integers stored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 import torch
 
@@ -17,26 +14,7 @@ from ..errors import UserError
 VAL_SPLIT_SEED = 0  # the held-out validation images are the same for every trainer seed
 
 
-def hold_out(count: int, val_size: int, what: str) -> tuple[list[int], list[int]]:
-    """(train, val) indices, each sorted: `val_size` of `count` training images held out as a validation set
-    (the paper's 45k/5k protocol for choosing hyper-parameters; the test set never chooses anything)."""
-    if not 0 < val_size < count:
-        raise UserError(f"data.val_size={val_size} must be between 0 and {count} ({what})")
-    order = torch.randperm(count, generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
-    return order[val_size:].sort().values.tolist(), order[:val_size].sort().values.tolist()
-
-
-class Images(Protocol):
-    """A split as either backend holds it: an ImageSet (decoded, in memory) or ImageFiles (to be streamed)."""
-
-    classes: list[str]
-
-    def __len__(self) -> int: ...
-
-    def subset(self, index: list[int]) -> Images: ...
-
-
-Split = TypeVar("Split", bound=Images)
+Split = TypeVar("Split")  # readers.ImageSet (decoded, in memory) or files.ImageFiles (to be streamed)
 
 
 @dataclass
@@ -58,10 +36,15 @@ class Splits(Generic[Split]):
         return len(self.classes)
 
     def held_out(self, val_size: int) -> Splits[Split]:
-        """`val_size` training images held out as the validation set (hold_out); unchanged for 0."""
+        """`val_size` training images held out as the validation set (the paper's 45k/5k protocol for choosing
+        hyper-parameters; the test set never chooses anything), both parts in order; unchanged for 0."""
         if not val_size:
             return self
-        kept, held = hold_out(len(self.train), val_size, "the training set")
+        count = len(self.train)
+        if not 0 < val_size < count:
+            raise UserError(f"data.val_size={val_size} must be between 0 and {count} (the training set)")
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
+        kept, held = order[val_size:].sort().values.tolist(), order[:val_size].sort().values.tolist()
         return replace(self, train=self.train.subset(kept), val=self.train.subset(held))
 
     def evals(self) -> dict[str, Split]:
@@ -95,8 +78,7 @@ class RankShare:
             raise UserError(f"batch size {global_batch} does not divide among {world_size} processes")
         if count < global_batch:
             raise UserError(f"the training set has {count} images, fewer than one batch of {global_batch}")
-        self.count, self.global_batch, self.local_batch = count, global_batch, global_batch // world_size
-        self.rank = rank
+        self.global_batch, self.local_batch, self.rank = global_batch, global_batch // world_size, rank
         self.iters_per_epoch = count // global_batch
 
     def bounds(self, step: int) -> tuple[int, int]:

@@ -1,19 +1,17 @@
-"""The training set's input statistics (the paper's mean image), computed once and cached as a file.
+"""The training set's input statistics (Sec. 3.4: "the per-pixel mean subtracted"), computed once and cached.
 
-Sec. 3.4: "the per-pixel mean subtracted". The mean is taken over a bounded sample of training images (every
-image for a small set): each image is resized to its test-time size (shorter side data.test_resize) and
-centre-cropped to data.image_size, so the mean image has the size of a training crop. The sample is fixed
-(seed 0), so every run and every rank computes the same statistics. The cache file sits beside the data when
-that folder is writable, else in the run directory. It is keyed on the training files (their relative paths,
-sizes and bytes: identity.tree_digest) and the hold-out, and named after the settings, so any added, removed,
-renamed or changed image, or another setting, recomputes it.
+The mean is taken over a fixed (seed 0) sample of training images, each resized to its test-time size and
+centre-cropped to data.image_size, so every run and rank computes the same mean image, of a training crop's
+size. The cache file sits beside the data when that folder is writable, else in the run directory; it is keyed
+on the training files (identity.tree_digest) and the hold-out and named after the settings, so any changed
+image or setting recomputes it.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -34,31 +32,13 @@ CACHE_FORMAT = 2  # 1 was keyed on the image count alone
 
 @dataclass
 class InputStats:
-    """Training-set statistics of images resized to test_resize and centre-cropped to image_size, in pixel
-    units: the per-pixel mean image, per-channel mean and std, and the std over all pixels."""
+    """In pixel units: the per-pixel mean image, per-channel mean and std, and the std over all pixels."""
 
     mean_image: torch.Tensor  # (3, S, S) float32
     channel_mean: torch.Tensor  # (3,)
     channel_std: torch.Tensor  # (3,)
     pixel_std: float
     samples: int
-
-    @classmethod
-    def from_sums(cls, total: torch.Tensor, square_total: torch.Tensor, count: int) -> InputStats:
-        """From the per-pixel sum (3, S, S) and per-channel sum of squares (3,) over `count` images."""
-        total = total.double()
-        pixels = count * total[0].numel()
-        mean_image = total / count
-        channel_mean = total.sum(dim=(1, 2)) / pixels
-        channel_var = square_total.double() / pixels - channel_mean**2
-        pixel_var = square_total.double().sum() / (3 * pixels) - (total.sum() / (3 * pixels)) ** 2
-        return cls(
-            mean_image.float(),
-            channel_mean.float(),
-            channel_var.clamp_min(1e-6).sqrt().float(),
-            float(pixel_var.clamp_min(1e-6).sqrt()),
-            count,
-        )
 
     @classmethod
     def fit(cls, images: torch.Tensor, chunk: int = 4096) -> InputStats:
@@ -69,28 +49,16 @@ class InputStats:
         return sums.stats()
 
     def state_dict(self) -> dict:
-        return {
-            "mean_image": self.mean_image,
-            "channel_mean": self.channel_mean,
-            "channel_std": self.channel_std,
-            "pixel_std": self.pixel_std,
-            "samples": self.samples,
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> InputStats:
-        return cls(
-            state["mean_image"].float(),
-            state["channel_mean"].float(),
-            state["channel_std"].float(),
-            float(state["pixel_std"]),
-            int(state["samples"]),
-        )
+        return cls(state["mean_image"].float(), state["channel_mean"].float(), state["channel_std"].float(),
+                   float(state["pixel_std"]), int(state["samples"]))  # fmt: skip
 
 
 class PixelSums:
-    """The float64 sums the statistics come from, over batches of (B, 3, H, W) images: the per-pixel sum, the
-    per-channel sum of squares and the image count. Flattened into one tensor, they add across ranks."""
+    """Float64 sums over (B, 3, H, W) batches: per-pixel sum, per-channel sum of squares, image count."""
 
     def __init__(self, shape: tuple[int, ...]):  # (3, H, W)
         self.total = torch.zeros(shape, dtype=torch.float64)
@@ -103,17 +71,20 @@ class PixelSums:
         self.squares += pixels.square().sum(dim=(0, 2, 3))
         self.count += len(images)
 
-    def flat(self) -> torch.Tensor:
-        return torch.cat([self.total.flatten(), self.squares, torch.tensor([float(self.count)])])
-
-    def load_flat(self, sums: torch.Tensor) -> None:
-        """Take the sums back from `flat()`'s layout (after adding them across ranks)."""
-        size = self.total.numel()
-        self.total, self.squares = sums[:size].view_as(self.total), sums[size:-1]
-        self.count = int(sums[-1])
+    def add_across_ranks(self, device: torch.device) -> None:
+        flat = torch.cat([self.total.flatten(), self.squares, torch.tensor([float(self.count)])])
+        sums, size = all_reduce_sum(flat.to(device)).cpu(), self.total.numel()
+        self.total, self.squares, self.count = sums[:size].view_as(self.total), sums[size:-1], int(sums[-1])
 
     def stats(self) -> InputStats:
-        return InputStats.from_sums(self.total, self.squares, self.count)
+        count, total, square_total = self.count, self.total.double(), self.squares.double()
+        pixels = count * total[0].numel()
+        mean_image = total / count
+        channel_mean = total.sum(dim=(1, 2)) / pixels
+        channel_var = square_total / pixels - channel_mean**2
+        pixel_var = square_total.sum() / (3 * pixels) - (total.sum() / (3 * pixels)) ** 2
+        mean, std = channel_mean.float(), channel_var.clamp_min(1e-6).sqrt().float()
+        return InputStats(mean_image.float(), mean, std, float(pixel_var.clamp_min(1e-6).sqrt()), count)
 
 
 def sample_indices(count: int, samples: int) -> list[int]:
@@ -124,13 +95,8 @@ def sample_indices(count: int, samples: int) -> list[int]:
     return chosen.sort().values.tolist()
 
 
-def cache_name(image_size: int, resize: int, samples: int) -> str:
-    return f"input_stats_{image_size}px_resize{resize}_n{samples}.pt"
-
-
 def load_cached(folders: list[Path], name: str, key: str) -> InputStats | None:
-    """The statistics cached in the first of `folders` that holds a valid file for the training set `key`
-    identifies."""
+    """The statistics in the first of `folders` holding a valid file for the training set `key` identifies."""
     for folder in folders:
         path = folder / name
         if not path.is_file():
@@ -166,8 +132,7 @@ def compute_input_stats(
     files: ImageFiles, image_size: int, resize: int, samples: int, *, workers: int, bad_images: BadImages,
     shard: Shard,
 ) -> InputStats:  # fmt: skip
-    """The statistics of a fixed sample of training images (centre views); each rank reads its share and the
-    sums are added across ranks."""
+    """Of a fixed sample of training images (centre views), each rank reading its share."""
     chosen = sample_indices(len(files), samples)[shard.rank :: shard.world_size]
     view = functools.partial(center_view, resize=resize, size=image_size)
     loader = make_loader(EvalSamples(files.subset(chosen), view), workers, False, collate, batch_size=64)
@@ -176,7 +141,7 @@ def compute_input_stats(
         bad_images.report(failures)
         if len(labels):
             sums.add(views)
-    sums.load_flat(all_reduce_sum(sums.flat().to(shard.device)).cpu())
+    sums.add_across_ranks(shard.device)
     if not sums.count:
         raise UserError(f"no readable image among the {samples} sampled from {files.folder}")
     return sums.stats()
@@ -186,16 +151,14 @@ def input_stats(
     files: ImageFiles, image_size: int, resize: int, samples: int, cache_dirs: list[Path], *, cache_key: str,
     workers: int, bad_images: BadImages, shard: Shard,
 ) -> InputStats:  # fmt: skip
-    """Load the statistics cached under `cache_key` (what identifies the training files), or compute and
-    cache them (every rank computes a share)."""
-    name = cache_name(image_size, resize, min(samples, len(files)))
+    """The statistics cached under `cache_key` (the training files' identity), or computed and cached."""
+    name = f"input_stats_{image_size}px_resize{resize}_n{min(samples, len(files))}.pt"
     stats = load_cached(cache_dirs, name, cache_key)
     if not any_rank(stats is None, shard.device):
         return stats
     log.info("computing the mean image over %d training images", min(samples, len(files)))
-    stats = compute_input_stats(
-        files, image_size, resize, samples, workers=workers, bad_images=bad_images, shard=shard
-    )
+    stats = compute_input_stats(files, image_size, resize, samples, workers=workers, bad_images=bad_images,
+                                shard=shard)  # fmt: skip
     if shard.rank == 0:
         save_cached(stats, cache_dirs, name, cache_key)
     return stats

@@ -1,9 +1,7 @@
-"""The streamed backend (data.loader=stream): ImageFolder files read by DataLoader workers, batch by batch.
-
-The workers decode and crop (samples.py), or with data.decode=gpu only read the bytes, which nvJPEG decodes
-on the GPU a batch at a time (files.decode_batch); the sampler (sampler.py) picks each rank's files from
-(seed, epoch). A training batch travels as uint8 (a quarter of float32's bytes), from pinned memory, without
-blocking; the lighting noise, mean subtraction and scaling run on the device (normalize.Normalizer).
+"""The streamed backend (data.loader=stream): ImageFolder files read by DataLoader workers, which decode and
+crop, or with data.decode=gpu only read the bytes for nvJPEG to decode a batch at a time. A training batch
+travels as uint8 (a quarter of float32's bytes) from pinned memory, without blocking; lighting, mean
+subtraction and scaling run on the device.
 """
 
 from __future__ import annotations
@@ -29,9 +27,7 @@ from .stats import InputStats, input_stats
 
 
 class StreamBackend:
-    """The backend of data.loader=stream: an ImageFolder tree (train/, and test/ or val/) under the
-    data root, read file by file. The training-set statistics are cached beside the data or in the run
-    directory (stats.py)."""
+    """The backend of data.loader=stream: an ImageFolder tree (train/, and test/ or val/), file by file."""
 
     def __init__(self, d: FolderData, root: Path):
         self.d, self.root = d, root
@@ -62,9 +58,7 @@ class StreamBackend:
     def source(self) -> Source:
         return Source("files", self._digest)
 
-    def stats(
-        self, train: ImageFiles, *, shard: Shard, run_dir: Path | None = None
-    ) -> InputStats:
+    def stats(self, train: ImageFiles, *, shard: Shard, run_dir: Path | None = None) -> InputStats:
         """Cached under what they depend on: every file as it is now, and the hold-out."""
         d = self.d
         cache_dirs = [self.root] + ([Path(run_dir)] if run_dir is not None else [])
@@ -128,9 +122,8 @@ class StreamTrainBatches:
         bad_images: BadImages | None = None,
     ):  # fmt: skip
         device = shard.device
-        self.sampler = EpochSampler(
-            len(files), global_batch, seed=seed, rank=shard.rank, world_size=shard.world_size
-        )
+        self.sampler = EpochSampler(len(files), global_batch, seed=seed, rank=shard.rank,
+                                    world_size=shard.world_size)  # fmt: skip
         self.iters_per_epoch = self.sampler.iters_per_epoch
         self.gpu_decode = decode is Decode.gpu
         if self.gpu_decode:
@@ -179,11 +172,10 @@ class StreamEvalBatches:
         self, files: ImageFiles, view: Callable, normalize: Normalizer, batch_size: int, *,
         shard: Shard = ONE_CPU_PROCESS, workers: int = 0, bad_images: BadImages | None = None,
     ):  # fmt: skip
-        device = shard.device
-        self.normalize, self.device = normalize, device
+        self.normalize, self.device = normalize, shard.device
         self.bad_images = bad_images or BadImages(BadImage.skip)
         self.loader = make_loader(
-            EvalSamples(files, view), workers, device.type == "cuda", collate,
+            EvalSamples(files, view), workers, shard.device.type == "cuda", collate,
             batch_size=batch_size, sampler=eval_shard(len(files), shard.rank, shard.world_size),
         )  # fmt: skip
 

@@ -1,18 +1,11 @@
 """Checkpoints: plain dicts of tensors and Python values, written atomically and verified on load.
 
-Layout in a run's `checkpoints/` folder:
-    last.pt, last.pt.sha256     the newest checkpoint and the SHA-256 of its bytes
-    prev.pt, prev.pt.sha256     the one before, kept until a newer one is complete on disk
-    best.pt, best.pt.sha256     with a validation split: the one with the lowest val error so far
-
-A save writes `NAME.pt.tmp` and fsyncs it, then records its digest in `NAME.pt.tmp.sha256`: that is the
-moment the save is committed. Then renames move last -> prev and the new file into place, one file at a
-time. A file is trusted when its SHA-256 equals a digest recorded in any `.sha256` file of its folder, so a
-crash between two renames, which may leave a digest under its old or its new name, still leaves every
-committed file verifiable; `latest_checkpoint` also finds a committed `last.pt.tmp` whose renames were cut
-short, and the next save finishes them. A file with no digest anywhere (one copied by hand) is checked
-against the CRCs of its zip records (torch.save writes a zip) before it is trusted. Loading always uses
-`weights_only=True`, so a file crafted to run code when unpickled is refused rather than executed.
+A run's `checkpoints/` holds last.pt (the newest), prev.pt (the one before, kept until a newer one is on
+disk) and, with a validation split, best.pt, each with a `.sha256` of its bytes. A save writes and fsyncs
+`NAME.pt.tmp`, then records its digest in `NAME.pt.tmp.sha256` (the commit), then renames one file at a time.
+A file is trusted when its SHA-256 is recorded in any `.sha256` of its folder, so a crash between renames
+leaves every committed file verifiable, and the next save finishes the renames. A file with no digest (copied
+by hand) must pass its zip records' CRCs. Loading uses `weights_only=True`: no pickled code ever runs.
 """
 
 from __future__ import annotations
@@ -66,7 +59,6 @@ def _digest_path(path: Path) -> Path:
 
 
 def _recorded_digests(directory: Path) -> set[str]:
-    """Every SHA-256 recorded in a `.sha256` file of `directory`."""
     digests = set()
     for sidecar in directory.glob("*.sha256"):
         try:
@@ -83,8 +75,8 @@ def _committed(tmp: Path) -> bool:
 
 
 def _move_into_place(directory: Path, name: str, previous: str | None) -> None:
-    """The renames of a committed save (NAME.pt.tmp -> NAME.pt, NAME.pt -> PREVIOUS.pt, and their digests),
-    in an order that a crash can cut anywhere: run again, it finishes what is left."""
+    """A committed save's renames (tmp -> NAME, NAME -> PREVIOUS, and digests), in an order a crash can cut
+    anywhere: run again, it finishes what is left."""
     path, tmp = directory / f"{name}.pt", directory / f"{name}.pt.tmp"
     if tmp.exists():
         if previous is not None:
@@ -118,11 +110,8 @@ def _io_reason(error: BaseException | None) -> str | None:
 
 
 def save_checkpoint(directory: Path, state: dict, name: str = "last", previous: str | None = "prev") -> Path:
-    """Write `state` as directory/NAME.pt, keeping the one it replaces as PREVIOUS.pt (None: not kept).
-
-    A failed write (a full disk) leaves the earlier files as they were and no temporary file, and raises
-    CheckpointError naming what was kept.
-    """
+    """Write `state` as directory/NAME.pt, keeping the one it replaces as PREVIOUS.pt (None: not kept). A
+    failed write (a full disk) leaves the earlier files and no temporary one, and says what was kept."""
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f"{name}.pt.tmp"
     try:
@@ -154,7 +143,7 @@ def save_checkpoint(directory: Path, state: dict, name: str = "last", previous: 
 
 
 def _zip_problem(path: Path) -> str | None:
-    """What is wrong with `path` as a zip archive (torch.save's format), checking every record's CRC."""
+    """What is wrong with `path` as a zip archive (torch.save's format), every record's CRC checked."""
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
@@ -164,12 +153,7 @@ def _zip_problem(path: Path) -> str | None:
 
 
 def verify_checkpoint(path: Path) -> None:
-    """Refuse a file whose bytes are not the ones its writer recorded.
-
-    Trusted: a SHA-256 recorded in any `.sha256` file beside it (mid-rotation a digest may sit under the
-    file's old or new name). A file with its own `.sha256` that does not match is corrupted. A file without
-    any recorded digest (copied by hand) must pass the CRC check of its zip records.
-    """
+    """Refuse a file whose bytes are not the ones its writer recorded (see the module's rules)."""
     digest = _sha256(path)
     if digest in _recorded_digests(path.parent):
         return
@@ -183,8 +167,7 @@ def verify_checkpoint(path: Path) -> None:
 
 
 def check_structure(state: dict, source, needs: tuple[str, ...]) -> None:
-    """Refuse a checkpoint that lacks one of the parts `needs` names (or holds one that is not a dict), in
-    one line naming them, rather than failing later with a KeyError."""
+    """Refuse, in one line, a checkpoint that lacks a part `needs` names (rather than a later KeyError)."""
     missing = [key for key in needs if not isinstance(state.get(key), dict)]
     trainer = state.get("trainer")
     if "trainer" in needs and isinstance(trainer, dict) and not isinstance(trainer.get("iteration"), int):
@@ -197,8 +180,7 @@ def check_structure(state: dict, source, needs: tuple[str, ...]) -> None:
 
 
 def load_checkpoint(path: Path, needs: tuple[str, ...] = ()) -> dict:
-    """Load one checkpoint file safely and check that it holds the parts `needs` names (TRAINING_KEYS,
-    WEIGHTS_KEYS); raise CheckpointError naming the file if it cannot be trusted or used."""
+    """Load one checkpoint file safely, holding the parts `needs` names; else CheckpointError naming it."""
     path = Path(path)
     if path.is_dir():
         inside = next((p for p in (path / "checkpoints" / "last.pt", path / "last.pt") if p.is_file()), None)
@@ -231,11 +213,8 @@ def load_checkpoint(path: Path, needs: tuple[str, ...] = ()) -> dict:
 
 
 def latest_checkpoint(directory: Path, needs: tuple[str, ...] = ("trainer",)) -> dict | None:
-    """The newest usable checkpoint in `directory` (holding what `needs` names), or None if it holds none.
-
-    Newest first: a committed last.pt.tmp whose renames a crash cut short, last.pt, then prev.pt (with a
-    warning when a newer one was unusable). An uncommitted last.pt.tmp is an unfinished write: ignored.
-    """
+    """The newest usable checkpoint in `directory` (None: none): a committed last.pt.tmp whose renames a
+    crash cut short, last.pt, then prev.pt (with a warning). An uncommitted last.pt.tmp is ignored."""
     tmp = directory / "last.pt.tmp"
     candidates = ([tmp] if _committed(tmp) else []) + [directory / "last.pt", directory / "prev.pt"]
     errors = []
@@ -265,14 +244,10 @@ def rng_state() -> dict:
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     state = {
         "python": {"version": version, "keys": torch.tensor(keys, dtype=torch.int64), "gauss": gauss},
-        "numpy": {
-            "keys": torch.from_numpy(np_keys.astype(np.int64)),
-            "pos": int(np_pos),
-            "has_gauss": int(np_has_gauss),
-            "gauss": float(np_gauss),
-        },
+        "numpy": {"keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
         "torch": torch.get_rng_state(),
-    }
+    }  # fmt: skip
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

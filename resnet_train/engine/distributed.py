@@ -1,11 +1,6 @@
-"""Process-group setup for DistributedDataParallel, from torchrun's or SLURM's environment or our own spawn.
-
-Ranks are values (a `World`), never globals. Three ways in:
-- `trainer.devices=N`: the CLI composes the config once and spawns N workers with torch.multiprocessing,
-  giving each RANK/WORLD_SIZE/LOCAL_RANK and a free MASTER_PORT on 127.0.0.1;
-- torchrun: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT come from the environment;
-- SLURM (hydra-submitit-launcher, one task per GPU): SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID, with
-  MASTER_ADDR taken from the first host of SLURM_JOB_NODELIST (expanded by submitit) when not set.
+"""Process-group setup for DistributedDataParallel. Ranks are values (a `World`), never globals; they come
+from our own spawn (`trainer.devices=N`, engine/launch.py), torchrun's variables, or SLURM's (a task per
+GPU, MASTER_ADDR from the first host of the job's node list).
 """
 
 from __future__ import annotations
@@ -40,8 +35,7 @@ class World:
 
 
 def slurm_hostnames() -> list[str]:
-    """The hosts of this SLURM job, expanded from SLURM_JOB_NODELIST ('gpu[003-005,9]' -> gpu003, gpu004, ...)
-    by submitit, the library hydra-submitit-launcher submits with."""
+    """The hosts of this SLURM job ('gpu[003-005,9]' -> gpu003, ...), as submitit expands them."""
     try:
         from submitit.slurm.slurm import SlurmJobEnvironment
     except ImportError:
@@ -53,11 +47,8 @@ def slurm_hostnames() -> list[str]:
 
 
 def world_from_env(environ: dict | None = None) -> World | None:
-    """The World described by torchrun's or SLURM's variables, or None for a plain single process.
-
-    SLURM's variables count only when the job has more than one task: a one-task allocation (an
-    interactive shell, say) is a single process that may still spawn its own workers.
-    """
+    """The World of torchrun's or SLURM's variables, or None for a single process (a one-task SLURM
+    allocation, an interactive shell, is one: it may still spawn its own workers)."""
     env = os.environ if environ is None else environ
     if "RANK" in env and "WORLD_SIZE" in env:
         return World(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
@@ -75,8 +66,7 @@ def export_slurm_rendezvous() -> None:
 
 
 class LostContact(UserError):
-    """Another rank stopped answering in a collective (its process or its machine died): this rank cannot go
-    on alone, and says so in one line rather than with the backend's traceback."""
+    """Another rank stopped answering in a collective (it died): one line rather than a traceback."""
 
     exit_code = 1
 
@@ -84,14 +74,10 @@ class LostContact(UserError):
         super().__init__(f"rank {rank}: lost contact with another rank ({reason}){where}; stopping")
         self.rank, self.reason = rank, reason
 
-    def at(self, iteration: int, checkpoint_iteration: int | None) -> LostContact:
-        """The same loss of contact, placed in the training loop."""
-        saved = (
-            "no checkpoint yet" if checkpoint_iteration is None
-            else f"the last checkpoint is iteration {checkpoint_iteration}"
-        )  # fmt: skip
-        where = f" at iteration {iteration}; {saved}"
-        return LostContact(self.rank, self.reason, where)
+    def at(self, iteration: int, checkpoint_iteration: int | None) -> LostContact:  # placed in the loop
+        saved = "no checkpoint yet" if checkpoint_iteration is None else (
+            f"the last checkpoint is iteration {checkpoint_iteration}")  # fmt: skip
+        return LostContact(self.rank, self.reason, f" at iteration {iteration}; {saved}")
 
 
 # What gloo's TCP transport raises (as a RuntimeError) when the other end of a connection has gone.
@@ -100,8 +86,7 @@ _PEER_GONE = re.compile(r"Connection (?:closed|reset) by peer|Broken pipe")
 
 @contextmanager
 def peers_answering() -> Iterator[None]:
-    """Around collectives (ours, DDP's all-reduce in the backward): a peer that went away becomes
-    `LostContact`; any other error passes through unchanged."""
+    """Around collectives (DDP's too): a peer that went away becomes `LostContact`."""
     try:
         yield
     except RuntimeError as error:
@@ -118,17 +103,14 @@ def free_port() -> int:
 
 
 def init_process_group(world: World, device: torch.device, timeout_s: float = 300.0) -> None:
-    """Join the process group: NCCL on GPUs, gloo on CPU. `timeout_s` bounds how long a rank waits for a
-    dead peer in a collective before failing (so a crash elsewhere ends this rank too)."""
+    """Join the process group: NCCL on GPUs, gloo on CPU; `timeout_s` bounds a wait for a dead peer."""
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(
-        backend="nccl" if device.type == "cuda" else "gloo",
-        rank=world.rank,
-        world_size=world.world_size,
+        backend="nccl" if device.type == "cuda" else "gloo", rank=world.rank, world_size=world.world_size,
         timeout=datetime.timedelta(seconds=timeout_s),
         **({"device_id": device} if device.type == "cuda" else {}),
-    )
+    )  # fmt: skip
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -146,12 +128,6 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     with peers_answering():
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
-
-
-def barrier() -> None:
-    if dist.is_initialized():
-        with peers_answering():
-            dist.barrier()
 
 
 def destroy() -> None:

@@ -1,5 +1,4 @@
-"""A sweep's wall clock from its jobs' timings (engine/probe.py): each job's time, the launcher's schedule of
-the jobs, and the longest runs that fit a budget. Plain arithmetic, no clock."""
+"""A sweep's wall clock from its jobs' timings (engine/probe.py). Plain arithmetic, no clock."""
 
 from __future__ import annotations
 
@@ -14,20 +13,18 @@ def evaluations(start: int, max_iters: int, eval_every: int) -> int:
     last iteration (engine/loop.py, `Trainer._after_step`)."""
     if start >= max_iters:
         return 0
-    count = max_iters // eval_every - start // eval_every
-    return count + (1 if max_iters % eval_every else 0)
+    return max_iters // eval_every - start // eval_every + (1 if max_iters % eval_every else 0)
 
 
 def job_seconds(timing: Timing, start: int, max_iters: int, eval_every: int) -> float:
-    """A job that trains from iteration `start` to `max_iters`: loading and building, the steps, the
-    evaluations. Checkpoint writes are left out (a fraction of a second each, at trainer.checkpoint_every)."""
+    """Seconds of a job from iteration `start` to `max_iters`: setup, steps, evaluations. Checkpoint writes
+    are left out (a fraction of a second each)."""
     steps = max(max_iters - start, 0)
     return timing.setup_s + steps * timing.step_s + evaluations(start, max_iters, eval_every) * timing.eval_s
 
 
 def sweep_seconds(durations: Sequence[float], slots: int) -> float:
-    """The wall clock of jobs run in order on `slots` workers, each job starting on the first worker free
-    (Hydra's basic launcher: one slot; joblib: n_jobs; a SLURM array: its parallelism)."""
+    """The wall clock of jobs run in order on `slots` workers, each starting on the first worker free."""
     free_at = [0.0] * max(1, min(slots, len(durations)))
     for duration in durations:
         heapq.heappush(free_at, heapq.heappop(free_at) + duration)
@@ -35,8 +32,8 @@ def sweep_seconds(durations: Sequence[float], slots: int) -> float:
 
 
 def fit_iters(job_time: Callable[[int], float], budget_s: float, multiple: int = 1) -> int | None:
-    """The largest number of iterations, a multiple of `multiple`, for which `job_time(iterations)` (the
-    sweep's time, growing with the iterations) stays within `budget_s`; None if even `multiple` does not."""
+    """The largest multiple of `multiple` for which `job_time(iterations)` (growing with them) stays within
+    `budget_s`; None if even `multiple` does not."""
     if job_time(multiple) > budget_s:
         return None
     low, high = 1, 2

@@ -1,8 +1,5 @@
-"""Starting the workers of one run: in this process, as spawned local workers (`trainer.devices=N`, with
-pre-emption signals passed on to them), or as one rank that torchrun or SLURM placed. The settings only the
-machine can refuse (as many workers as it has cores or GPUs, a `trainer.resume` that names something) are
-checked before anything starts.
-"""
+"""Starting the workers of one run: in this process, as spawned local workers (`trainer.devices=N`), or as
+one rank that torchrun or SLURM placed; what only the machine can refuse is checked first."""
 
 from __future__ import annotations
 
@@ -40,9 +37,8 @@ class WorkerFailed(UserError):
 
 @dataclass(frozen=True)
 class Share:
-    """A job's share of the machine where `jobs` run side by side (Hydra's joblib launcher, or the copies
-    resnet-plan times at once): `threads` intra-op threads (None: every core) and, on a machine with `gpus`
-    GPUs, GPU `gpu` (the job's number `job` modulo the GPU count)."""
+    """A job's share of the machine where `jobs` run side by side (joblib, or resnet-plan's timed copies):
+    `threads` (None: every core) and GPU `gpu`, the job's number modulo the `gpus` there are."""
 
     jobs: int = 1
     threads: int | None = None
@@ -55,24 +51,17 @@ class Share:
 
 
 def accept_run(record: HydraRecord | None, run_dir: Path) -> None:
-    """The run in `run_dir` is this command's (it holds the lock, the config was accepted): record its config
-    in `.hydra/` and let train.log receive the lines held back until now (logs.HeldFileHandler)."""
+    """The run is this command's: record its config in `.hydra/` and release train.log's held lines."""
     if record is not None:
         record.write(run_dir)
     release_held_logs()
 
 
 def run_worker(
-    config: Config,
-    run_dir: Path,
-    world: distributed.World,
-    join_group: bool,
-    record: HydraRecord | None = None,
-    threads: int | None = None,
-) -> RunSummary | None:
-    """Train on one rank with `threads` intra-op threads (None: torch's choice); `join_group` starts the
-    process group (DDP), even for a world of one. The main rank writes `record` and the log into the run
-    directory once the run is this command's (`accept_run`)."""
+    config: Config, run_dir: Path, world: distributed.World, join_group: bool,
+    record: HydraRecord | None = None, threads: int | None = None,
+) -> RunSummary | None:  # fmt: skip
+    """Train on one rank with `threads` (None: torch's choice); `join_group` starts the process group."""
     try:
         # From here a signal stops the run at once (exit 75), until the loop installs its own handling.
         with StopOutsideLoop():
@@ -90,8 +79,7 @@ def run_worker(
 
 
 def worker_threads(on_cpu: bool, cores: int, world_size: int, omp_num_threads: str | None) -> int | None:
-    """The intra-op threads of one of `world_size` local workers: on a CPU run its share of the cores (at
-    least one, as torchrun gives), unless OMP_NUM_THREADS says; None (torch's own choice) on a GPU."""
+    """A local CPU worker's share of the cores, unless OMP_NUM_THREADS says; None on GPUs."""
     if not on_cpu or omp_num_threads is not None:
         return None
     return max(1, cores // world_size)
@@ -100,8 +88,7 @@ def worker_threads(on_cpu: bool, cores: int, world_size: int, omp_num_threads: s
 def _spawned_worker(
     local_rank: int, config: Config, run_dir: str, port: int, world_size: int, stopped_at, record
 ) -> None:
-    """Entry point of a worker started by `spawn_workers` (a fresh interpreter without Hydra's logging).
-    `stopped_at` (a shared integer) receives the iteration a pre-empted worker stopped at."""
+    """A worker of `spawn_workers`; `stopped_at` (shared) gets the iteration a pre-empted one stopped at."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     on_cpu = not on_cuda(config.trainer.device)
     threads = worker_threads(on_cpu, os.cpu_count() or 1, world_size, os.environ.get("OMP_NUM_THREADS"))
@@ -121,9 +108,8 @@ def _spawned_worker(
 
 
 def spawn_workers(config: Config, run_dir: Path, count: int, record: HydraRecord | None = None) -> None:
-    """Start `count` local workers and wait for them. Pre-emption signals are passed on to every worker, and
-    the launcher reports the iteration they stopped at; if one worker dies, the others are terminated and
-    this raises (no hang)."""
+    """Start `count` local workers and wait for them, passing pre-emption signals on; if one dies, the others
+    are terminated and this raises (no hang)."""
     import torch.multiprocessing as mp
 
     received: list[int] = []
@@ -167,8 +153,7 @@ def spawn_workers(config: Config, run_dir: Path, count: int, record: HydraRecord
 def launch(
     config: Config, run_dir: Path, share: Share | None = None, record: HydraRecord | None = None
 ) -> RunSummary | None:
-    """Train `config` in `run_dir` on the workers it asks for; returns the summary of a run in this process
-    (None where spawned workers trained, or where the run was already complete)."""
+    """Train `config` in `run_dir` on its workers; the summary of a run in this process, else None."""
     world = distributed.world_from_env()
     check_launch(config, world)
     # One lock per run, held by this command (or rank 0 under torchrun/SLURM), never by spawned workers.
@@ -191,9 +176,8 @@ def launch(
 
 
 def check_launch(config: Config, world: distributed.World | None) -> None:
-    """What only the machine can refuse, before anything starts: a `trainer.resume` that names nothing, more
-    local workers than cores or GPUs (when they start here: `world` is None; under torchrun or SLURM the
-    launcher placed them), a global batch that does not divide among the processes."""
+    """What only the machine can refuse: an empty `trainer.resume`, more local workers (`world` None) than
+    cores or GPUs, a global batch that does not divide among the processes."""
     check_resume(config.trainer.resume)
     if world is None:
         check_worker_count(config, os.cpu_count() or 1, torch.cuda.device_count())
@@ -206,8 +190,7 @@ def check_launch(config: Config, world: distributed.World | None) -> None:
 
 
 def check_worker_count(config: Config, cores: int, gpus: int) -> None:
-    """Refuse more local workers than the machine can run: on a CPU, one per core (each takes a share of the
-    cores; more only multiply the interpreters and the memory); on GPUs, one per visible GPU."""
+    """At most one local worker per core on a CPU (more only multiply the memory), per GPU on GPUs."""
     devices, kind = config.trainer.devices, config.trainer.device
     if devices <= 1:
         return
@@ -222,7 +205,6 @@ def check_worker_count(config: Config, cores: int, gpus: int) -> None:
 
 
 def check_resume(resume: str) -> None:
-    """`trainer.resume` is auto, never or a checkpoint file; an empty value is none of them."""
     if not resume.strip():
         raise UserError(
             "trainer.resume is empty: give auto (the default), never, or a checkpoint file "

@@ -1,9 +1,5 @@
-"""What a run shows and leaves behind: TensorBoard events, a progress bar, log lines and metrics.json.
-
-Only the main rank writes; on other ranks a `RunLogger(enabled=False)` does nothing. On a terminal the bar
-shows the iteration, loss, training error and images/s; without one (batch jobs, `nohup`, `| tee`) each
-logging point is one log line instead, with the lr, the elapsed time and an ETA, as torchvision's and timm's
-trainers print.
+"""What a run shows and leaves behind: TensorBoard events, a progress bar (on a terminal; else a log line
+per logging point with the lr, elapsed time and ETA), log lines and metrics.json. Only the main rank writes.
 """
 
 from __future__ import annotations
@@ -41,10 +37,9 @@ ERROR_LAYOUT = {"error": {"train and val/test error": ["Multiline", [r"^error/(t
 
 
 def wait_for_a_later_second(run_dir: Path) -> None:
-    """Return once the clock has passed the second in the name of the run's newest events file. TensorBoard
-    reads a run's files in name order (events.out.tfevents.<second>.<host>.<pid>...) and, where the steps go
-    back, drops the later points as orphans: a resumed run's file, opened in the same second as the killed
-    attempt's, could sort before it (a lower pid) and lose the resumed points."""
+    """Return once the clock has passed the second in the name of the run's newest events file: TensorBoard
+    reads the files in name order (events.out.tfevents.<second>.<host>.<pid>), so a resumed run's file opened
+    in the same second could sort first (a lower pid) and its points be dropped as orphans."""
     seconds = [int(p.name.split(".")[3]) for p in run_dir.glob("events.out.tfevents.*")
                if p.name.split(".")[3].isdigit()]  # fmt: skip
     while seconds and time.time() < max(seconds) + 1:
@@ -53,15 +48,9 @@ def wait_for_a_later_second(run_dir: Path) -> None:
 
 class RunLogger:
     def __init__(
-        self,
-        run_dir: Path,
-        *,
-        enabled: bool,
-        start_iteration: int,
-        max_iters: int,
-        progress: bool,
+        self, run_dir: Path, *, enabled: bool, start_iteration: int, max_iters: int, progress: bool,
         synthetic: bool,
-    ):
+    ):  # fmt: skip
         self.run_dir, self.enabled, self.synthetic = Path(run_dir), enabled, synthetic
         self.start_iteration, self.max_iters = start_iteration, max_iters
         self.started = time.perf_counter()
@@ -70,18 +59,14 @@ class RunLogger:
             return
         if progress:
             # disable=None: no bar when stderr is not a terminal (batch jobs, CI).
-            self.bar = tqdm(
-                total=max_iters, initial=start_iteration, disable=None, unit="it", dynamic_ncols=True
-            )
-            if self.bar.disable:
-                self.bar = None
+            bar = tqdm(total=max_iters, initial=start_iteration, disable=None, unit="it", dynamic_ncols=True)
+            self.bar = None if bar.disable else bar
         if synthetic:
             log.warning("data=synthetic: this run trains on generated images, not a real dataset")
 
     @property
     def writer(self):
-        """The run's TensorBoard writer, opened at the first point it records: a command that records
-        nothing (a run that is already complete, one stopped while its data loads) adds no events file."""
+        """The run's TensorBoard writer, opened at the first point it records (a complete run adds none)."""
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -98,8 +83,6 @@ class RunLogger:
             self.bar.update(iterations)
 
     def train_point(self, iteration: int, loss: float, error: float, lr: float, images_per_s: float) -> None:
-        """One logging point; `images_per_s` is the run's training throughput so far (evaluation and
-        checkpoints excluded), the figure metrics.json reports at the end."""
         if not self.enabled:
             return
         self.writer.add_scalar(TRAIN_LOSS, loss, iteration)
@@ -133,12 +116,8 @@ class RunLogger:
         log.info("iteration %d: %s error %.2f%% loss %.4f", iteration, split, 100 * error, loss)
 
     def finish(self, summary: RunSummary) -> None:
-        """Write metrics.json and this run's row of the HPARAMS view (into its own event file, no sub-run).
-
-        Only the session summaries are written, not an experiment summary: TensorBoard then builds the
-        view from every run's row, puts the columns whose values differ between runs first, and takes each
-        metric's value as the last point of the run's scalar curves (error/train, error/test, ...), so the
-        final errors need no one-point scalars of their own."""
+        """Write metrics.json and this run's HPARAMS row (session summaries only: TensorBoard builds the view
+        from every run's row and takes each metric as the last point of its scalar curve)."""
         if not self.enabled:
             return
         from torch.utils.tensorboard.summary import hparams as hparams_summary
@@ -159,8 +138,7 @@ class RunLogger:
             self._writer = None
 
 
-def log_loading(config: Config, rt: Runtime) -> None:
-    """The run's first line: the net, the arithmetic, the device and the data it loads."""
+def log_loading(config: Config, rt: Runtime) -> None:  # the run's first line
     m, d = config.model, config.data
     log.info("%s in %s on %s: loading %s (%s) and building the net ...", model_name(m.residual, m.depth),
              rt.precision, rt.device, d.name, getattr(d, "root", "generated images"))  # fmt: skip
@@ -169,8 +147,7 @@ def log_loading(config: Config, rt: Runtime) -> None:
                     "with bf16's rounding but about 5x slower than fp32")  # fmt: skip
 
 
-def log_start(config: Config, rt: Runtime, params: int, synthetic: bool) -> None:
-    """What is about to train, in one line."""
+def log_start(config: Config, rt: Runtime, params: int, synthetic: bool) -> None:  # what is about to train
     m, t = config.model, config.trainer
     log.info(
         "%s on %s%s: %s parameters, %d iterations, batch %d on %d process(es), %s, precision %s%s",
@@ -180,8 +157,7 @@ def log_start(config: Config, rt: Runtime, params: int, synthetic: bool) -> None
     )  # fmt: skip
 
 
-def log_summary(summary: RunSummary, run_dir: Path) -> None:
-    """The end of a run in three lines: what was trained, the final errors, and where to look."""
+def log_summary(summary: RunSummary, run_dir: Path) -> None:  # what was trained, its errors, where to look
     label = " (SYNTHETIC DATA)" if summary.synthetic else ""
     speed = f", {rate(summary.images_per_s)} images/s" if summary.images_per_s else ""
     log.info(
@@ -195,8 +171,7 @@ def log_summary(summary: RunSummary, run_dir: Path) -> None:
     log.info("run directory %s; view it with: tensorboard --logdir %s", where, where)
 
 
-def rate(images_per_s: float) -> str:
-    """images/s as metrics.json rounds it (one decimal), without the decimal from 100 up."""
+def rate(images_per_s: float) -> str:  # as metrics.json rounds it, without the decimal from 100 up
     return f"{images_per_s:,.1f}" if images_per_s < 100 else f"{images_per_s:,.0f}"
 
 
@@ -204,8 +179,7 @@ def duration(seconds: float) -> str:
     return str(timedelta(seconds=round(seconds)))
 
 
-def shown_path(path: Path) -> str:
-    """`path` relative to the working directory when it lies below it, else absolute."""
+def shown_path(path: Path) -> str:  # relative to the working directory when below it, else absolute
     path = Path(path).absolute()
     try:
         return str(path.relative_to(Path.cwd()))

@@ -31,21 +31,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("resnet_train")
 
 
-class EmptyEpoch(UserError):
-    """An epoch yielded no batch: the loop would otherwise spin forever."""
+class EmptyEpoch(UserError):  # an epoch yielded no batch: the loop would otherwise spin forever
+    pass
 
 
-class CheckpointNotWritten(UserError):
-    """Rank 0 failed to write a checkpoint (its own error says why): the other ranks stop with it."""
+class CheckpointNotWritten(UserError):  # on the ranks other than 0, which failed to write (and says why)
+    pass
+
+
+class Diverged(UserError):
+    pass
 
 
 # A cross-entropy beyond this has diverged: a uniform guess over the classes costs ln(classes), under 7 for
 # ImageNet's 1,000; a loss of 1e4 means logits 1e4 apart on the wrong class.
 MAX_LOSS = 1e4
-
-
-class Diverged(UserError):
-    """The loss became NaN or infinite."""
 
 
 @dataclass
@@ -63,10 +63,8 @@ class LoopState:
 
     @property
     def images_per_s(self) -> float | None:
-        """The run's training throughput so far: all training images over all training time (evaluation and
-        checkpoints excluded; a single window's rate swings with warm-up and with other load on the machine).
-        Rounded once, here, to the one decimal metrics.json keeps, so the bar, the log lines and metrics.json
-        show one figure."""
+        """All training images over all training time (evaluation and checkpoints excluded), rounded once
+        to the decimal metrics.json keeps, so the bar, the log lines and metrics.json show one figure."""
         return round(self.train_images / self.train_time_s, 1) if self.train_time_s > 0 else None
 
 
@@ -138,8 +136,7 @@ class Trainer:
 
     def _update_wall_time(self) -> None:
         now = time.perf_counter()
-        self.state.wall_time_s += now - self._wall_mark
-        self._wall_mark = now
+        self.state.wall_time_s, self._wall_mark = self.state.wall_time_s + now - self._wall_mark, now
 
     def save(self) -> None:
         self._update_wall_time()
@@ -147,12 +144,8 @@ class Trainer:
         if self.settings.nan_policy is NanPolicy.stop:
             self._check_finite()
         # The weights and BN's running statistics: a loss can stay finite while running_var overflows.
-        state = [
-            t.detach().float().abs().sum()
-            for t in self.raw_model.state_dict().values()
-            if t.is_floating_point()
-        ]
-        if not torch.isfinite(torch.stack(state).sum()):
+        tensors = [t for t in self.raw_model.state_dict().values() if t.is_floating_point()]
+        if not torch.isfinite(torch.stack([t.detach().float().abs().sum() for t in tensors]).sum()):
             raise Diverged(
                 f"the weights or BN statistics became non-finite by iteration {self.state.iteration}; "
                 f"stopped without overwriting the last checkpoint (lower optim.lr)"
@@ -174,14 +167,11 @@ class Trainer:
         self.saved_iteration = self.state.iteration
 
     # ---- the step ----------------------------------------------------------------------------------------
-    def _reset_meter(self) -> None:
-        """Start a logging window."""
+    def _reset_meter(self) -> None:  # a new logging window
         for meter in (self.loss_sum, self.wrong_sum, self.window_steps):
             meter.zero_()
         self.first_bad.fill_(-1)  # the window's first step (1, 2, ...) with a non-finite loss
-        self.window_start = self.state.iteration
-        self.seen = 0
-        self.meter_start = time.perf_counter()
+        self.window_start, self.seen, self.meter_start = self.state.iteration, 0, time.perf_counter()
         self.resumed_window_s = 0.0  # training time of the window before the checkpoint it resumed from
 
     def _window_totals(self) -> list[float]:
@@ -195,14 +185,10 @@ class Trainer:
         then reports the same first point as the uninterrupted run, not an average of the steps since."""
         loss_sum, wrong, seen = self._window_totals()
         return {
-            "start": self.window_start,
-            "end": self.state.iteration,
-            "steps": int(self.window_steps),
-            "loss_sum": loss_sum,
-            "wrong": wrong,
-            "seen": int(seen),
+            "start": self.window_start, "end": self.state.iteration, "steps": int(self.window_steps),
+            "loss_sum": loss_sum, "wrong": wrong, "seen": int(seen),
             "time_s": time.perf_counter() - self.meter_start,
-        }
+        }  # fmt: skip
 
     def _restore_window(self, window: dict | None) -> None:
         self._reset_meter()
@@ -216,7 +202,6 @@ class Trainer:
             self.seen = window["seen"]
 
     def step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> None:
-        """One optimizer step on one batch at learning rate `lr`."""
         self.lr = lr
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -323,9 +308,9 @@ class Trainer:
             st.train_images += int(seen)
             self.logger.train_point(st.iteration, train_loss, train_error, self.lr, st.images_per_s or 0.0)
             self.schedule.observe_train_error(train_error)
-            self.last_metrics["train_error"] = train_error
-            self.last_metrics["train_loss"] = train_loss
-            self.last_metrics["train_error_images"] = int(seen)  # the window the error is over
+            self.last_metrics.update(  # train_error_images: the window the error is over
+                train_error=train_error, train_loss=train_loss, train_error_images=int(seen)
+            )
         self._reset_meter()
 
     def _evaluate_all(self) -> None:
@@ -333,12 +318,11 @@ class Trainer:
         improved = False
         for split, batches in self.eval_sets.items():
             result = evaluate(self.raw_model, batches, self.device, self.amp_dtype)
-            loss, error, top5_error = result.loss, result.error, result.top5_error
-            self.logger.eval_point(st.iteration, split, loss, error, top5_error)
-            self.last_metrics[f"{split}_error"] = error
-            self.last_metrics[f"{split}_loss"] = loss
-            self.last_metrics[f"{split}_top5_error"] = top5_error
-            self.last_metrics[f"{split}_error_images"] = result.images
+            error = result.error
+            self.logger.eval_point(st.iteration, split, result.loss, error, result.top5_error)
+            for name, value in (("error", error), ("loss", result.loss), ("top5_error", result.top5_error),
+                                ("error_images", result.images)):  # fmt: skip
+                self.last_metrics[f"{split}_{name}"] = value
             # a schedule that follows the evaluations watches the held-out val error, else the test split's
             if split == ("val" if "val" in self.eval_sets else "test"):
                 self.schedule.observe_val_error(error)

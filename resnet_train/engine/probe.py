@@ -1,11 +1,8 @@
-"""Timing runs before they run: load a run's data, build its net, time a few training steps and one
-evaluation batch, on this machine, with the threads (and GPU) a job of the sweep will have, and with as many
-copies side by side as the sweep's launcher runs at once (jobs side by side share the cores or GPUs).
-
-`resnet-plan` (cli/plan.py) times each distinct net of a sweep this way and turns the timings into each job's
-and the whole sweep's wall-clock estimate (engine/estimate.py). The steps are the trainer's own
-(`Trainer.step` on batches of the run's own data pipeline), so whatever a run's settings change (precision,
-memory format, compilation, the loader) the timing sees.
+"""Timing runs before they run, for `resnet-plan` (cli/plan.py): load a run's data, build its net, time a
+few training steps and one evaluation batch with the threads (and GPU) a job of the sweep will have, as many
+copies side by side as the launcher runs at once. The steps are the trainer's own (`Trainer.step` on the
+run's own data pipeline), so the timing sees whatever a run's settings change (precision, memory format,
+compilation).
 """
 
 from __future__ import annotations
@@ -17,9 +14,8 @@ import queue
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from itertools import chain, count, islice, repeat
 from pathlib import Path
 
 import torch
@@ -52,14 +48,12 @@ class Timing:
         return self.data_s + self.build_s
 
     @property
-    def eval_s(self) -> float:
-        """One evaluation of every evaluation set."""
+    def eval_s(self) -> float:  # one evaluation of every evaluation set
         return self.eval_batch_s * self.eval_batches
 
 
 def timing_key(config: Config) -> tuple:
-    """What decides a run's cost: its settings whose schema role is `experiment` or `cost` (runs differing
-    only in the others share one timing)."""
+    """What decides a run's cost: its settings of schema role `experiment` or `cost`."""
     return tuple(
         (key, repr(value)) for key, value, f in walk(config)
         if f.metadata.get("role", Role.experiment) in (Role.experiment, Role.cost)
@@ -68,15 +62,9 @@ def timing_key(config: Config) -> tuple:
 
 def data_key(config: Config) -> tuple:
     """Runs with equal keys load the same data: one load is timed for all of them."""
-    t = config.trainer
-    return (
-        repr(config_to_plain(config)["data"]),
-        t.batch_size,
-        t.eval_batch_size_per_process,
-        t.devices,
-        t.device,
-        t.channels_last,  # the batches' memory layout
-    )
+    t = config.trainer  # channels_last: the batches' memory layout
+    return (repr(config_to_plain(config)["data"]), t.batch_size, t.eval_batch_size_per_process, t.devices,
+            t.device, t.channels_last)  # fmt: skip
 
 
 def time_configs(configs: list[Config], share: Share, steps: int) -> list[Timing | str]:
@@ -90,12 +78,15 @@ def time_configs(configs: list[Config], share: Share, steps: int) -> list[Timing
         group = [configs[i] for i in indices]
         ranks = rank_share(share, group[0].trainer)
         if ranks.jobs == 1:
-            with quiet_project_log():
-                try:
-                    measured = time_group(group, ranks, steps)
-                except Exception as error:  # not the config's fault (memory, a file, a kernel): one line
-                    names = ", ".join(model_name(c.model.residual, c.model.depth) for c in group)
-                    raise UserError(f"timing {names} failed: {error!r}") from None
+            level = log.level
+            log.setLevel(logging.ERROR)  # the runs' own lines stay out of the plan's output
+            try:
+                measured = time_group(group, ranks, steps)
+            except Exception as error:  # not the config's fault (memory, a file, a kernel): one line
+                names = ", ".join(model_name(c.model.residual, c.model.depth) for c in group)
+                raise UserError(f"timing {names} failed: {error!r}") from None
+            finally:
+                log.setLevel(level)
         else:
             measured = time_side_by_side(group, ranks, steps)
         for i, timing in zip(indices, measured):
@@ -104,9 +95,9 @@ def time_configs(configs: list[Config], share: Share, steps: int) -> list[Timing
 
 
 def rank_share(share: Share, trainer: TrainerConfig) -> Share:
-    """A run of `trainer.devices` local workers is timed as that many copies of one rank (its share of each
-    batch, on its own GPU, or on CPU with its share of the cores as engine/launch.py's spawn_workers gives
-    it), for each of the launcher's jobs side by side. The gradients' all-reduce is not timed."""
+    """A run of `trainer.devices` local workers is timed as that many copies of one rank (on its own GPU, or
+    with its share of the cores as engine/launch.py's spawn_workers gives it) for each of the launcher's jobs
+    side by side. The gradients' all-reduce is not timed."""
     if trainer.devices == 1:
         return share
     threads = share.threads
@@ -116,33 +107,18 @@ def rank_share(share: Share, trainer: TrainerConfig) -> Share:
     return replace(share, jobs=share.jobs * trainer.devices, threads=threads)
 
 
-@contextmanager
-def quiet_project_log():
-    """The runs' own lines (data loaded, images counted, a warning on generated data) stay out of the plan's
-    output; an error still shows."""
-    logger = logging.getLogger("resnet_train")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def time_group(
-    configs: list[Config], share: Share, steps: int, copy: int = 0, barrier=None
-) -> list[Timing | str]:
-    """Time `configs` (runs of one data key) in this process, as copy number `copy` of those side by side:
-    the data loads once, then each net builds and runs. `barrier` (shared by the copies) starts the copies'
-    timed steps together: every copy meets it once per net, whatever failed."""
+def time_group(configs: list[Config], share: Share, steps: int, copy: int = 0,
+               barrier=None) -> list[Timing | str]:  # fmt: skip
+    """Time `configs` (runs of one data key) in this process, as copy `copy` of those side by side: the data
+    loads once, then each net builds and runs. Every copy meets `barrier` once per net, whatever failed, so
+    that the copies' timed steps start together."""
     threads = torch.get_num_threads()
     gpu = replace(share, job=copy).gpu
     first = configs[0].trainer
     try:
         with tempfile.TemporaryDirectory(prefix="resnet-plan-") as scratch:
             try:
-                # One rank's share of each batch and evaluation set, as rank 0 of trainer.devices processes
-                # sees it (rank_share); the gradients' all-reduce is not timed.
+                # One rank's share of each batch and evaluation set, as rank 0 of trainer.devices sees it.
                 rank = Runtime.resolve(first, World(0, first.devices, gpu), share.threads)
                 rank.enter()
                 seed_everything(first.seed)
@@ -158,11 +134,9 @@ def time_group(
                 try:
                     net = _NetUnderTest(config, data, Path(scratch) / str(i), gpu, share.threads)
                 except UserError as error:  # this net only
-                    _meet(barrier)
-                    timings.append(str(error))
-                    continue
+                    net = str(error)
                 _meet(barrier)
-                timings.append(net.time(data_s, steps))
+                timings.append(net if isinstance(net, str) else net.time(data_s, steps))
             return timings
     finally:
         torch.set_num_threads(threads)
@@ -174,8 +148,7 @@ def _meet(barrier) -> None:
 
 
 class _NetUnderTest:
-    """One net built on the group's data, its first steps run (oneDNN's and cuDNN's kernel choice, the
-    loader's workers starting): ready to time."""
+    """One net built on the group's data, its warm-up steps run: ready to time."""
 
     def __init__(self, config: Config, data, scratch: Path, gpu: int, threads: int | None):
         self.runtime = Runtime.resolve(config.trainer, World(local_rank=gpu), threads)
@@ -183,7 +156,7 @@ class _NetUnderTest:
         started = time.perf_counter()
         built = build(config, scratch, self.runtime, data)
         self.trainer = build_trainer(config, built, scratch, self.runtime)
-        self.batches = _endless(data.train)
+        self.batches = chain.from_iterable(data.train.epoch(epoch) for epoch in count())
         self.lr = self.trainer.schedule.lr(0)
         for _ in range(WARMUP_STEPS):
             self.trainer.step(*next(self.batches), self.lr)
@@ -204,34 +177,14 @@ class _NetUnderTest:
 
 
 def _time_eval_batch(model: torch.nn.Module, evals: dict, runtime: Runtime) -> float:
-    """Seconds for one batch of the first evaluation set, the batch read from the set as an evaluation
-    reads it; the first batch is untimed (kernel choice for the evaluation's batch shape)."""
-    batches = next(iter(evals.values()))
-    times = []
-    for batch in _first_batches(batches, 2):
+    """Seconds for one batch of the first evaluation set; the first batch is untimed (kernel choice for the
+    evaluation's batch shape). A set of one batch is read again."""
+    for batch in islice(chain.from_iterable(repeat(next(iter(evals.values())))), 2):
         started = time.perf_counter()
         evaluate(model, [batch], runtime.device, runtime.amp_dtype)
         _sync(runtime.device)
-        times.append(time.perf_counter() - started)
-    return times[-1]
-
-
-def _first_batches(batches, count: int) -> Iterator:
-    """The first `count` batches of an evaluation set, the set read again if it has fewer."""
-    served = 0
-    while served < count:
-        for batch in batches:
-            yield batch
-            served += 1
-            if served == count:
-                return
-
-
-def _endless(train) -> Iterator:
-    epoch = 0
-    while True:
-        yield from train.epoch(epoch)
-        epoch += 1
+        elapsed = time.perf_counter() - started
+    return elapsed
 
 
 def _sync(device: torch.device) -> None:
@@ -240,8 +193,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _copy_main(configs, share, steps, copy, barrier, results) -> None:
-    """A spawned copy: its timings, or the error that stopped it, on `results`."""
-    logging.getLogger("resnet_train").setLevel(logging.ERROR)
+    log.setLevel(logging.ERROR)
     try:
         results.put((copy, time_group(configs, share, steps, copy, barrier), None))
     except BaseException as error:  # reported by the parent, which stops the other copies
@@ -250,15 +202,13 @@ def _copy_main(configs, share, steps, copy, barrier, results) -> None:
 
 
 def time_side_by_side(configs: list[Config], share: Share, steps: int) -> list[Timing]:
-    """`share.jobs` copies of `time_group` at once, each in a process of its own (as the launcher's jobs
-    are); each net's timing is the mean over the copies."""
+    """`share.jobs` copies of `time_group` at once, each in a process of its own; each net's timing is the
+    mean over the copies."""
     context = multiprocessing.get_context("spawn")
     copies = share.jobs
     barrier, results = context.Barrier(copies), context.Queue()
-    processes = [
-        context.Process(target=_copy_main, args=(configs, share, steps, copy, barrier, results))
-        for copy in range(copies)
-    ]
+    processes = [context.Process(target=_copy_main, args=(configs, share, steps, copy, barrier, results))
+                 for copy in range(copies)]  # fmt: skip
     for process in processes:
         process.start()
     measured = []
@@ -285,11 +235,5 @@ def time_side_by_side(configs: list[Config], share: Share, steps: int) -> list[T
 def _mean_timing(timings: tuple[Timing | str, ...]) -> Timing | str:
     if isinstance(timings[0], str):
         return timings[0]
-    mean = statistics.fmean
-    return replace(
-        timings[0],
-        data_s=mean(t.data_s for t in timings),
-        build_s=mean(t.build_s for t in timings),
-        step_s=mean(t.step_s for t in timings),
-        eval_batch_s=mean(t.eval_batch_s for t in timings),
-    )
+    names = ("data_s", "build_s", "step_s", "eval_batch_s")
+    return replace(timings[0], **{n: statistics.fmean(getattr(t, n) for t in timings) for n in names})

@@ -1,9 +1,6 @@
-"""One way back from a checkpoint to what it holds: the config it was trained with, the net rebuilt from that
-config with its weights, the class names its outputs mean and the statistics its inputs were normalised with.
-
-The trainer builds its net with `model_from_config`; resnet-eval, resnet-responses, `resnet_train.load_model`
-and anything else that uses stored weights go through `restore`. Enums in a stored config are decoded by the
-schema (OmegaConf), the same way the CLI decodes them.
+"""One way back from a checkpoint to what it holds (`restore`: the config, the net with its weights, the
+class names and the input statistics), for every tool that uses stored weights; and the net of a model
+config (`model_from_config`), for the trainer too.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ from .checkpoint import WEIGHTS_KEYS, check_structure, load_checkpoint
 
 
 def model_from_config(m: ModelConfig, num_classes: int, input_size: int) -> torch.nn.Module:
-    """The net a model config describes, for `num_classes` outputs and `input_size` images."""
     return build_model(
         m.family, m.depth, m.residual, num_classes, shortcut=m.shortcut, block=m.block,
         bottleneck_stride=m.bottleneck_stride, stem=m.stem, input_size=input_size,
@@ -31,16 +27,13 @@ def model_from_config(m: ModelConfig, num_classes: int, input_size: int) -> torc
 
 @dataclass
 class Restored:
-    """What a checkpoint holds, ready to use."""
-
     config: Config
     model: torch.nn.Module  # on the CPU, in eval mode, weights loaded strictly
     classes: list[str]  # what each output means
     stats: InputStats  # what the inputs were normalised with
     iteration: int | None
 
-    def normalizer(self, device: torch.device | str = "cpu") -> Normalizer:
-        """The input normalisation the net was trained with (uint8 images in, network inputs out)."""
+    def normalizer(self, device: torch.device | str = "cpu") -> Normalizer:  # uint8 images in, net inputs out
         return Normalizer(self.stats, self.config.data.normalize, device)
 
 
@@ -70,8 +63,7 @@ def restore(
 
 
 def _misfit(stored: dict, overrides: list[str], source: str) -> str:
-    """One line for weights that do not fit the net the (overridden) config describes: the checkpoint's own
-    net and the overrides that changed it."""
+    """One line for weights that do not fit the (overridden) config's net: its own net and the overrides."""
     m = config_from_plain(stored).model
     net = f"{model_name(m.residual, m.depth)} ({m.family.value} family"
     net += f", shortcut {m.shortcut})" if m.residual else ")"
@@ -85,6 +77,5 @@ def _misfit(stored: dict, overrides: list[str], source: str) -> str:
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The trained net of the checkpoint at `path`, in eval mode on `device`. Its inputs are images
-    normalised as in training: `restore(path).normalizer(device)(uint8_images)`."""
+    """The net, in eval mode on `device`; its inputs: `restore(path).normalizer(device)(uint8_images)`."""
     return restore(path).model.to(device)

@@ -1,8 +1,5 @@
-"""One training job on one rank: turn a validated Config into model, data, optimizer and loop, and run it.
-
-The CLI hands over the config as plain dataclasses (`resnet_train.config.Config`); from here on nothing sees
-Hydra. Under DDP every rank runs this function with its own `World`.
-"""
+"""One training job on one rank: a validated Config (plain dataclasses, no Hydra) turned into data, model,
+optimizer, schedule and loop, and run."""
 
 from __future__ import annotations
 
@@ -57,8 +54,8 @@ def resolve_device(kind: DeviceKind, local_rank: int = 0) -> torch.device:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (the avx512_bf16 or amx_bf16 flags of Linux's cpuinfo).
-    Without them bf16 autocast is emulated in fp32 and only adds conversions."""
+    """Whether this CPU computes bf16 in hardware (Linux's avx512_bf16 or amx_bf16 flags); else autocast
+    emulates it in fp32."""
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:  # not Linux: assume no native bf16
@@ -67,8 +64,7 @@ def cpu_has_native_bf16() -> bool:
 
 
 def tf32_convolutions(device: torch.device) -> bool:
-    """Whether fp32 convolutions on `device` run in TF32 (10-bit mantissa): PyTorch's default on CUDA GPUs of
-    compute capability 8.0 (Ampere) and newer, unless torch.backends.cudnn.allow_tf32 was turned off."""
+    """Whether fp32 convolutions on `device` run in TF32: PyTorch's default from compute capability 8.0."""
     return (
         device.type == "cuda"
         and torch.backends.cudnn.allow_tf32
@@ -83,8 +79,7 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(o: OptimConfig, params, device: torch.device) -> torch.optim.Optimizer:
-    """The optimizer `optim._target_` names, over `params`: on CUDA the fused kernels (one launch for all
-    parameters), else the multi-tensor loop. A class of one's own gets the flags its constructor has."""
+    """The optimizer `optim._target_` names, fused on CUDA, else multi-tensor (the flags it takes)."""
     implementation = {"fused": True} if device.type == "cuda" else {"foreach": True}
     takes = inspect.signature(locate(o._target_, "optim._target_")).parameters
     return build_target(o, params, **{k: v for k, v in implementation.items() if k in takes})
@@ -100,10 +95,7 @@ def build_schedule(config: Config) -> Schedule:
 @dataclass(frozen=True)
 class Runtime:
     """Where and how this process trains, resolved once from the trainer settings: its place among the
-    run's processes (`world`), its device and intra-op threads, the arithmetic and the compilation. fp32
-    (the paper's arithmetic) on every device unless the config asks for bf16 or fp16; channels_last
-    everywhere; compiled on CUDA. channels_last and compiling keep the arithmetic in fp32; CUDA's TF32
-    convolutions are the one default that does not (`precision`)."""
+    run's processes, device, threads, arithmetic and compilation."""
 
     device: torch.device
     amp_dtype: torch.dtype | None
@@ -117,8 +109,7 @@ class Runtime:
 
     @property
     def precision(self) -> str:
-        """The arithmetic as the run's first log line, metrics.json and HPARAMS state it: "fp32", "fp32 (TF32
-        convolutions)", "bf16" or "fp16" (autocast)."""
+        """The arithmetic as the log, metrics.json and HPARAMS state it ("fp32 (TF32 convolutions)", ...)."""
         if self.amp_dtype is not None:
             return {torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
         return "fp32 (TF32 convolutions)" if self.tf32_convolutions else "fp32"
@@ -143,8 +134,7 @@ class Runtime:
             emulated_bf16=device.type == "cpu" and amp_dtype is torch.bfloat16 and not cpu_has_native_bf16(),
         )  # fmt: skip
 
-    def enter(self) -> None:
-        """Make this process run as resolved: its threads, cuDNN's kernel search on CUDA."""
+    def enter(self) -> None:  # this process's threads, and cuDNN's kernel search
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         if self.device.type == "cuda":
@@ -153,12 +143,11 @@ class Runtime:
 
 @dataclass
 class Built:
-    """A run's parts on one process: its data, the net (`raw_model`; `model` as it trains, under DDP and
-    compiled), the optimizer and the schedule."""
+    """A run's parts on one process."""
 
     data: RunData
     raw_model: torch.nn.Module
-    model: torch.nn.Module
+    model: torch.nn.Module  # as it trains: under DDP, compiled
     optimizer: torch.optim.Optimizer
     schedule: Schedule
 
@@ -168,8 +157,7 @@ class Built:
 
 
 def build(config: Config, run_dir: Path, rt: Runtime, data: RunData | None = None) -> Built:
-    """Data (unless given: runs that share it), model, optimizer and schedule for `config` on this process;
-    what the trainer and resnet-plan both train with."""
+    """Data (unless given), model, optimizer and schedule for `config`: the trainer's and resnet-plan's."""
     t, world = config.trainer, rt.world
     try:
         data = data or build_data(
@@ -197,7 +185,6 @@ def build(config: Config, run_dir: Path, rt: Runtime, data: RunData | None = Non
 
 
 def build_trainer(config: Config, built: Built, run_dir: Path, rt: Runtime, start: int = 0) -> Trainer:
-    """The loop that trains `built` as `config` says, logging into `run_dir` from iteration `start`."""
     t = config.trainer
     settings = LoopSettings(
         max_iters=t.max_iters, eval_every=t.eval_every, log_every=t.log_every,
@@ -214,10 +201,9 @@ def build_trainer(config: Config, built: Built, run_dir: Path, rt: Runtime, star
 def train(
     config: Config, run_dir: Path, rt: Runtime | None = None, accepted: Callable | None = None
 ) -> RunSummary | None:
-    """Train as `config` says on the process `rt` (None: one process), writing into `run_dir` on the main
-    rank; returns the run's summary (None: the run was already complete; its metrics.json stays as it is).
-    `accepted()` runs on the main rank once the run directory's checkpoint, if any, was found, checked against
-    the config and loaded: from there on the run is this config's (the CLI records it in `.hydra/`)."""
+    """Train as `config` says on the process `rt` (None: one process) into `run_dir`; the run's summary, or
+    None if it was already complete. `accepted()` runs on the main rank once a checkpoint, if any, was checked
+    and loaded: from there on the run is this config's (the CLI records it in `.hydra/`)."""
     rt = rt or Runtime.resolve(config.trainer)
     t, main = config.trainer, rt.world.is_main
     rt.enter()

@@ -1,15 +1,7 @@
-"""The rules of a run directory: one command at a time, which checkpoint a run resumes from, and which config
-changes a resume accepts.
-
-- A lock (`flock` on `<run>/.lock`) refuses a second command on a directory that one is running in. The
-  kernel drops it when its holder exits or is killed, so a SIGKILL never leaves a stale lock.
-- Once the run directory holds a checkpoint, resuming takes it; `trainer.resume=PATH` is only where a run
-  without one starts.
-- A resume compares the config stored in the checkpoint with the new one: a change that alters the run's
-  trajectory is refused, one that only changes how the run is watched, saved or executed is logged.
-- A run directory belongs to one dataset: once the data is built, its identity (data/identity.py: class
-  names, image counts, a digest of the files) is compared with the one stored in the checkpoint, and other
-  data is refused. The same data in another place (data.root) resumes.
+"""The rules of a run directory: one command at a time (an `flock` the kernel drops when its holder dies),
+which checkpoint a run resumes from (its own; `trainer.resume=PATH` is only where a run without one starts),
+which config changes a resume accepts (none that alter the trajectory), and one dataset per directory (its
+identity, data/identity.py, checked; the same data elsewhere resumes).
 """
 
 from __future__ import annotations
@@ -39,9 +31,7 @@ LOADABLE = (
 )  # fmt: skip
 
 
-class RunLock:
-    """Holds a run directory for this command; a second command on it is refused in one line."""
-
+class RunLock:  # holds a run directory for this command; a second command on it is refused
     def __init__(self, run_dir: Path):
         self.run_dir, self.file = Path(run_dir), None
 
@@ -79,13 +69,12 @@ class RunLock:
 
 
 def run_complete(run_dir: Path, iteration: int, max_iters: int) -> bool:
-    """A run resumed at `iteration` has nothing left to do: all its iterations trained and its metrics.json
-    written (a run stopped between its last checkpoint and metrics.json finishes that)."""
+    """All iterations trained and metrics.json written (a run stopped in between writes it)."""
     return iteration >= max_iters and (Path(run_dir) / "metrics.json").exists()
 
 
 def lock_holder(run_dir: Path) -> str | None:
-    """Who holds `run_dir` (RunLock's "pid N on HOST"), or None where no command does; creates nothing."""
+    """Who holds `run_dir` ("pid N on HOST"), or None; creates nothing."""
     try:
         file = open(Path(run_dir) / LOCK_NAME)
     except OSError:  # no lock file: never run, or run before there was one
@@ -101,8 +90,7 @@ def lock_holder(run_dir: Path) -> str | None:
 
 
 class ResumePoint(dict):
-    """A checkpoint a run continues from: the run's own (`own`), or the starting checkpoint given as
-    trainer.resume=PATH; `source` names it in messages."""
+    """A checkpoint a run continues from: its own (`own`), or trainer.resume=PATH; `source` names it."""
 
     def __init__(self, state: dict, source: Path | str, own: bool):
         super().__init__(state)
@@ -110,8 +98,7 @@ class ResumePoint(dict):
 
 
 def find_resume_checkpoint(resume: str, run_dir: Path, config: dict) -> ResumePoint | None:
-    """The checkpoint this run continues from (None: a fresh start), checked against `config`, the run's
-    resolved config as plain values."""
+    """The checkpoint this run continues from (None: a fresh start), checked against `config` (plain)."""
     checkpoint_dir = run_dir / "checkpoints"
     if resume == "never":
         leftovers = [name for name in ("checkpoints", "metrics.json") if (run_dir / name).exists()]
@@ -139,8 +126,7 @@ def find_resume_checkpoint(resume: str, run_dir: Path, config: dict) -> ResumePo
     return ResumePoint(start, resume, own=False)
 
 
-def flat(config: dict, prefix: str = "") -> dict:
-    """A nested config as {"model.depth": 56, ...}."""
+def flat(config: dict, prefix: str = "") -> dict:  # {"model.depth": 56, ...}
     out = {}
     for key, value in config.items():
         if isinstance(value, dict):
@@ -151,21 +137,14 @@ def flat(config: dict, prefix: str = "") -> dict:
 
 
 def config_changes(saved: dict, config: dict) -> dict[str, tuple]:
-    """key -> (saved value, new value) for every key whose value differs, except trainer.resume (where a run
-    came from, not what it does)."""
+    """key -> (saved, new) for every key that differs but trainer.resume (where a run came from)."""
     old, new = flat(saved), flat(config)
-    return {
-        key: (old.get(key), value)
-        for key, value in new.items()
-        if old.get(key) != value and key != "trainer.resume"
-    }
+    return {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v and k != "trainer.resume"}
 
 
 def steers(key: str, settings: dict) -> bool:
-    """Whether a key whose role leaves the numbers alone steers this run all the same (`settings`: a flat
-    config, as `flat` gives): trainer.eval_every where the schedule follows the evaluations, and
-    trainer.log_every where the net warms up (the warm-up ends at the first logging point below its train
-    error)."""
+    """Whether a key whose role leaves the numbers alone steers this run (`settings`: flat) all the same:
+    eval_every where the schedule follows the evaluations, log_every where the net warms up (Sec. 4.2)."""
     if key == "trainer.eval_every":
         return schedule_class(settings["sched._target_"]).uses_evaluations
     if key == "trainer.log_every":
@@ -175,9 +154,8 @@ def steers(key: str, settings: dict) -> bool:
 
 
 def harmless_change(key: str, old, new, config: dict, checkpoint: dict) -> bool:
-    """Whether changing `key` from `old` to `new` on resuming `checkpoint` leaves the trajectory as it was:
-    a key that changes only the cost, how the run is watched or where files are (its schema role), or a
-    longer or shorter run of a schedule that does not spread over trainer.max_iters."""
+    """Whether changing `key` on resuming `checkpoint` leaves the trajectory as it was: its schema role
+    says so, or a new max_iters for a schedule not spread over it."""
     if key == "trainer.max_iters":
         schedule = schedule_class(config["sched"]["_target_"])
         return new >= checkpoint["trainer"]["iteration"] and not schedule.uses_max_iters
@@ -192,7 +170,6 @@ def _describe(changes: dict[str, tuple]) -> str:
 
 
 def check_own_config(checkpoint: dict, config: dict, run_dir: Path) -> None:
-    """Refuse to continue a run with a config that alters its trajectory; log the changes that do not."""
     changes = config_changes(checkpoint["config"], config)
     refused = {k: v for k, v in changes.items() if not harmless_change(k, *v, config, checkpoint)}
     allowed = {k: v for k, v in changes.items() if k not in refused}
@@ -210,7 +187,6 @@ def check_own_config(checkpoint: dict, config: dict, run_dir: Path) -> None:
 
 
 def check_start_config(checkpoint: dict, config: dict, source: str) -> None:
-    """Refuse a starting checkpoint whose net, classes or optimizer differ from the config; log the rest."""
     changes = config_changes(checkpoint["config"], config)
     refused = {k: v for k, v in changes.items() if k in LOADABLE}
     if refused:
@@ -223,8 +199,7 @@ def check_start_config(checkpoint: dict, config: dict, source: str) -> None:
 
 
 def check_data_identity(resumed: ResumePoint, identity: dict, data_root: str, run_dir: Path) -> None:
-    """Refuse to continue a run on other data than it was trained on (other class names, image counts or
-    files); a starting checkpoint from other data is the point of fine-tuning, and only logged."""
+    """Refuse to continue a run on other data; a starting checkpoint from other data is only logged."""
     stored = resumed["data_identity"]
     differences = identity_differences(stored, identity)
     if not differences:

@@ -31,26 +31,21 @@ class Schedule:
         self, base_lr: float, max_iters: int, *, warmup: bool = False, warmup_lr: float = 0.01,
         warmup_until_train_error: float = 0.8,
     ):  # fmt: skip
-        self.base_lr, self.max_iters = base_lr, max_iters
-        self.warming_up, self.warmup_lr, self.warmup_until_train_error = (
-            warmup,
-            warmup_lr,
-            warmup_until_train_error,
-        )
+        self.base_lr, self.max_iters, self.warming_up = base_lr, max_iters, warmup
+        self.warmup_lr, self.warmup_until_train_error = warmup_lr, warmup_until_train_error
 
     def lr(self, iteration: int) -> float:
         return self.warmup_lr if self.warming_up else self.decayed(iteration)
 
-    def decayed(self, iteration: int) -> float:
-        """The lr at `iteration` once the warm-up is over."""
+    def decayed(self, iteration: int) -> float:  # the lr once the warm-up is over
         raise NotImplementedError
 
     def observe_train_error(self, train_error: float) -> None:
         if self.warming_up and train_error < self.warmup_until_train_error:
             self.warming_up = False
 
-    def observe_val_error(self, error: float) -> None:
-        """Each evaluation's validation error (a schedule with `uses_evaluations` acts on it)."""
+    def observe_val_error(self, error: float) -> None:  # a schedule with `uses_evaluations` acts on it
+        pass
 
     def state_dict(self) -> dict:
         return {"warming_up": self.warming_up}
@@ -123,10 +118,8 @@ class Plateau(Schedule):
             self.drops, self.evaluations_without_gain = self.drops + 1, 0
 
     def state_dict(self) -> dict:
-        return {
-            **super().state_dict(), "drops": self.drops, "best_val_error": self.best_val_error,
-            "evaluations_without_gain": self.evaluations_without_gain,
-        }  # fmt: skip
+        keys = ("drops", "best_val_error", "evaluations_without_gain")
+        return {**super().state_dict(), **{key: getattr(self, key) for key in keys}}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -185,7 +178,6 @@ SCHEDULES = {
 
 
 def schedule_class(target: str) -> type[Schedule]:
-    """The schedule class that `sched._target_` names."""
     return locate(target, "sched._target_")
 
 

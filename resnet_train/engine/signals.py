@@ -1,8 +1,6 @@
-"""Pre-emption: the signals a scheduler sends before it kills a job, and what a run does on each.
-
-Inside the training loop a signal is recorded (`SignalFlag`) and the loop stops after the step, writing a
-checkpoint; anywhere else (`StopOutsideLoop`) it stops the run at once, with nothing new to save. Either way
-the run ends with `Preempted`, which the CLI turns into exit code 75.
+"""Pre-emption: inside the training loop a signal is recorded (`SignalFlag`) and the loop stops after the
+step, writing a checkpoint; anywhere else (`StopOutsideLoop`) it stops the run at once. Either way the run
+ends with `Preempted`, exit code 75.
 """
 
 from __future__ import annotations
@@ -17,12 +15,8 @@ PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGU
 
 
 class Preempted(KeyboardInterrupt):
-    """A run stopped by a signal: after its checkpoint was written, or outside the loop (`iteration` None:
-    loading data before the first step, or writing the results after the last; nothing new to save).
-
-    A KeyboardInterrupt, so no `except Exception` (a checkpoint reader falling back to the previous file)
-    catches it, nor a handler that swallows everything but KeyboardInterrupt and SystemExit (tqdm's logging
-    redirect, through which every log line passes while a run trains)."""
+    """A run stopped by a signal, after its checkpoint was written (`iteration` None: outside the loop).
+    A KeyboardInterrupt, so no `except Exception` catches it, nor tqdm's logging redirect."""
 
     def __init__(self, signum: int, iteration: int | None):
         name = signal.Signals(signum).name
@@ -34,9 +28,7 @@ class Preempted(KeyboardInterrupt):
         self.signum, self.iteration = signum, iteration
 
 
-class SignalFlag:
-    """Records the first pre-emption signal; the loop polls it between steps."""
-
+class SignalFlag:  # records the first pre-emption signal; the loop polls it between steps
     def __init__(self):
         self.signum: int | None = None
         self.previous = {}
@@ -67,9 +59,8 @@ class SignalFlag:
 
 
 class StopOutsideLoop(SignalFlag):
-    """Wherever the loop's own `SignalFlag` is not installed, a pre-emption signal stops the run at once:
-    while data loads or a checkpoint is read there is nothing new to save, and waiting could outlast the
-    grace period a scheduler gives before SIGKILL."""
+    """Outside the loop a signal stops the run at once: nothing new to save, and waiting could outlast the
+    scheduler's grace period before SIGKILL."""
 
     def _handle(self, signum, frame) -> None:
         self.signum = signum

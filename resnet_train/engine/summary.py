@@ -21,8 +21,7 @@ _SETTING = {"setting": True}
 
 @dataclass(frozen=True, kw_only=True)
 class RunSummary:
-    """A run's final numbers and what produced them: `metrics()` is metrics.json, `hparams()` its HPARAMS
-    row."""
+    """A run's final numbers and what produced them."""
 
     model: str  # resnet20, plain56, ... (models.model_name)
     family: str
@@ -57,16 +56,12 @@ class RunSummary:
     max_iters: int = field(metadata=_SETTING)
 
     @classmethod
-    def of(
-        cls, config: Config, rt: Runtime, state: LoopState, last: dict, *, params: int,
-        synthetic: bool,
-    ) -> RunSummary:  # fmt: skip
-        """The summary of a run of `config` that ended in `state`, with `last` the loop's latest metrics."""
+    def of(cls, config: Config, rt: Runtime, state: LoopState, last: dict, *, params: int,
+           synthetic: bool) -> RunSummary:  # fmt: skip
         m, t = config.model, config.trainer
         return cls(
             model=model_name(m.residual, m.depth), family=m.family.value, depth=m.depth,
-            shortcut=m.shortcut if m.residual else None,
-            dataset=config.data.name,
+            shortcut=m.shortcut if m.residual else None, dataset=config.data.name,
             synthetic=synthetic, iterations=state.iteration,
             **{key: last.get(key) for key in _LOOP_METRICS},
             best_val_error=state.best_val_error, params=params, seed=t.seed, batch_size=t.batch_size,
@@ -78,26 +73,17 @@ class RunSummary:
             lr=config.optim.lr, schedule=config.sched._target_.rpartition(".")[2], max_iters=t.max_iters,
         )  # fmt: skip
 
-    def metrics(self) -> dict:
-        """metrics.json: the results and how they were computed, in field order."""
+    def metrics(self) -> dict:  # metrics.json
         return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata}
 
     def hparams(self) -> dict:
-        """The columns of TensorBoard's HPARAMS view: what tells the runs of a sweep apart. Yes/no and the
-        shortcut are strings, which the view shows as written (it shows a bool as 0.0/1.0)."""
+        """TensorBoard's HPARAMS columns: strings for yes/no (the view shows a bool as 0.0/1.0)."""
         return {
-            "model": self.model,
-            "depth": self.depth,
-            "residual": "no" if self.shortcut is None else "yes",
-            "shortcut": self.shortcut or "none",
-            "dataset": self.dataset,
-            "lr": self.lr,
-            "batch": self.batch_size,
-            "schedule": self.schedule,
-            "seed": self.seed,
-            "iterations": self.max_iters,
-            "precision": self.precision,
-        }
+            "model": self.model, "depth": self.depth, "residual": "no" if self.shortcut is None else "yes",
+            "shortcut": self.shortcut or "none", "dataset": self.dataset, "lr": self.lr,
+            "batch": self.batch_size, "schedule": self.schedule, "seed": self.seed,
+            "iterations": self.max_iters, "precision": self.precision,
+        }  # fmt: skip
 
 
 # The final values the loop keeps (Trainer.last_metrics), taken over as they are.

@@ -75,14 +75,9 @@ class BasicBlock(_Block):
     last_bn = "bn2"
 
     def __init__(
-        self,
-        in_channels: int,
-        width: int,
-        stride: int,
-        shortcut: str | None,
-        bottleneck_stride: BottleneckStride = BottleneckStride.v1,
-        zero_init_residual: bool = False,
-    ) -> None:
+        self, in_channels: int, width: int, stride: int, shortcut: str | None,
+        bottleneck_stride: BottleneckStride = BottleneckStride.v1, zero_init_residual: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__()
         out_channels = width * self.expansion
         self.conv1 = conv3x3(in_channels, width, stride)
@@ -107,14 +102,9 @@ class Bottleneck(_Block):
     last_bn = "bn3"
 
     def __init__(
-        self,
-        in_channels: int,
-        width: int,
-        stride: int,
-        shortcut: str | None,
-        bottleneck_stride: BottleneckStride = BottleneckStride.v1,
-        zero_init_residual: bool = False,
-    ) -> None:
+        self, in_channels: int, width: int, stride: int, shortcut: str | None,
+        bottleneck_stride: BottleneckStride = BottleneckStride.v1, zero_init_residual: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__()
         out_channels = width * self.expansion
         bottleneck_stride = as_enum(BottleneckStride, bottleneck_stride, "bottleneck_stride")

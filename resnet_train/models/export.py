@@ -1,11 +1,9 @@
 """Export a trained net's weights in torchvision's layout, where torchvision has the same network.
 
-`torchvision.models.resnet18/34/50/101/152` is one structure: the 7x7/2 stem and 3x3/2 max pool of Table 1,
-a projection shortcut (1x1 conv + BN, called `downsample`) exactly where a block changes shape and identity
-elsewhere (the paper's option B), and for the bottleneck nets the stride on the 3x3 conv ("v1.5"). A net of
-ours with the same structure maps onto it name for name, and then computes the same function; every other net
-(option A's zero padding, option C's projections on every block, plain nets, the 3x3 CIFAR stem, the paper's
-v1 bottleneck) has no torchvision twin and is refused with the reason.
+`torchvision.models.resnet18/34/50/101/152` is one structure: Table 1's 7x7/2 stem and 3x3/2 max pool, a
+projection shortcut (`downsample`) exactly where a block changes shape (option B), and for bottlenecks the
+stride on the 3x3 conv ("v1.5"). A net of ours with that structure maps onto it name for name and computes
+the same function; any other (options A and C, plain nets, the CIFAR stem, v1 bottlenecks) is refused.
 """
 
 from __future__ import annotations
@@ -46,16 +44,12 @@ def torchvision_mismatch(model: ResNet) -> str | None:
     ):
         return f"its stages ({blocks} blocks of widths {widths}) are not one of Table 1's nets"
     if model.shortcut_option != "B":
-        return (
-            f"it uses shortcut option {model.shortcut_option}; torchvision's ResNets have option B (a "
-            f"projection only where the shape changes)"
-        )
+        return (f"it uses shortcut option {model.shortcut_option}; torchvision's ResNets have option B (a "
+                f"projection only where the shape changes)")  # fmt: skip
     first = model.stages[1][0]
     if isinstance(first, Bottleneck) and first.bottleneck_stride is BottleneckStride.v1:
-        return (
-            "its bottlenecks stride the first 1x1 conv (the paper's v1); torchvision strides the 3x3 (v1.5): "
-            "train with model.bottleneck_stride=v1_5"
-        )
+        return ("its bottlenecks stride the first 1x1 conv (the paper's v1); torchvision strides the 3x3 "
+                "(v1.5): train with model.bottleneck_stride=v1_5")  # fmt: skip
     return None
 
 

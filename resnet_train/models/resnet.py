@@ -64,31 +64,23 @@ class ResNet(nn.Module):
     """
 
     def __init__(
-        self,
-        block: Block,
-        stage_blocks: Sequence[int],
-        stage_widths: Sequence[int],
-        num_classes: int,
-        stem: Stem,
-        shortcut: str | None,
-        bottleneck_stride: BottleneckStride = BottleneckStride.v1,
+        self, block: Block, stage_blocks: Sequence[int], stage_widths: Sequence[int], num_classes: int,
+        stem: Stem, shortcut: str | None, bottleneck_stride: BottleneckStride = BottleneckStride.v1,
         zero_init_residual: bool = False,
-    ) -> None:
+    ) -> None:  # fmt: skip
         super().__init__()
         if len(stage_blocks) != len(stage_widths):
             raise ValueError(f"{len(stage_blocks)} stage block counts but {len(stage_widths)} stage widths")
         self.residual, self.shortcut_option = shortcut is not None, shortcut
         self.stem = make_stem(as_enum(Stem, stem, "stem"), stage_widths[0])
         init_conv_bn_(self.stem)
-        stages = []
-        in_channels = stage_widths[0]
+        stages, in_channels = [], stage_widths[0]
+        options = (shortcut, bottleneck_stride, zero_init_residual)  # every block's
         for index, (count, width) in enumerate(zip(stage_blocks, stage_widths)):
             blocks = []
             for position in range(count):
                 stride = 2 if index > 0 and position == 0 else 1
-                blocks.append(
-                    block(in_channels, width, stride, shortcut, bottleneck_stride, zero_init_residual)
-                )
+                blocks.append(block(in_channels, width, stride, *options))
                 in_channels = width * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
@@ -153,18 +145,10 @@ def _layout(family: Family, depth: int) -> tuple[Block, tuple[int, ...], tuple[i
 
 
 def build_model(
-    family: Family,
-    depth: int,
-    residual: bool,
-    num_classes: int,
-    *,
-    shortcut: str = "A",
-    block: str | None = None,
-    bottleneck_stride: BottleneckStride = BottleneckStride.v1,
-    stem: Stem = Stem.auto,
-    input_size: int | None = None,
-    zero_init_residual: bool = False,
-) -> ResNet:
+    family: Family, depth: int, residual: bool, num_classes: int, *, shortcut: str = "A",
+    block: str | None = None, bottleneck_stride: BottleneckStride = BottleneckStride.v1,
+    stem: Stem = Stem.auto, input_size: int | None = None, zero_init_residual: bool = False,
+) -> ResNet:  # fmt: skip
     """The paper's net of `family` and `depth`; `residual=False` gives its plain twin (shortcut ignored).
     `shortcut` names an option of models/shortcuts.py or one's own; `block` a block class of one's own
     (a dotted path; None: the paper's block for the depth).
@@ -174,16 +158,11 @@ def build_model(
     convenience for small images, not in the paper) when `input_size` <= 64. `input_size=None` means the
     family's natural size: 32 for CIFAR, 224 for ImageNet.
     """
-    family = as_enum(Family, family, "family")
-    stem = as_enum(Stem, stem, "stem")
+    family, stem = as_enum(Family, family, "family"), as_enum(Stem, stem, "stem")
     paper_block, stage_blocks, stage_widths = _layout(family, depth)
     return ResNet(
-        paper_block if block is None else resolve_block(block),
-        stage_blocks,
-        stage_widths,
-        num_classes,
-        stem=_resolve_stem(family, stem, input_size),
-        shortcut=shortcut if residual else None,
+        paper_block if block is None else resolve_block(block), stage_blocks, stage_widths, num_classes,
+        stem=_resolve_stem(family, stem, input_size), shortcut=shortcut if residual else None,
         bottleneck_stride=as_enum(BottleneckStride, bottleneck_stride, "bottleneck_stride"),
         zero_init_residual=zero_init_residual,
-    )
+    )  # fmt: skip

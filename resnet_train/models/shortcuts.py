@@ -37,9 +37,7 @@ class PadShortcut(nn.Module):
         super().__init__()
         if out_channels < in_channels:
             raise ValueError(f"option A can only add channels; got {in_channels} -> {out_channels}")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.stride = stride
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.pad_before = (out_channels - in_channels) // 2
         self.pad_after = out_channels - in_channels - self.pad_before
 
@@ -57,12 +55,8 @@ class ProjectionShortcut(nn.Sequential):
     """Options B and C: a 1x1 convolution (no bias, as BN follows) and BN, with the block's stride."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
-        super().__init__(
-            OrderedDict(
-                conv=nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
-                bn=nn.BatchNorm2d(out_channels),
-            )
-        )
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
+        super().__init__(OrderedDict(conv=conv, bn=nn.BatchNorm2d(out_channels)))
 
 
 def as_enum(enum_type, value, what: str):
