@@ -59,82 +59,35 @@ COUNT: Check = _at_least(1)
 SIZE: Check = _at_least(0)
 
 
-# Every enum's value is its name: a config, a checkpoint and the Python API spell an option one way (Hydra
-# reads an override by name).
+def options(name: str, members: str) -> type[Enum]:
+    """An option enum whose every value is its name: a config, a checkpoint and the Python API spell an
+    option one way (Hydra reads an override by name)."""
+    return Enum(name, {member: member for member in members.split()}, module=__name__, qualname=name)
 
 
-class Family(Enum):
-    """Which of the paper's two network families: CIFAR (Sec. 4.2, 6n+2 layers) or ImageNet (Table 1)."""
-
-    cifar = "cifar"
-    imagenet = "imagenet"
-
-
-class BottleneckStride(Enum):
-    """Where a down-sampling bottleneck puts its stride: the paper's first 1x1 conv, or the 3x3 (v1_5, known
-    as ResNet "v1.5")."""
-
-    v1 = "v1"
-    v1_5 = "v1_5"
-
-
-class Stem(Enum):
-    """The first layers: picked by input size (auto), the CIFAR 3x3/1 conv, or the ImageNet 7x7/2 + pool."""
-
-    auto = "auto"
-    cifar = "cifar"
-    imagenet = "imagenet"
-
-
-class Loader(Enum):
-    memory = "memory"
-    stream = "stream"
-
-
-class Augment(Enum):  # the streamed loader's (the memory loader always uses the CIFAR recipe)
-    paper = "paper"  # Sec. 3.4: shorter side random in scale_range, random crop, flip, PCA lighting
-    inception = "inception"  # RandomResizedCrop + flip (not in the paper)
-
-
-class Normalize(Enum):
-    mean_image = "mean_image"  # the paper's per-pixel mean of the training set (Sec. 3.4)
-    channel = "channel"  # per-channel mean and std of the training set (not in the paper)
-
-
-class Decode(Enum):
-    cpu = "cpu"  # DataLoader workers decode and augment
-    gpu = "gpu"  # workers read file bytes; nvJPEG decodes and the GPU augments
-
-
-class BadImage(Enum):
-    skip = "skip"  # name the file in a warning, count it, and leave it out of its batch
-    error = "error"  # stop with the file's name
-
-
-class Crops(Enum):  # test-time views (Sec. 3.4, Tables 3-5)
-    center = "center"  # resize to data.test_resize, one centre crop of data.image_size
-    ten = "ten"  # four corners + centre and their flips, softmax scores averaged
-    multiscale = "multiscale"  # whole image at every shorter side in data.test_scales, and its flip
-
-
-class Warmup(Enum):
-    """The paper's lr 0.01 warm-up for very deep CIFAR nets (Sec. 4.2): auto = on for depth >= 110."""
-
-    auto = "auto"
-    on = "on"
-    off = "off"
-
-
-class DeviceKind(Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class Precision(Enum):  # fp32 (the paper's) or bf16/fp16 autocast, opt-ins that change the numbers
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
+Family = options("Family", "cifar imagenet")  # CIFAR (Sec. 4.2, 6n+2 layers) or ImageNet (Table 1)
+# Where a down-sampling bottleneck puts its stride: the paper's first 1x1 conv, or the 3x3 (ResNet "v1.5").
+BottleneckStride = options("BottleneckStride", "v1 v1_5")
+# The first layers: picked by input size (auto), the CIFAR 3x3/1 conv, or the ImageNet 7x7/2 + pool.
+Stem = options("Stem", "auto cifar imagenet")
+Loader = options("Loader", "memory stream")
+# The streamed loader's augmentation (the memory loader's is always CIFAR's): paper (Sec. 3.4: shorter side
+# random in scale_range, random crop, flip, PCA lighting) or inception (RandomResizedCrop + flip).
+Augment = options("Augment", "paper inception")
+# mean_image: the paper's per-pixel mean of the training set (Sec. 3.4); channel: per-channel mean and std.
+Normalize = options("Normalize", "mean_image channel")
+# cpu: DataLoader workers decode and augment; gpu: workers read file bytes, nvJPEG decodes, the GPU augments.
+Decode = options("Decode", "cpu gpu")
+# skip: name the file in a warning, count it, leave it out of its batch; error: stop with the file's name.
+BadImage = options("BadImage", "skip error")
+# Test-time views (Sec. 3.4, Tables 3-5): one centre crop of the data.test_resize image; four corners + centre
+# and their flips, softmax scores averaged; the whole image at every shorter side in data.test_scales + flip.
+Crops = options("Crops", "center ten multiscale")
+Warmup = options("Warmup", "auto on off")  # Sec. 4.2's lr 0.01 warm-up; auto: on for depth >= 110
+DeviceKind = options("DeviceKind", "auto cpu cuda")
+Precision = options("Precision", "fp32 bf16 fp16")  # fp32: the paper's; bf16/fp16 autocast change numbers
+# stop: stop the run, keep the last good checkpoint; skip: skip the step (a host sync per step), count it.
+NanPolicy = options("NanPolicy", "stop skip")
 
 
 class CompileMode(Enum):  # torch.compile's modes
@@ -146,11 +99,6 @@ class CompileMode(Enum):  # torch.compile's modes
     @property
     def torch_name(self) -> str:  # "reduce-overhead"
         return self.value.replace("_", "-")
-
-
-class NanPolicy(Enum):
-    stop = "stop"  # stop the run, keep the last good checkpoint
-    skip = "skip"  # skip the step (costs a host sync per step) and count it
 
 
 @dataclass

@@ -144,16 +144,24 @@ def tree(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def cifar10_jpeg(tmp_path_factory) -> Path:
-    """The extracted CIFAR-10 JPEG tree (train/ and test/). Skips when the archive is absent, except under
-    CI, where the real-data tests must run."""
+    """A tenth of the CIFAR-10 JPEG tree: the first 500 training and 100 test images of every class (real
+    images, decoded in seconds). Skips when the archive is absent, except under CI, where the real-data tests
+    must run."""
     archive = Path(os.environ.get("RESNET_TRAIN_CIFAR_JPEG", SHARED_ARCHIVE))
     if not archive.is_file():
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI needs the CIFAR-10 JPEG archive at {archive}")
         pytest.skip(f"CIFAR-10 JPEG archive not found at {archive}")
+    first = {"train": 500, "test": 100}
+
+    def tenth(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        parts = Path(member.name).parts  # cifar10-jpeg/<split>/<class>/<number>.jpg
+        keep = not member.isfile() or int(Path(member.name).stem) < first[parts[1]]
+        return tarfile.data_filter(member, path) if keep else None
+
     target = tmp_path_factory.mktemp("cifar10-jpeg")
     with tarfile.open(archive) as tar:
-        tar.extractall(target, filter="data")
+        tar.extractall(target, filter=tenth)
     return target / "cifar10-jpeg"
 
 
