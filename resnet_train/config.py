@@ -48,15 +48,11 @@ def setting(
     return field(default=default, metadata=metadata)
 
 
-def _at_least(low: float) -> Check:
-    return (lambda v: v >= low), f">= {low}"
-
-
 POSITIVE: Check = (lambda v: math.isfinite(v) and v > 0), "finite and > 0"
 NON_NEGATIVE: Check = (lambda v: math.isfinite(v) and v >= 0), "finite and >= 0"
 FRACTION: Check = (lambda v: 0 < v <= 1), "in (0, 1]"
-COUNT: Check = _at_least(1)
-SIZE: Check = _at_least(0)
+COUNT: Check = (lambda v: v >= 1), ">= 1"
+SIZE: Check = (lambda v: v >= 0), ">= 0"
 
 
 def options(name: str, members: str) -> type[Enum]:
@@ -228,7 +224,6 @@ class TrainerConfig:
 
 @dataclass
 class EvalConfig:
-
     crops: Crops = Crops.center
     out: Optional[str] = None  # also write the JSON here
 
@@ -254,11 +249,8 @@ def schemas() -> dict[str, list[type]]:
 def schema_field(key: str) -> dataclasses.Field | None:
     """The field of a dotted key ("sched.milestones") in any schema of its group, or None."""
     group, _, name = key.lstrip("+~").partition(".")
-    for schema in schemas().get(group, []):
-        for f in dataclasses.fields(schema):
-            if f.name == name:
-                return f
-    return None
+    fields = (f for schema in schemas().get(group, []) for f in dataclasses.fields(schema))
+    return next((f for f in fields if f.name == name), None)
 
 
 def role_of(key: str) -> Role:
@@ -365,9 +357,8 @@ def config_from_plain(stored: dict, overrides: list[str] = (), schema: type | No
             for group in ("data", "optim", "sched"):
                 base[group] = OmegaConf.structured(schema_of(group, stored.get(group)))
         for group in ("optim", "sched"):  # the settings of a class of one's own
-            extra = set(stored.get(group, {})) - set(base[group])
             with open_dict(base[group]):
-                for key in extra:
+                for key in set(stored.get(group, {})) - set(base[group]):
                     base[group][key] = stored[group][key]
         merged = OmegaConf.merge(base, stored, OmegaConf.from_dotlist(list(overrides)))
         return OmegaConf.to_object(merged)

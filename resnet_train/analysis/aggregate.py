@@ -50,12 +50,8 @@ def write_aggregate(groups: Sequence[Group], sweep: str | Path) -> Path:
             name += "_"
         names.add(name)
         writer = SummaryWriter(str(out / name))
-        writer.add_custom_scalars({
-            "error: mean over seeds, min-max band": {
-                tag: ["Margin", [f"{tag}/{edge}" for edge in EDGES]]
-                for tag in tags
-            }
-        })  # fmt: skip
+        charts = {tag: ["Margin", [f"{tag}/{edge}" for edge in EDGES]] for tag in tags}
+        writer.add_custom_scalars({"error: mean over seeds, min-max band": charts})
         for tag in tags:
             for step, *values in band([run.curves[tag] for run in group.runs if tag in run.curves]):
                 for edge, value in zip(EDGES, values):

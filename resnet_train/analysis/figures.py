@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from matplotlib.colors import TABLEAU_COLORS
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -21,10 +22,7 @@ log = logging.getLogger("resnet_train")
 
 EVAL_TAGS = (eval_tags("test")[0], eval_tags("val")[0])  # the bold curve: test error, else validation error
 ITERATION_UNIT = 1e4  # the paper's x axis is "iter. (1e4)"
-COLOURS = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-]  # fmt: skip
+COLOURS = list(TABLEAU_COLORS.values())  # matplotlib's ten "tab10" colours, its default cycle
 
 
 def _colour_key(group: Group) -> str:

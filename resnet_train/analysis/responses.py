@@ -29,8 +29,6 @@ class RunningStd:
     def update(self, values: torch.Tensor) -> None:
         values = values.detach().to(torch.float64).flatten()
         n = values.numel()
-        if n == 0:
-            return
         batch_mean = values.mean().item()
         batch_m2 = ((values - batch_mean) ** 2).sum().item()
         total = self.count + n
@@ -105,8 +103,7 @@ def checkpoint_responses(
     checkpoint: dict, source: str, *, data_root: str | None = None, split: str = "test",
     max_images: int | None = None, batch_size: int = 500, device: torch.device | str = "cpu",
 ) -> ResponseResult:  # fmt: skip
-    """Fig. 7's numbers for one checkpoint, on the data its run was tested on (`data_root` replaces the
-    stored root)."""
+    """Fig. 7's numbers for one checkpoint, on the `split` of its run's data (`data_root`: another root)."""
     from ..data import build_eval_set
     from ..engine.restore import restore
     from ..models import model_name

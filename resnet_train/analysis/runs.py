@@ -55,11 +55,11 @@ class Run:
 
     @property
     def precision(self) -> str | None:
-        """metrics.json's resolved precision, else the config's unless "auto"; None when nothing says."""
+        """metrics.json's resolved precision, else the config's; None when nothing says."""
         if self.metrics and isinstance(self.metrics.get("precision"), str):
             return self.metrics["precision"]
         configured = ((self.config or {}).get("trainer") or {}).get("precision")
-        return str(configured) if configured not in (None, "auto") else None
+        return None if configured is None else str(configured)
 
 
 def display_name(model: str, residual: bool | None, depth: int | None) -> str:

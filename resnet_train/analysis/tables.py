@@ -1,5 +1,4 @@
-"""Table 6-style summaries of runs' metrics.json over seeds (analysis/groups.py), beside the paper's
-numbers."""
+"""Table 6-style summaries of runs' metrics.json over seeds (groups.py), beside the paper's numbers."""
 
 from __future__ import annotations
 

@@ -76,11 +76,9 @@ def evaluate_checkpoint(path: Path, restored) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="resnet-eval",
-        description="Evaluate a resnet-train checkpoint: top-1/top-5 error with centre, 10-crop or "
-        "multi-scale testing (eval.crops=center|ten|multiscale).",
-    )
+    parser = argparse.ArgumentParser(prog="resnet-eval", description="Evaluate a resnet-train checkpoint: "
+                                     "top-1/top-5 error with centre, 10-crop or multi-scale testing "
+                                     "(eval.crops=center|ten|multiscale).")  # fmt: skip
     parser.add_argument("checkpoint", type=Path, help="a checkpoint file (a run's checkpoints/last.pt)")
     parser.add_argument("overrides", nargs="*", help="key=value: data.root=DIR, eval.crops=ten, ...")
     parser.add_argument("--out", type=Path, help="also write the JSON here (as eval.out=FILE), a new file")

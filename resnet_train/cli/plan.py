@@ -80,8 +80,7 @@ class LauncherPlan:
 
 
 def compose_sweep(overrides: list[str]) -> tuple[DictConfig, list[DictConfig]]:
-    """The sweep's own config and each job's composed config (with its `hydra` node), as Hydra numbers and
-    launches them."""
+    """The sweep's config and each job's composed config (with its `hydra` node), as Hydra launches them."""
     from hydra import initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra

@@ -32,9 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="resnet-plot", description="The paper's error-curve figure from runs' TensorBoard events."
     )
-    parser.add_argument(
-        "dirs", nargs="+", metavar="RUN_OR_SWEEP_DIR", help="run directories or sweep folders"
-    )
+    parser.add_argument("dirs", nargs="+", metavar="RUN_OR_SWEEP_DIR",
+                        help="run directories or sweep folders")  # fmt: skip
     parser.add_argument("--out", type=Path, help="the figure; its extension picks the format (png, svg, pdf; "
                         "none: .png is added); default: FIRST_DIR/errors.png")  # fmt: skip
     parser.add_argument("--force", action="store_true", help="replace the figure if it exists")

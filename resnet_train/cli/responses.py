@@ -74,8 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_output(out, inputs=args.checkpoints, force=args.force, option=option)
         for path in args.checkpoints:
             checkpoint = load_checkpoint(path)
-            if "config" not in checkpoint:
-                raise UserError(f"{path} holds no config: it was not written by resnet-train")
             result = checkpoint_responses(
                 checkpoint, str(path), data_root=args.data_root, split=args.split, max_images=args.max_images,
                 batch_size=args.batch_size, device=args.device,

@@ -60,8 +60,7 @@ def _file_digest(path: str) -> str:
 
 
 def tree_digest(paths: list[str], root: str | Path) -> str:
-    """The digest of the image files `paths` under `root` (see above), each file's from the cache where it
-    is there."""
+    """The digest of the image files `paths` under `root` (see above), reusing the cached file digests."""
     root = Path(root)
     prefix = os.path.join(str(root), "")
     cache = _cache_path(root)
@@ -95,9 +94,7 @@ def archive_source(dataset_class) -> Source:
 
 def generated_source(*tensors: torch.Tensor) -> Source:
     """Images generated in memory (data=synthetic): the bytes themselves, a few MB."""
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        digest.update(tensor.contiguous().numpy().tobytes())
+    digest = hashlib.sha256(b"".join(tensor.contiguous().numpy().tobytes() for tensor in tensors))
     return Source("generator", digest.hexdigest())
 
 

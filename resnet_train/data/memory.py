@@ -109,8 +109,7 @@ class MemoryEvalBatches:
         part = eval_shard(len(data), shard.rank, shard.world_size)
         self.images = data.images[part.start :: part.step].to(shard.device)
         self.labels = data.labels[part.start :: part.step].to(shard.device)
-        self.normalize = normalize.to(shard.device)
-        self.batch_size = batch_size
+        self.normalize, self.batch_size = normalize.to(shard.device), batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for begin in range(0, len(self.labels), self.batch_size):

@@ -13,7 +13,6 @@ from ..errors import UserError
 
 VAL_SPLIT_SEED = 0  # the held-out validation images are the same for every trainer seed
 
-
 Split = TypeVar("Split")  # readers.ImageSet (decoded, in memory) or files.ImageFiles (to be streamed)
 
 

@@ -105,14 +105,6 @@ class StreamBackend:
         )  # fmt: skip
 
 
-def check_gpu_decode(device: torch.device) -> None:
-    if device.type != "cuda" or not torch.cuda.is_available():
-        raise UserError(
-            f"data.decode=gpu decodes JPEGs with nvJPEG on a CUDA device, but training runs on {device}"
-            f"{'' if torch.cuda.is_available() else ' (no CUDA device is available)'}; use data.decode=cpu"
-        )
-
-
 class StreamTrainBatches:
     """One rank's share of each global training batch, read from files and augmented (Sec. 3.4)."""
 
@@ -126,8 +118,12 @@ class StreamTrainBatches:
                                     world_size=shard.world_size)  # fmt: skip
         self.iters_per_epoch = self.sampler.iters_per_epoch
         self.gpu_decode = decode is Decode.gpu
-        if self.gpu_decode:
-            check_gpu_decode(device)
+        if self.gpu_decode and (device.type != "cuda" or not torch.cuda.is_available()):
+            raise UserError(
+                f"data.decode=gpu decodes JPEGs with nvJPEG on a CUDA device, but training runs on {device}"
+                f"{'' if torch.cuda.is_available() else ' (no CUDA device is available)'}; use "
+                "data.decode=cpu"
+            )
         self.transform, self.lighting, self.normalize, self.device = transform, lighting, normalize, device
         self.bad_images = bad_images or BadImages(BadImage.skip)
         dataset = TrainSamples(files, transform, lighting, decode=not self.gpu_decode)

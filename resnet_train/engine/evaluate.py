@@ -13,7 +13,6 @@ from .distributed import all_reduce_sum
 
 @dataclass(frozen=True)
 class EvalResult:
-
     loss: float
     error: float
     top5_error: float

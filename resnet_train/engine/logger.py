@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from ..config import model_name
-from ..outputs import atomic_output
+from ..outputs import write_text
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -126,7 +126,7 @@ class RunLogger:
         for session in (session_start, session_end):
             self.writer.file_writer.add_summary(session)
         self.close()
-        write_json(self.run_dir / "metrics.json", summary.metrics())
+        write_text(self.run_dir / "metrics.json", json.dumps(summary.metrics(), indent=2) + "\n")
         log_summary(summary, self.run_dir)
 
     def close(self) -> None:
@@ -185,8 +185,3 @@ def shown_path(path: Path) -> str:  # relative to the working directory when bel
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-def write_json(path: Path, data: dict) -> None:
-    with atomic_output(path) as partial:
-        partial.write_text(json.dumps(data, indent=2) + "\n")

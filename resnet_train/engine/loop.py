@@ -120,12 +120,11 @@ class Trainer:
     def load_state_dict(self, checkpoint: dict) -> None:
         self.raw_model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        # A checkpoint also carries the implementation flags of the machine that wrote it (foreach on a CPU,
+        # fused on a GPU); this machine's choice wins.
+        flags = {f: self.optimizer.defaults[f] for f in ("foreach", "fused") if f in self.optimizer.defaults}
         for group in self.optimizer.param_groups:
-            # A checkpoint also carries the implementation flags of the machine that wrote it (foreach on a
-            # CPU, fused on a GPU); this machine's choice wins.
-            for flag in ("foreach", "fused"):
-                if flag in self.optimizer.defaults:
-                    group[flag] = self.optimizer.defaults[flag]
+            group.update(flags)
         self.schedule.load_state_dict(checkpoint["schedule"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.state = LoopState(**checkpoint["trainer"])
@@ -141,8 +140,7 @@ class Trainer:
     def save(self) -> None:
         self._update_wall_time()
         window = self._window_state()  # a collective: every rank takes part before any can stop below
-        if self.settings.nan_policy is NanPolicy.stop:
-            self._check_finite()
+        self._check_finite()  # (a skipped step never marks one)
         # The weights and BN's running statistics: a loss can stay finite while running_var overflows.
         tensors = [t for t in self.raw_model.state_dict().values() if t.is_floating_point()]
         if not torch.isfinite(torch.stack([t.detach().float().abs().sum() for t in tensors]).sum()):
@@ -202,15 +200,11 @@ class Trainer:
             self.seen = window["seen"]
 
     def step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> None:
+        """Forward, backward and update at `lr`, and the meters (a skipped step counts no images). Without
+        trainer.nan_policy=skip nothing here waits for the device."""
         self.lr = lr
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        if self._step(images, labels):
-            self.seen += len(labels)
-
-    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> bool:
-        """Forward, backward, update and the device-side meters; False if the step was skipped. Without
-        trainer.nan_policy=skip nothing here waits for the device."""
         amp = self.amp_dtype
         with torch.autocast(self.device.type, dtype=amp, enabled=amp is not None):
             logits = self.model(images)
@@ -220,7 +214,7 @@ class Trainer:
         if self.settings.nan_policy is NanPolicy.skip and diverged:
             self.state.skipped_steps += 1
             log.warning("loss %g at iteration %d: step skipped", loss_value, self.state.iteration + 1)
-            return False
+            return
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -230,7 +224,7 @@ class Trainer:
         self.first_bad.copy_(torch.where(bad, self.window_steps, self.first_bad))
         self.loss_sum += loss_value * len(labels)
         self.wrong_sum += (logits.argmax(dim=1) != labels).sum()
-        return True
+        self.seen += len(labels)
 
     def _check_finite(self) -> None:
         first_bad = int(self.first_bad)
@@ -243,14 +237,13 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------------------
     def fit(self) -> dict:
-        st = self.state
         self._wall_mark = time.perf_counter()
         self.meter_start = time.perf_counter() - self.resumed_window_s
         try:
             with distributed.peers_answering():  # also DDP's all-reduce, which runs in the backward
                 self._iterate()
         except distributed.LostContact as lost:  # a peer died: one line, with where this run can resume
-            raise lost.at(st.iteration, self.saved_iteration) from None
+            raise lost.at(self.state.iteration, self.saved_iteration) from None
         self._update_wall_time()
         return self.last_metrics
 
@@ -274,8 +267,6 @@ class Trainer:
                             f"one batch per process?)"
                         )
                     st.epoch, st.batch_in_epoch = st.epoch + 1, 0
-        self._update_wall_time()
-        return self.last_metrics
 
     def _after_step(self, signals: SignalFlag) -> bool:
         """Logging, evaluation, checkpoints and pre-emption at the end of a step; True to stop."""
@@ -299,8 +290,7 @@ class Trainer:
     def _log_train_point(self) -> None:
         st = self.state
         loss_sum, wrong, seen = self._window_totals()
-        if self.settings.nan_policy is NanPolicy.stop:
-            self._check_finite()
+        self._check_finite()
         elapsed = time.perf_counter() - self.meter_start
         if seen:
             train_error, train_loss = wrong / seen, loss_sum / seen

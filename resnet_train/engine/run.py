@@ -65,11 +65,8 @@ def cpu_has_native_bf16() -> bool:
 
 def tf32_convolutions(device: torch.device) -> bool:
     """Whether fp32 convolutions on `device` run in TF32: PyTorch's default from compute capability 8.0."""
-    return (
-        device.type == "cuda"
-        and torch.backends.cudnn.allow_tf32
-        and torch.cuda.get_device_capability(device) >= (8, 0)
-    )
+    cuda = device.type == "cuda"
+    return cuda and torch.backends.cudnn.allow_tf32 and torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def seed_everything(seed: int) -> None:

@@ -50,10 +50,8 @@ class RunLock:  # holds a run directory for this command; a second command on it
             ) from None
         except OSError as error:  # a file system without flock (some network file systems)
             file.close()
-            log.warning(
-                "cannot lock %s (%s): a second command on this directory would not be refused",
-                self.run_dir, error.strerror or error,
-            )  # fmt: skip
+            log.warning("cannot lock %s (%s): a second command on this directory would not be refused",
+                        self.run_dir, error.strerror or error)  # fmt: skip
             return self
         file.seek(0)
         file.truncate()
@@ -200,8 +198,7 @@ def check_start_config(checkpoint: dict, config: dict, source: str) -> None:
 
 def check_data_identity(resumed: ResumePoint, identity: dict, data_root: str, run_dir: Path) -> None:
     """Refuse to continue a run on other data; a starting checkpoint from other data is only logged."""
-    stored = resumed["data_identity"]
-    differences = identity_differences(stored, identity)
+    differences = identity_differences(resumed["data_identity"], identity)
     if not differences:
         return
     if not resumed.own:

@@ -30,11 +30,9 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
 
 
 def init_conv_bn_(module: nn.Module) -> None:
-    """The paper's init (Sec. 3.4, He et al. 2015) for every conv and BN inside `module`.
-
-    Convs: normal with std sqrt(2 / fan_out), fan_out = out_channels * kh * kw (the "backward" form, as in
-    torchvision and the released models). BN: weight 1, bias 0.
-    """
+    """The paper's init (Sec. 3.4, He et al. 2015) for every conv and BN inside `module`. Convs: normal with
+    std sqrt(2 / fan_out), fan_out = out_channels * kh * kw (the "backward" form, as in torchvision and the
+    released models). BN: weight 1, bias 0."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -65,10 +63,8 @@ class _Block(nn.Module):
 
 
 class BasicBlock(_Block):
-    """conv3x3-BN-ReLU-conv3x3-BN, add, ReLU: the 18/34-layer and all CIFAR nets (Fig. 5 left).
-
-    The stride sits on the first 3x3 conv; `bottleneck_stride` is only there for the shared signature.
-    """
+    """conv3x3-BN-ReLU-conv3x3-BN, add, ReLU: the 18/34-layer and all CIFAR nets (Fig. 5 left). The stride
+    sits on the first 3x3 conv; `bottleneck_stride` is only there for the shared signature."""
 
     expansion = 1
     response_bns = ("bn1", "bn2")
@@ -94,8 +90,7 @@ class BasicBlock(_Block):
 
 class Bottleneck(_Block):
     """conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1-BN (4x expansion), add, ReLU: the 50/101/152-layer nets (Fig. 5
-    right). `width` is the 3x3 conv's width; the block outputs 4 * width channels.
-    """
+    right). `width` is the 3x3 conv's width; the block outputs 4 * width channels."""
 
     expansion = 4
     response_bns = ("bn2",)

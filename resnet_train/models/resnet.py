@@ -94,11 +94,9 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
     def response_layers(self) -> list[tuple[str, nn.BatchNorm2d]]:
-        """(name, BN) of every 3x3 conv's BN in layer order, stem first: the layers of Fig. 7.
-
-        A forward hook on each gets the response after BN, before the addition and the ReLU. The stem's conv
-        is 3x3 only for the CIFAR stem; the ImageNet stem's 7x7 conv is left out.
-        """
+        """(name, BN) of every 3x3 conv's BN in layer order, stem first: the layers of Fig. 7. A forward hook
+        on each gets the response after BN, before the addition and the ReLU. The stem's conv is 3x3 only for
+        the CIFAR stem; the ImageNet stem's 7x7 conv is left out."""
         layers = []
         if self.stem.conv.kernel_size == (3, 3):
             layers.append(("stem.bn", self.stem.bn))
