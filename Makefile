@@ -17,6 +17,8 @@ TORCH  ?= 'torch>=2.4' 'torchvision>=0.19'
 # Exit code 75 is a clean stop (Ctrl-C or pre-emption, checkpoint written, the trainer says how to resume), not
 # a failure for make to report. The no-op trap keeps this shell alive through Ctrl-C while the trainer stops.
 CLEAN_STOP = || { status=$$?; [ $$status -eq 75 ] || exit $$status; }
+# Test processes side by side (pytest-xdist): one per core; JOBS=0 runs every test in this process.
+JOBS   ?= auto
 
 .PHONY: help install test test-all lint train demo bench precision-check fig6 fig6-cpu clean
 
@@ -32,10 +34,10 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed ## create .venv and install the project with its dev tools
 
 test: install ## the unit and integration tests (docs/testing.md)
-	$(PY) -m pytest -q -m "not process"
+	$(PY) -m pytest -q -n $(JOBS) -m "not process"
 
 test-all: install ## all three tiers: unit, integration and process (what CI runs, before the cluster tests)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(JOBS)
 
 lint: install ## ruff
 	$(BIN)/ruff check resnet_train tests scripts
