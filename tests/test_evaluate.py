@@ -44,3 +44,10 @@ def test_evaluate_reports_loss_error_and_top5_by_name():
     assert result.loss > 0 and 0 <= result.top5_error <= result.error <= 1
     with pytest.raises(TypeError):
         loss, error = result  # three fields: read them by name, never two of them by position
+
+
+def test_an_evaluation_set_without_one_readable_image_is_one_line():
+    from resnet_train.errors import UserError
+
+    with pytest.raises(UserError, match="no readable image"):
+        evaluate(torch.nn.Linear(3, 2), [], CPU)

@@ -8,6 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from ..errors import UserError
 from .distributed import all_reduce_sum
 
 
@@ -75,5 +76,5 @@ def evaluate(
     model.train(was_training)
     loss_sum, wrong, wrong5, count = all_reduce_sum(torch.stack([loss_sum, wrong, wrong5, count])).tolist()
     if not count:
-        raise ValueError("no image was evaluated")
+        raise UserError("an evaluation set has no readable image (every one was left out, or it is empty)")
     return EvalResult(loss_sum / count, wrong / count, wrong5 / count, images=int(count))
