@@ -82,6 +82,12 @@ def test_batch_must_divide_among_ranks():
         MemoryTrainBatches(data, Normalizer(InputStats.fit(data.images)), 9, seed=0, shard=Shard(CPU, 0, 2))
 
 
+def test_a_training_set_smaller_than_one_batch_is_refused():
+    data = tiny_set(count=10)
+    with pytest.raises(UserError, match="fewer than one batch of 16"):
+        MemoryTrainBatches(data, Normalizer(InputStats.fit(data.images)), 16, seed=0)
+
+
 def test_synthetic_splits_are_labelled_synthetic():
     splits = load_splits(
         "synthetic", "", num_classes=3, image_size=8, train_size=30, test_size=10, val_size=6
