@@ -9,7 +9,7 @@ import signal
 import pytest
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from resnet_train.engine.signals import Preempted, StopOutsideLoop
+from resnet_train.engine.signals import Preempted, SignalFlag, StopOutsideLoop
 
 
 class SignalWhileFormatting(logging.Formatter):
@@ -33,3 +33,14 @@ def test_a_signal_during_a_log_line_under_tqdms_redirect_stops_the_run():
         assert stopped.value.signum == signal.SIGTERM and stopped.value.iteration is None
     finally:
         logger.removeHandler(handler)
+
+
+def test_the_loops_flag_says_a_signal_once_when_the_loop_asks_not_in_its_handler(caplog):
+    # A handler that logs may interrupt a log line being written to train.log, whose file then refuses the
+    # reentrant write with a traceback.
+    with caplog.at_level(logging.WARNING, logger="resnet_train"), SignalFlag() as flag:
+        signal.raise_signal(signal.SIGTERM)
+        assert flag.signum == signal.SIGTERM and not caplog.records
+        assert flag.received() == signal.SIGTERM and flag.received() == signal.SIGTERM
+    said = [record.getMessage() for record in caplog.records]
+    assert said == ["received SIGTERM: finishing this step and writing a checkpoint"]

@@ -277,7 +277,7 @@ class Trainer:
             self._log_train_point()
         if final or st.iteration % s.eval_every == 0:
             self._evaluate_all()
-        stop = signals.signum is not None
+        stop = signals.received() is not None
         if self.world.distributed:
             # Ranks agree at logging points only, to keep a collective out of every step.
             stop = at_log and distributed.any_rank(stop, self.device)

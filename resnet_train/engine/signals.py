@@ -28,10 +28,11 @@ class Preempted(KeyboardInterrupt):
         self.signum, self.iteration = signum, iteration
 
 
-class SignalFlag:  # records the first pre-emption signal; the loop polls it between steps
+class SignalFlag:  # records a pre-emption signal; the loop polls it between steps
     def __init__(self):
         self.signum: int | None = None
         self.previous = {}
+        self.said = False
 
     def __enter__(self) -> SignalFlag:
         for signum in PREEMPTION_SIGNALS:
@@ -47,11 +48,16 @@ class SignalFlag:  # records the first pre-emption signal; the loop polls it bet
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.signum is None:
-            log.warning(
-                "received %s: finishing this step and writing a checkpoint", signal.Signals(signum).name
-            )
         self.signum = signum
+
+    def received(self) -> int | None:
+        """The signal received, said in the log the first time the loop asks: here, not in the handler, which
+        may interrupt a log line being written (the file then refuses a second, reentrant write)."""
+        if self.signum is not None and not self.said:
+            self.said = True
+            name = signal.Signals(self.signum).name
+            log.warning("received %s: finishing this step and writing a checkpoint", name)
+        return self.signum
 
     def __exit__(self, *exc) -> None:
         for signum, handler in self.previous.items():
