@@ -35,7 +35,7 @@ class EmptyEpoch(UserError):  # an epoch yielded no batch: the loop would otherw
     pass
 
 
-class CheckpointNotWritten(UserError):  # on the ranks other than 0, which failed to write (and says why)
+class CheckpointNotWritten(UserError):  # raised on the other ranks when rank 0 could not write a checkpoint
     pass
 
 
@@ -310,9 +310,9 @@ class Trainer:
             result = evaluate(self.raw_model, batches, self.device, self.amp_dtype)
             error = result.error
             self.logger.eval_point(st.iteration, split, result.loss, error, result.top5_error)
-            for name, value in (("error", error), ("loss", result.loss), ("top5_error", result.top5_error),
-                                ("error_images", result.images)):  # fmt: skip
-                self.last_metrics[f"{split}_{name}"] = value
+            self.last_metrics.update({f"{split}_error": error, f"{split}_loss": result.loss,
+                                      f"{split}_top5_error": result.top5_error,
+                                      f"{split}_error_images": result.images})  # fmt: skip
             # a schedule that follows the evaluations watches the held-out val error, else the test split's
             if split == ("val" if "val" in self.eval_sets else "test"):
                 self.schedule.observe_val_error(error)
