@@ -1,18 +1,23 @@
-"""Image files (data/files.py): an unreadable JPEG is named and skipped or refused, and which folder is the
-test split."""
+"""Image files (data/files.py): an unreadable image is named and skipped or refused (a corrupt PNG too, which
+torchvision's decoder would crash on), and which folder is the test split."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 
+import numpy as np
 import pytest
+import torch
 from imagetree import CLASSES, CPU, tiny_stats
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_image
 
 from resnet_train.config import Augment, BadImage, Normalize
 from resnet_train.data import dataset
 from resnet_train.data.augment import train_transform
-from resnet_train.data.files import BadImages, eval_folder, scan_folder
+from resnet_train.data.files import BadImages, decode_rgb, eval_folder, scan_folder
 from resnet_train.data.normalize import Normalizer
 from resnet_train.data.stream import StreamTrainBatches
 from resnet_train.errors import UserError
@@ -60,3 +65,27 @@ def test_test_split_folder(tmp_path):
     assert eval_folder(tmp_path, imagenet) == tmp_path / "val"  # ImageNet's test labels are not public
     with pytest.raises(UserError, match="val/"):
         eval_folder(tmp_path / "test", imagenet)
+
+
+def _encoded(image, fmt: str) -> torch.Tensor:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+
+
+def test_a_corrupt_png_is_a_reason_not_a_crash_and_other_formats_read_as_image_folder_reads_them():
+    pixels = np.random.RandomState(0).randint(0, 256, (40, 40, 3), dtype=np.uint8)
+    png = _encoded(Image.fromarray(pixels), "PNG")
+    flipped = png.clone()
+    flipped[50::7] ^= 0xFF  # torchvision's own PNG decoder ends the process on this file (a segfault)
+    for corrupt in (flipped, png[:60]):
+        image, reason = decode_rgb(corrupt)
+        assert image is None and reason
+    # A valid PNG decodes to the pixels torchvision's decoder gives (the numbers of a PNG tree are unchanged),
+    # and BMP, TIFF and PPM, which ImageFolder lists, are read.
+    for mode in ("RGB", "RGBA", "L", "P"):
+        data = _encoded(Image.fromarray(pixels).convert(mode), "PNG")
+        assert torch.equal(decode_rgb(data)[0], decode_image(data, mode=ImageReadMode.RGB))
+    for fmt in ("BMP", "TIFF", "PPM"):
+        image, reason = decode_rgb(_encoded(Image.fromarray(pixels), fmt))
+        assert reason == "" and torch.equal(image, torch.from_numpy(pixels).permute(2, 0, 1))

@@ -5,6 +5,7 @@ training class folders; an evaluation folder is labelled with the training set's
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -12,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torchvision import datasets
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
+from torchvision.transforms.functional import pil_to_tensor
 
 from ..config import BadImage
 from ..errors import UserError
@@ -118,11 +121,19 @@ def read_bytes(path: str) -> torch.Tensor | None:
 
 
 def decode_rgb(data: torch.Tensor | None) -> tuple[torch.Tensor | None, str]:
-    """(uint8 (3, H, W) RGB tensor, "") for image bytes (greyscale and CMYK converted), or (None, reason)."""
+    """(uint8 (3, H, W) RGB tensor, "") for image bytes (greyscale and CMYK converted), or (None, reason).
+    A JPEG is decoded by torchvision; any other format by PIL, as torchvision's ImageFolder reads it:
+    torchvision's PNG decoder can crash the process on a corrupt file, and it reads no BMP, TIFF or PPM."""
     if data is None:
         return None, "cannot read the file"
     if data.numel() == 0:
         return None, "empty file"
+    if data[:3].tolist() != [0xFF, 0xD8, 0xFF]:  # not a JPEG's start of image
+        try:
+            with Image.open(io.BytesIO(data.numpy().tobytes())) as image:
+                return pil_to_tensor(image.convert("RGB")).contiguous(), ""
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            return None, str(error) or type(error).__name__
     try:
         return decode_image(data, mode=ImageReadMode.RGB), ""
     except (RuntimeError, ValueError) as error:  # the message without its source location (".../x.cpp:171, ")
