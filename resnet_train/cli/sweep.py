@@ -92,10 +92,9 @@ def sweep_stopped() -> bool:
 
 def _wait_for_jobs(signum: int, frame) -> None:
     """The sweep process's SIGINT and SIGTERM handler while its jobs run side by side: the jobs (the signal
-    reaches the process group) finish their checkpoint and return, and the sweep ends with its summary
-    instead of tearing them down mid-save."""
-    name = signal.Signals(signum).name
-    log.warning("received %s: each job finishes its checkpoint, then the sweep stops", name)
+    reaches the process group) say it, finish their checkpoint and return, and the sweep ends with its
+    summary instead of tearing them down mid-save. It logs nothing: a handler that logs could interrupt a
+    line being written, whose stream then refuses the reentrant write."""
 
 
 class SweepSummary(Callback):
