@@ -128,7 +128,7 @@ def decode_rgb(data: torch.Tensor | None) -> tuple[torch.Tensor | None, str]:
         return None, "cannot read the file"
     if data.numel() == 0:
         return None, "empty file"
-    if data[:3].tolist() != [0xFF, 0xD8, 0xFF]:  # not a JPEG's start of image
+    if not _is_jpeg(data):
         try:
             with Image.open(io.BytesIO(data.numpy().tobytes())) as image:
                 return pil_to_tensor(image.convert("RGB")).contiguous(), ""
@@ -141,12 +141,16 @@ def decode_rgb(data: torch.Tensor | None) -> tuple[torch.Tensor | None, str]:
         return None, re.sub(r"^.*\.cpp:\d+,\s*", "", lines[0]) if lines else type(error).__name__
 
 
+def _is_jpeg(data: torch.Tensor | None) -> bool:  # starts with a JPEG's start-of-image marker
+    return data is not None and data[:3].tolist() == [0xFF, 0xD8, 0xFF]
+
+
 def decode_batch(datas: list[torch.Tensor | None], device: torch.device | None = None) -> list[tuple]:
     """[(uint8 (3, H, W) RGB image or None, reason)] on `device` (None: the CPU). JPEGs are decoded in one
-    call (nvJPEG on a CUDA `device`); a batch holding a file that call refuses (ImageNet has a PNG and CMYK
-    JPEGs among its .JPEG files), an empty or unreadable file, is decoded file by file, on the CPU where the
-    device's decoder refuses it."""
-    if all(data is not None and data.numel() for data in datas):
+    call (nvJPEG on a CUDA `device`); a batch holding another file (ImageNet has a PNG among its .JPEG
+    files), one that call refuses (CMYK JPEGs) or an unreadable one is decoded file by file, on the CPU where
+    the device's decoder refuses it."""
+    if all(map(_is_jpeg, datas)):
         try:
             images = decode_jpeg(datas, mode=ImageReadMode.RGB, device=device or "cpu")
             return [(image, "") for image in images]
@@ -156,7 +160,7 @@ def decode_batch(datas: list[torch.Tensor | None], device: torch.device | None =
 
 
 def _decode_one(data: torch.Tensor | None, device: torch.device | None) -> tuple:
-    if device is not None and data is not None:
+    if device is not None and _is_jpeg(data):
         try:
             return decode_jpeg(data, mode=ImageReadMode.RGB, device=device), ""
         except (RuntimeError, TypeError, ValueError):
