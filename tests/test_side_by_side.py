@@ -143,7 +143,8 @@ def test_fig6_with_a_budget_plans_every_seed_and_stops_before_training_when_noth
 
 
 @pytest.mark.slow
-def test_ctrl_c_on_a_sweep_side_by_side_lets_every_job_finish_its_checkpoint_and_exits_75(tmp_path):
+@pytest.mark.parametrize("to_group", [True, False], ids=["ctrl_c_to_the_group", "sigterm_to_the_sweep_alone"])
+def test_a_signal_to_a_sweep_side_by_side_lets_every_job_finish_its_checkpoint_exit_75(tmp_path, to_group):
     sweep = [console_script("resnet-train"), "-m", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2",
              *TINY, "model=resnet20,plain20,resnet32", "trainer.max_iters=4000", "trainer.eval_every=4000",
              "trainer.log_every=2", "trainer.checkpoint_every=2", f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
@@ -154,7 +155,10 @@ def test_ctrl_c_on_a_sweep_side_by_side_lets_every_job_finish_its_checkpoint_and
         while len(list(tmp_path.glob("*/checkpoints/last.pt.sha256"))) < 2:  # both jobs are training
             assert process.poll() is None, process.stdout.read()
             time.sleep(0.05)
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C at a terminal
+        if to_group:
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C at a terminal: the jobs get it twice
+        else:
+            process.send_signal(signal.SIGTERM)  # `kill PID`: the sweep passes it on
         output, _ = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
@@ -162,6 +166,7 @@ def test_ctrl_c_on_a_sweep_side_by_side_lets_every_job_finish_its_checkpoint_and
     assert process.returncode == 75, output
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     assert "0 of 3 jobs finished; stopped (exit code 75; re-run the sweep to resume)" in output, output
+    assert output.count(f"stopped by {'SIGINT' if to_group else 'SIGTERM'} at iteration") >= 2, output
     assert "model=resnet32: not started: the sweep was stopped" in output, output
     checkpoints = sorted(tmp_path.glob("*/checkpoints/last.pt"))
     assert len(checkpoints) == 2 and not list(tmp_path.glob("*/checkpoints/*.tmp"))

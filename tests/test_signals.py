@@ -44,3 +44,23 @@ def test_the_loops_flag_says_a_signal_once_when_the_loop_asks_not_in_its_handler
         assert flag.received() == signal.SIGTERM and flag.received() == signal.SIGTERM
     said = [record.getMessage() for record in caplog.records]
     assert said == ["received SIGTERM: finishing this step and writing a checkpoint"]
+
+
+def test_a_second_signal_changes_nothing_the_first_started_inside_or_after_the_loop():
+    # A sweep side by side passes a signal on to its jobs, which may have had it from the process group.
+    with pytest.raises(Preempted) as stopped:
+        with StopOutsideLoop():
+            try:
+                signal.raise_signal(signal.SIGTERM)
+            finally:
+                signal.raise_signal(signal.SIGTERM)  # while the first one's Preempted unwinds: nothing
+    assert stopped.value.signum == signal.SIGTERM and stopped.value.iteration is None
+    with pytest.raises(Preempted, match="at iteration 3"):
+        with StopOutsideLoop():
+            with SignalFlag() as flag:
+                signal.raise_signal(signal.SIGINT)
+                assert flag.received() == signal.SIGINT
+            try:
+                raise Preempted(signal.SIGINT, 3)  # as the loop stops after its checkpoint
+            finally:
+                signal.raise_signal(signal.SIGINT)  # a copy arriving after the loop: not a second stop

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import socket
@@ -91,10 +92,13 @@ def sweep_stopped() -> bool:
 
 
 def _wait_for_jobs(signum: int, frame) -> None:
-    """The sweep process's SIGINT and SIGTERM handler while its jobs run side by side: the jobs (the signal
-    reaches the process group) say it, finish their checkpoint and return, and the sweep ends with its
-    summary instead of tearing them down mid-save. It logs nothing: a handler that logs could interrupt a
-    line being written, whose stream then refuses the reentrant write."""
+    """The sweep process's SIGINT and SIGTERM handler while its jobs run side by side: it passes the signal
+    on to the jobs (a signal to the process group reaches them anyway, and a second one changes nothing),
+    which say it, finish their checkpoint and return; the sweep then ends with its summary instead of tearing
+    them down mid-save. It logs nothing: a handler that logs could interrupt a line being written, whose
+    stream then refuses the reentrant write."""
+    for job in multiprocessing.active_children():
+        os.kill(job.pid, signum)
 
 
 class SweepSummary(Callback):

@@ -62,6 +62,9 @@ class SignalFlag:  # records a pre-emption signal; the loop polls it between ste
     def __exit__(self, *exc) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
+        outer = getattr(self.previous.get(signal.SIGTERM), "__self__", None)
+        if isinstance(outer, SignalFlag) and self.signum is not None:  # a second signal changes nothing
+            outer.signum = outer.signum or self.signum
 
 
 class StopOutsideLoop(SignalFlag):
@@ -69,5 +72,6 @@ class StopOutsideLoop(SignalFlag):
     scheduler's grace period before SIGKILL."""
 
     def _handle(self, signum, frame) -> None:
-        self.signum = signum
-        raise Preempted(signum, None)
+        if self.signum is None:  # the run is stopping already: a second signal changes nothing
+            self.signum = signum
+            raise Preempted(signum, None)
