@@ -13,6 +13,7 @@ held back; with the joblib or SLURM launcher the option is refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -98,7 +99,8 @@ def _wait_for_jobs(signum: int, frame) -> None:
     them down mid-save. It logs nothing: a handler that logs could interrupt a line being written, whose
     stream then refuses the reentrant write."""
     for job in multiprocessing.active_children():
-        os.kill(job.pid, signum)
+        with contextlib.suppress(ProcessLookupError):  # a job that ended since
+            os.kill(job.pid, signum)
 
 
 class SweepSummary(Callback):

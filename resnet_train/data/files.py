@@ -132,6 +132,8 @@ def decode_rgb(data: torch.Tensor | None) -> tuple[torch.Tensor | None, str]:
         try:
             with Image.open(io.BytesIO(data.numpy().tobytes())) as image:
                 return pil_to_tensor(image.convert("RGB")).contiguous(), ""
+        except Image.UnidentifiedImageError:
+            return None, "not an image of a format PIL or torchvision reads"
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             return None, str(error) or type(error).__name__
     try:
