@@ -32,6 +32,7 @@ class SignalFlag:  # records a pre-emption signal; the loop polls it between ste
     def __init__(self):
         self.signum: int | None = None
         self.previous = {}
+        self.outer: SignalFlag | None = None  # the enclosing flag, if any
         self.said = False
 
     def __enter__(self) -> SignalFlag:
@@ -43,8 +44,9 @@ class SignalFlag:  # records a pre-emption signal; the loop polls it between ste
         # A signal the enclosing StopOutsideLoop could not act on (its exception raised where Python drops
         # exceptions, in a finaliser or a callback) still stops the run, after the first step.
         outer = getattr(self.previous.get(signal.SIGTERM), "__self__", None)
-        if isinstance(outer, SignalFlag) and outer.signum is not None:
-            self.signum = outer.signum
+        self.outer = outer if isinstance(outer, SignalFlag) else None
+        if self.outer is not None and self.outer.signum is not None:
+            self.signum = self.outer.signum
         return self
 
     def _handle(self, signum, frame) -> None:
@@ -62,9 +64,8 @@ class SignalFlag:  # records a pre-emption signal; the loop polls it between ste
     def __exit__(self, *exc) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
-        outer = getattr(self.previous.get(signal.SIGTERM), "__self__", None)
-        if isinstance(outer, SignalFlag) and self.signum is not None:  # a second signal changes nothing
-            outer.signum = outer.signum or self.signum
+        if self.outer is not None and self.signum is not None:  # a second signal changes nothing
+            self.outer.signum = self.outer.signum or self.signum
 
 
 class StopOutsideLoop(SignalFlag):
